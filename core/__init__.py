@@ -1,0 +1,44 @@
+"""The Égide kernel: plugin contract, registry, classifier and data. No algorithm lives here."""
+
+from .attack import Attack, Progress
+from .classifier import Classifier
+from .defense import Defense
+from .detector import Detector
+from .errors import (
+    DataError,
+    EgideError,
+    InputError,
+    ModelError,
+    ParameterError,
+    PluginConflictError,
+    PluginLoadError,
+    PluginNotFoundError,
+)
+from .hookspecs import hookimpl
+from .plugin import KINDS, Plugin
+from .registry import PluginFailure, PluginSource, Registry, registry
+from .results import AttackResult
+
+__all__ = [
+    "KINDS",
+    "Attack",
+    "AttackResult",
+    "Classifier",
+    "DataError",
+    "Defense",
+    "Detector",
+    "EgideError",
+    "InputError",
+    "ModelError",
+    "ParameterError",
+    "Plugin",
+    "PluginConflictError",
+    "PluginFailure",
+    "PluginLoadError",
+    "PluginNotFoundError",
+    "PluginSource",
+    "Progress",
+    "Registry",
+    "hookimpl",
+    "registry",
+]

@@ -1,0 +1,148 @@
+"""Attack: the base class of attack plugins, and the batched run loop they all share.
+
+A plugin implements `perturb(clf, x, y, target, seed)` for one batch of tensors and returns the
+adversarial batch. `run` does the rest once, for everyone: input checks, streaming in batches,
+per-batch seeds, progress, metrics and the typed result.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from typing import Callable
+
+import numpy as np
+
+from .classifier import Classifier, batches
+from .errors import InputError, ParameterError
+from .plugin import Plugin
+from .results import AttackResult
+
+Progress = Callable[[int, int], None]  # (images done, images in all)
+
+
+class Attack(Plugin):
+    kind = "attack"
+
+    @property
+    def targeted(self) -> bool:
+        return bool(getattr(self.params, "targeted", False))
+
+    @property
+    def norm(self) -> str:
+        return str(getattr(self.params, "norm", "inf"))
+
+    def perturb(self, clf: Classifier, x, y, target, seed):
+        """Return adversarial versions of one batch.
+
+        x: float32 tensor (B, H, W, C); y: int64 true labels; target: int64 target labels, or
+        None when untargeted; seed: int64 tensor of shape (2,) for stateless random ops.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement perturb()")
+
+    def run(
+        self,
+        clf: Classifier,
+        x,
+        y,
+        *,
+        target=None,
+        batch_size: int = 128,
+        seed: int = 0,
+        progress: Progress | None = None,
+    ) -> AttackResult:
+        import tensorflow as tf
+
+        if not isinstance(clf, Classifier):
+            raise InputError(
+                f"{self.name}: expected an egide.Classifier, got {type(clf).__name__}; wrap a "
+                "Keras model with egide.Classifier.from_keras(model, clip=(0.0, 1.0))"
+            )
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"{self.name}: batch_size must be a positive integer, got {batch_size!r}")
+        x = clf.check_inputs(x)
+        y = clf.check_labels(y, len(x))
+        target = self._check_target(clf, target, y)
+        self._check_budget(clf)
+
+        n = len(x)
+        x_adv = np.empty_like(x)
+        y_pred = np.empty(n, np.int64)
+        y_pred_adv = np.empty(n, np.int64)
+        started = time.perf_counter()
+        if progress:
+            progress(0, n)
+        for index, start in enumerate(range(0, n, batch_size)):
+            stop = min(start + batch_size, n)
+            xb = tf.constant(x[start:stop])
+            yb = tf.constant(y[start:stop])
+            tb = None if target is None else tf.constant(target[start:stop])
+            batch_seed = tf.constant([seed, index], dtype=tf.int64)
+            adv = self.perturb(clf, xb, yb, tb, batch_seed)
+            adv = np.clip(np.asarray(adv, dtype=np.float32), *clf.clip)
+            x_adv[start:stop] = adv
+            y_pred[start:stop] = clf._logits_np(x[start:stop]).argmax(axis=1)
+            y_pred_adv[start:stop] = clf._logits_np(adv).argmax(axis=1)
+            if progress:
+                progress(stop, n)
+        seconds = time.perf_counter() - started
+
+        delta = (x_adv - x).reshape(n, -1)
+        success = y_pred_adv == target if target is not None else y_pred_adv != y
+        return AttackResult(
+            x_adv=x_adv,
+            y=y,
+            y_pred=y_pred,
+            y_pred_adv=y_pred_adv,
+            success=success,
+            l2=np.sqrt(np.sum(delta.astype(np.float64) ** 2, axis=1)).astype(np.float32),
+            linf=np.abs(delta).max(axis=1),
+            seconds=seconds,
+            config=self.config(),
+            seed=seed,
+            batch_size=batch_size,
+            target=target,
+        )
+
+    # ---- checks shared by attacks ------------------------------------------------------
+    def _check_target(self, clf: Classifier, target, y: np.ndarray):
+        if target is None:
+            if self.targeted:
+                raise InputError(
+                    f"{self.name}: targeted=True needs target labels: run(clf, x, y, target=t)"
+                )
+            return None
+        if not self.targeted:
+            raise InputError(
+                f"{self.name}: target labels were given to an untargeted attack; create it "
+                "with targeted=True to aim at them"
+            )
+        return clf.check_labels(target, len(y), what="target labels")
+
+    def _check_budget(self, clf: Classifier) -> None:
+        """An eps larger than the whole input range is a unit mistake, not a budget."""
+        eps = getattr(self.params, "eps", None)
+        if eps is None:
+            return
+        lo, hi = clf.clip
+        span = hi - lo
+        limit = span if self.norm == "inf" else span * math.sqrt(math.prod(clf.input_shape))
+        if eps > limit:
+            raise ParameterError(
+                f"{self.name}: eps={eps:g} exceeds the input range of the classifier "
+                f"({lo:g}..{hi:g}, largest possible L{self.norm} distance {limit:.4g}); "
+                "epsilons are in input units, e.g. 8/255 = 0.0314 for images in [0, 1]"
+            )
+
+    # ---- compiled functions, cached per classifier --------------------------------------
+    def compiled(self, clf: Classifier, build: Callable[[], Callable]):
+        """Return build()'s function compiled once per classifier (no retrace per batch)."""
+        import tensorflow as tf
+
+        cache = self.__dict__.setdefault("_compiled_by_clf", weakref.WeakKeyDictionary())
+        fn = cache.get(clf)
+        if fn is None:
+            fn = tf.function(build(), reduce_retracing=True)
+            cache[clf] = fn
+        return fn

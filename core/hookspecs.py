@@ -1,0 +1,22 @@
+"""The hooks a plugin module may implement. Each receives a `register(cls)` callable."""
+
+import pluggy
+
+PROJECT = "egide"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def egide_register_attacks(register):
+    """Register Attack subclasses by calling register(cls) once per class."""
+
+
+@hookspec
+def egide_register_defenses(register):
+    """Register Defense subclasses by calling register(cls) once per class."""
+
+
+@hookspec
+def egide_register_detectors(register):
+    """Register Detector subclasses by calling register(cls) once per class."""

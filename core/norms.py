@@ -1,0 +1,44 @@
+"""Per-sample norm primitives shared by attacks: normalise a direction, project onto a ball.
+
+All functions take and return NHWC tensors and work per sample (reducing over H, W, C).
+"""
+
+import tensorflow as tf
+
+_TINY = 1e-12
+_AXES = [1, 2, 3]
+
+
+def per_sample_l2(t):
+    return tf.sqrt(tf.reduce_sum(tf.square(t), axis=_AXES, keepdims=True))
+
+
+def per_sample_l1(t):
+    return tf.reduce_sum(tf.abs(t), axis=_AXES, keepdims=True)
+
+
+def steepest_direction(grad, norm: str):
+    """The unit-norm ascent direction for a gradient: its sign (L-inf) or grad/||grad||_2 (L2)."""
+    if norm == "inf":
+        return tf.sign(grad)
+    return grad / tf.maximum(per_sample_l2(grad), _TINY)
+
+
+def project(delta, eps, norm: str):
+    """Project perturbations onto the eps-ball of the given norm."""
+    if norm == "inf":
+        return tf.clip_by_value(delta, -eps, eps)
+    scale = tf.minimum(1.0, eps / tf.maximum(per_sample_l2(delta), _TINY))
+    return delta * scale
+
+
+def random_in_ball(shape, eps, norm: str, seed):
+    """Uniform samples from the eps-ball (stateless, so a seed reproduces them exactly)."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    if norm == "inf":
+        return tf.random.stateless_uniform(shape, seeds[0], -eps, eps)
+    direction = tf.random.stateless_normal(shape, seeds[0])
+    direction = direction / tf.maximum(per_sample_l2(direction), _TINY)
+    dims = tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
+    radius = tf.random.stateless_uniform([shape[0], 1, 1, 1], seeds[1]) ** (1.0 / dims)
+    return direction * radius * eps

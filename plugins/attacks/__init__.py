@@ -1,0 +1,1 @@
+"""Built-in attacks, one module per attack, each registered through its own entry point."""

@@ -1,0 +1,60 @@
+"""FGSM — Fast Gradient Sign Method (Goodfellow, Shlens & Szegedy, ICLR 2015).
+
+One step of size eps along the steepest-ascent direction of the cross-entropy loss:
+x' = clip(x + eps * sign(grad)) for L-inf, x' = clip(x + eps * grad / ||grad||_2) for L2.
+Targeted mode descends the loss of the target class instead.
+"""
+
+from typing import Literal
+
+import tensorflow as tf
+from pydantic import BaseModel, Field, field_validator
+
+from egide.core import Attack, hookimpl
+from egide.core.norms import steepest_direction
+
+
+class FGSM(Attack):
+    """Single-step attack along the loss gradient's sign (L-inf) or direction (L2)."""
+
+    name = "fgsm"
+    title = "Fast Gradient Sign Method"
+
+    class Params(BaseModel, extra="forbid", frozen=True):
+        eps: float = Field(
+            8 / 255, gt=0, le=1e3, description="Perturbation budget, in input units (8/255 ≈ 0.031)"
+        )
+        norm: Literal["inf", "2"] = Field("inf", description="Norm of the budget: L-inf or L2")
+        targeted: bool = Field(
+            False, description="Aim at given target labels instead of away from the true ones"
+        )
+
+        @field_validator("norm", mode="before")
+        @classmethod
+        def _norm_as_text(cls, value):
+            return str(value).lower().removeprefix("l") if value is not None else value
+
+    def perturb(self, clf, x, y, target, seed):
+        labels = y if target is None else target
+        step = self.compiled(clf, lambda: self._step_function(clf))
+        return step(x, labels)
+
+    def _step_function(self, clf):
+        eps, norm, sign = self.params.eps, self.params.norm, -1.0 if self.targeted else 1.0
+        lo, hi = clf.clip
+
+        def step(x, labels):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.keras.losses.sparse_categorical_crossentropy(
+                    labels, clf.logits(x), from_logits=True
+                )
+            grad = tape.gradient(loss, x)
+            return tf.clip_by_value(x + sign * eps * steepest_direction(grad, norm), lo, hi)
+
+        return step
+
+
+@hookimpl
+def egide_register_attacks(register):
+    register(FGSM)

@@ -1,0 +1,1 @@
+"""Built-in defenses, one module per defense, each registered through its own entry point."""
