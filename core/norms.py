@@ -42,3 +42,12 @@ def random_in_ball(shape, eps, norm: str, seed):
     dims = tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
     radius = tf.random.stateless_uniform([shape[0], 1, 1, 1], seeds[1]) ** (1.0 / dims)
     return direction * radius * eps
+
+
+def clip_to_ball(x, x0, eps, norm: str, lo, hi):
+    """Bring x back into the eps-ball around x0 (projection), then into the input range.
+
+    Clipping after projecting never leaves the ball: x0 lies in [lo, hi], so clipping only moves
+    coordinates towards x0 and can only shrink the perturbation, in either norm.
+    """
+    return tf.clip_by_value(x0 + project(x - x0, eps, norm), lo, hi)

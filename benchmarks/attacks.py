@@ -1,0 +1,536 @@
+"""Attack speed and memory benchmark: what each attack costs next to the model's own gradient.
+
+    .venv/bin/python benchmarks/attacks.py [--quick] [--attacks pgd,cw] [--json out.json]
+
+For every attack configuration, on a small 8x8x1 CNN and on a 64x64x1 brain-MRI-style CNN
+(random weights fixed by seed; speed does not depend on training), it prints the seconds and
+images/s of `attack.run(clf, x, y, batch_size=B)` end to end, and the ratio of that time to the
+*raw cost*: T compiled forward+backward passes (cross-entropy gradient w.r.t. the input) of the
+same model on the same batches, where T is the number of gradient evaluations the attack should
+need. The ratio of `attack.perturb` alone (no input checks, no prediction passes, no metrics)
+is printed next to it. A PASS/MISS column compares each ratio with the target the product
+promises. A last section measures peak memory (RSS high-water mark, one fresh subprocess per
+measurement) of PGD over 1k and 10k 64x64 images with a fixed batch size.
+
+Timing: every function is compiled and warmed up first (including the shape of a last partial
+batch), then the median of a few repeats is reported. The yardstick is the faster of
+  loop  - one tf.function that loops T times over forward+backward (no Python in the loop), and
+  calls - T Python calls of a tf.function doing one forward+backward,
+so it is never slower than a tight compiled loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+MB = 1024 * 1024
+
+
+def _import_tf_quietly():
+    """Import TensorFlow with its native start-up log lines (oneDNN, CUDA stub) hidden."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+    import tensorflow as tf
+
+    return tf
+
+
+tf = _import_tf_quietly()
+import keras  # noqa: E402
+
+import egide  # noqa: E402
+
+# ---- models and data ------------------------------------------------------------------------
+
+
+def small_cnn():
+    """8x8x1 -> 10 logits: the kind of tiny CNN the test suite uses."""
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            layers.Conv2D(16, 3, padding="same", activation="relu"),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dense(10),
+        ],
+        name="cnn8",
+    )
+    return egide.Classifier.from_keras(model, clip=(0.0, 1.0))
+
+
+def mri_cnn():
+    """64x64x1 -> 4 classes with a softmax head: a typical brain-MRI slice classifier."""
+    keras.utils.set_random_seed(1)
+    layers = keras.layers
+    model = keras.Sequential(
+        [
+            keras.Input((64, 64, 1)),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(128, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.3),
+            layers.Dense(4, activation="softmax"),
+        ],
+        name="mri64",
+    )
+    return egide.Classifier.from_keras(model, clip=(0.0, 1.0))
+
+
+MODELS = {"cnn8": small_cnn, "mri64": mri_cnn}
+
+
+def make_data(clf, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, *clf.input_shape), dtype=np.float32)
+    y = rng.integers(0, clf.num_classes, n).astype(np.int64)
+    return x, y
+
+
+def batch_tensors(x, y, batch_size: int):
+    """The batches as `Attack.run` builds them: (x, y, per-batch seed) tensors."""
+    out = []
+    for index, start in enumerate(range(0, len(x), batch_size)):
+        stop = start + batch_size
+        out.append(
+            (
+                tf.constant(x[start:stop]),
+                tf.constant(y[start:stop]),
+                tf.constant([0, index], dtype=tf.int64),
+            )
+        )
+    return out
+
+
+def warm_slice(n: int, batch_size: int) -> int:
+    """Enough images to see both the full-batch shape and the last partial batch's shape."""
+    return min(n, batch_size + (n % batch_size))
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+# ---- the yardstick: T raw forward+backward passes ---------------------------------------------
+
+
+class Yardstick:
+    """Raw gradient cost of one classifier, cached by (N, batch size, T)."""
+
+    def __init__(self, clf, repeats: int):
+        self.clf = clf
+        self.repeats = repeats
+        self.cache: dict[tuple, tuple[float, str, float, float]] = {}
+
+        def grad(x, y):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.keras.losses.sparse_categorical_crossentropy(
+                    y, clf.logits(x), from_logits=True
+                )
+            return tape.gradient(loss, x)
+
+        def one(x, y):
+            # A tiny step keeps the chain of passes sequential, as in an attack.
+            return x + 1e-6 * grad(x, y)
+
+        def loop(x, y, steps):
+            for _ in tf.range(steps):
+                x = x + 1e-6 * grad(x, y)
+            return x
+
+        self.one = tf.function(one, reduce_retracing=True)
+        self.loop = tf.function(loop, reduce_retracing=True)
+
+    def seconds(self, x, y, batch_size: int, steps: int):
+        """(seconds, which, loop seconds, calls seconds) for `steps` passes over all batches."""
+        key = (len(x), batch_size, steps)
+        if key in self.cache:
+            return self.cache[key]
+        batches = batch_tensors(x, y, batch_size)
+        t_steps = tf.constant(steps, tf.int32)
+        for xb, yb, _ in batches[:1] + batches[-1:]:  # compile both shapes
+            self.loop(xb, yb, tf.constant(1, tf.int32)).numpy()
+            self.one(xb, yb).numpy()
+
+        def run_loop():
+            for xb, yb, _ in batches:
+                self.loop(xb, yb, t_steps).numpy()
+
+        def run_calls():
+            for xb, yb, _ in batches:
+                xa = xb
+                for _ in range(steps):
+                    xa = self.one(xa, yb)
+                xa.numpy()
+
+        t_loop = median_time(run_loop, self.repeats)
+        t_calls = median_time(run_calls, self.repeats)
+        best = (t_loop, "loop") if t_loop <= t_calls else (t_calls, "calls")
+        self.cache[key] = (*best, t_loop, t_calls)
+        return self.cache[key]
+
+
+# ---- configurations -----------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    attack: str
+    model: str
+    params: dict
+    steps: int  # gradient evaluations per restart (T)
+    restarts: int = 1
+    n: int = 256
+    batch_size: int = 64
+    target: float | None = 1.15  # on the end-to-end ratio divided by `restarts`
+    label: str = ""
+
+    @property
+    def grads(self) -> int:
+        return self.steps * self.restarts
+
+
+@dataclass
+class Row:
+    attack: str
+    model: str
+    config: str
+    n: int
+    batch_size: int
+    grads: int
+    restarts: int
+    run_s: float = math.nan
+    images_per_s: float = math.nan
+    perturb_s: float = math.nan
+    base_s: float = math.nan
+    base_kind: str = ""
+    base_loop_s: float = math.nan
+    base_calls_s: float = math.nan
+    ratio_run: float = math.nan
+    ratio_perturb: float = math.nan
+    judged: float = math.nan
+    target: float | None = None
+    verdict: str = ""
+    note: str = ""
+    params: dict = field(default_factory=dict)
+
+
+EPS = 8 / 255
+STEP = 2 / 255
+
+
+def cases(quick: bool) -> list[Case]:
+    out: list[Case] = []
+    steps_list = (10,) if quick else (10, 40)
+    sizes = {"cnn8": (512, 128), "mri64": (128, 64)} if quick else {"cnn8": (1024, 128), "mri64": (256, 64)}
+    for model, (n, b) in sizes.items():
+        common = dict(model=model, n=n, batch_size=b)
+        out.append(Case("fgsm", params=dict(eps=EPS), steps=1, target=None, label="eps=8/255", **common))
+        for t in steps_list:
+            out.append(
+                Case("pgd", params=dict(eps=EPS, step_size=STEP, steps=t, restarts=1,
+                                        random_start=True, early_stop=False),
+                     steps=t, label=f"steps={t}", **common)
+            )
+        out.append(
+            Case("pgd", params=dict(eps=EPS, step_size=STEP, steps=10, restarts=3,
+                                    random_start=True, early_stop=False),
+                 steps=10, restarts=3, label="steps=10 R=3", **common)
+        )
+        for t in steps_list:
+            out.append(Case("bim", params=dict(eps=EPS, step_size=STEP, steps=t),
+                            steps=t, label=f"steps={t}", **common))
+        for t in steps_list:
+            out.append(Case("mim", params=dict(eps=EPS, step_size=STEP, steps=t, decay=1.0),
+                            steps=t, label=f"steps={t}", **common))
+    bs, it = (2, 50) if quick else (5, 100)
+    out.append(
+        Case("cw", model="cnn8", n=450, batch_size=128,
+             params=dict(binary_search_steps=bs, steps=it, abort_early=False),
+             steps=bs * it, target=1.2, label=f"{bs}x{it} steps")
+    )
+    return out
+
+
+# ---- measuring one case ------------------------------------------------------------------
+
+
+def usable_params(cls, params: dict) -> tuple[dict, list[str]]:
+    """Keep the parameters the plugin declares; report the ones it lacks."""
+    fields = getattr(cls.Params, "model_fields", {})
+    kept = {k: v for k, v in params.items() if k in fields}
+    return kept, sorted(set(params) - set(kept))
+
+
+def measure(case: Case, reg, clf, yard: Yardstick, repeats: int) -> Row:
+    row = Row(case.attack, case.model, case.label, case.n, case.batch_size, case.grads,
+              case.restarts, target=case.target)
+    cls = reg.get("attack", case.attack)
+    params, missing = usable_params(cls, case.params)
+    row.params = params
+    if missing:
+        row.note = f"plugin has no parameter(s) {', '.join(missing)}; used its defaults"
+    attack = cls(**params)
+    x, y = make_data(clf, case.n, seed=case.n)
+    b = case.batch_size
+
+    # Warm-up: compile every function run() and perturb() use, for both batch shapes.
+    w = warm_slice(case.n, b)
+    attack.run(clf, x[:w], y[:w], batch_size=b)
+
+    batches = batch_tensors(x, y, b)
+
+    def run():
+        attack.run(clf, x, y, batch_size=b)
+
+    def perturb():
+        for xb, yb, seed in batches:
+            np.asarray(attack.perturb(clf, xb, yb, None, seed))
+
+    row.run_s = median_time(run, repeats)
+    row.perturb_s = median_time(perturb, repeats)
+    row.base_s, row.base_kind, row.base_loop_s, row.base_calls_s = yard.seconds(x, y, b, case.steps)
+    # The yardstick is measured for T = steps; restarts multiply the expected cost by R.
+    row.images_per_s = case.n / row.run_s
+    row.ratio_run = row.run_s / row.base_s
+    row.ratio_perturb = row.perturb_s / row.base_s
+    row.judged = row.ratio_run / case.restarts
+    if case.target is None:
+        row.verdict = "-"
+    else:
+        row.verdict = "PASS" if row.judged <= case.target else "MISS"
+    return row
+
+
+# ---- memory: one fresh process per measurement -------------------------------------------
+
+
+def memory_probe(n: int, batch_size: int, steps: int) -> dict:
+    """Run PGD over n 64x64 images in this (fresh) process; return the RSS high-water marks."""
+    clf = mri_cnn()
+    x, y = make_data(clf, n, seed=n)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    attack = egide.registry().create(
+        "attack", "pgd",
+        **usable_params(egide.registry().get("attack", "pgd"),
+                        dict(eps=EPS, step_size=STEP, steps=steps, restarts=1,
+                             random_start=True, early_stop=False))[0],
+    )
+    started = time.perf_counter()
+    attack.run(clf, x, y, batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"n": n, "batch_size": batch_size, "steps": steps, "peak_rss": peak,
+            "rss_before_run": before, "seconds": seconds}
+
+
+def memory_section(quick: bool) -> dict:
+    batch_size, steps = 128, (1 if quick else 5)
+    sizes = (1000, 10000)
+    probes = []
+    for n in sizes:
+        cmd = [sys.executable, os.path.abspath(__file__), "--memory-probe", f"{n},{batch_size},{steps}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory probe for n={n} failed:\n{proc.stderr[-2000:]}")
+        probes.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    per_image = 64 * 64 * 1 * 4
+    for p in probes:
+        p["data_bytes"] = 2 * p["n"] * per_image  # x and x_adv
+    small, large = probes
+    d_peak = large["peak_rss"] - small["peak_rss"]
+    d_data = large["data_bytes"] - small["data_bytes"]
+    own = d_peak - d_data
+    limit = 64 * MB
+    return {
+        "probes": probes,
+        "delta_peak": d_peak,
+        "delta_data": d_data,
+        "own_growth": own,
+        "limit": limit,
+        "verdict": "PASS" if own <= limit else "MISS",
+    }
+
+
+# ---- output ------------------------------------------------------------------------------
+
+COLUMNS = [
+    ("attack", 6, "<"), ("model", 6, "<"), ("config", 13, "<"), ("N", 5, ">"), ("B", 4, ">"),
+    ("T", 5, ">"), ("run s", 8, ">"), ("img/s", 8, ">"), ("base s", 8, ">"), ("base", 5, "<"),
+    ("run×", 6, ">"), ("pert×", 6, ">"), ("judged", 16, "<"), ("result", 6, "<"),
+]
+
+
+def _fmt_s(v: float) -> str:
+    return f"{v:.3f}" if v < 10 else f"{v:.1f}"
+
+
+def format_row(r: Row) -> str:
+    if r.restarts > 1:
+        judged = f"{r.ratio_run:.2f}/{r.restarts}={r.judged:.2f}"
+    else:
+        judged = f"{r.judged:.2f}"
+    judged += f" ≤{r.target:g}" if r.target is not None else " (no target)"
+    cells = [
+        r.attack, r.model, r.config, str(r.n), str(r.batch_size), str(r.grads),
+        _fmt_s(r.run_s), f"{r.images_per_s:.0f}", _fmt_s(r.base_s), r.base_kind,
+        f"{r.ratio_run:.2f}", f"{r.ratio_perturb:.2f}", judged, r.verdict,
+    ]
+    return "  ".join(f"{c:{a}{w}}" for c, (_, w, a) in zip(cells, COLUMNS))
+
+
+def header() -> str:
+    head = "  ".join(f"{n:{a}{w}}" for n, w, a in COLUMNS)
+    return head + "\n" + "-" * len(head)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller set (< 2 minutes)")
+    parser.add_argument("--attacks", default="", help="comma-separated attack names (default: all)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory section")
+    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.memory_probe:
+        n, b, s = (int(v) for v in args.memory_probe.split(","))
+        print(json.dumps(memory_probe(n, b, s)))
+        return 0
+
+    started = time.perf_counter()
+    wanted = {a.strip() for a in args.attacks.split(",") if a.strip()}
+    reg = egide.registry(reload=True)
+    available = set(reg.names("attack"))
+    all_cases = [c for c in cases(args.quick) if not wanted or c.attack in wanted]
+    repeats = 2 if args.quick else 3
+
+    print(f"Égide attack benchmark ({'quick' if args.quick else 'full'}): TF {tf.__version__}, "
+          f"Keras {keras.__version__}, Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPU(s), no GPU" if not tf.config.list_physical_devices("GPU") else "")
+    print("run×  = attack.run(clf, x, y, batch_size=B) end to end / raw cost of T gradient passes "
+          "on the same batches")
+    print("pert× = attack.perturb over the same batches (no checks, predictions, metrics) / raw cost")
+    print("raw cost ('base'): fastest of 'loop' (one tf.function looping T times) and 'calls' "
+          "(T calls of a compiled single pass);")
+    print(f"        median of {repeats} timed repeats after a compiled warm-up. T = gradient "
+          "evaluations the attack should need.")
+    print("PGD runs with early_stop=False and C&W with abort_early=False, so they do all T steps.")
+    for name in sorted({c.attack for c in all_cases} - available):
+        failure = next((f for f in reg.failures if f.entry_point == name), None)
+        why = f"failed to load: {failure.error}" if failure else "not registered yet"
+        print(f"note: skipping '{name}': {why}")
+    for name in sorted(wanted - {c.attack for c in cases(False)}):
+        print(f"note: no benchmark configuration for '{name}'")
+    print()
+
+    classifiers = {}
+    yardsticks = {}
+    rows: list[Row] = []
+    print(header(), flush=True)
+    for case in all_cases:
+        if case.attack not in available:
+            continue
+        if case.model not in classifiers:
+            classifiers[case.model] = MODELS[case.model]()
+            yardsticks[case.model] = Yardstick(classifiers[case.model], repeats)
+        try:
+            row = measure(case, reg, classifiers[case.model], yardsticks[case.model], repeats)
+        except Exception as exc:  # one broken plugin must not hide the others' numbers
+            print(f"{case.attack:<6}  {case.model:<6}  {case.label:<13}  ERROR: "
+                  f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", flush=True)
+            rows.append(Row(case.attack, case.model, case.label, case.n, case.batch_size,
+                            case.grads, case.restarts, target=case.target, verdict="ERROR",
+                            note=f"{type(exc).__name__}: {exc}"))
+            continue
+        rows.append(row)
+        print(format_row(row), flush=True)
+        if row.note:
+            print(f"        note: {row.note}", flush=True)
+
+    memory = None
+    if not args.no_memory and (not wanted or "pgd" in wanted):
+        print()
+        if "pgd" not in available:
+            print("note: skipping the memory section: 'pgd' is not registered yet")
+        else:
+            memory = memory_section(args.quick)
+            p1, p2 = memory["probes"]
+            print(f"Memory: PGD ({p1['steps']} step(s)) on 64x64 images, batch size "
+                  f"{p1['batch_size']}, peak RSS (getrusage high-water mark) of a fresh process each")
+            print(f"{'N':>6}  {'peak RSS MB':>11}  {'RSS before run MB':>17}  {'x + x_adv MB':>12}  "
+                  f"{'run s':>6}")
+            for p in memory["probes"]:
+                print(f"{p['n']:>6}  {p['peak_rss'] / MB:>11.0f}  {p['rss_before_run'] / MB:>17.0f}  "
+                      f"{p['data_bytes'] / MB:>12.0f}  {p['seconds']:>6.1f}")
+            print(f"growth 1k->10k: peak RSS +{memory['delta_peak'] / MB:.0f} MB, of which data "
+                  f"(x + x_adv) +{memory['delta_data'] / MB:.0f} MB; attack's own growth "
+                  f"{memory['own_growth'] / MB:+.0f} MB (flat if ≤ {memory['limit'] / MB:.0f} MB): "
+                  f"{memory['verdict']}")
+
+    total = time.perf_counter() - started
+    misses = [r for r in rows if r.verdict in ("MISS", "ERROR")]
+    if memory and memory["verdict"] == "MISS":
+        misses.append("memory")
+    print(f"\n{len(rows)} configuration(s) measured in {total:.0f} s; "
+          f"{sum(r.verdict == 'PASS' for r in rows)} PASS, "
+          f"{sum(r.verdict == 'MISS' for r in rows)} MISS, "
+          f"{sum(r.verdict == 'ERROR' for r in rows)} ERROR"
+          + (f"; memory {memory['verdict']}" if memory else ""))
+
+    if args.json:
+        payload = {
+            "quick": args.quick,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "cpus": os.cpu_count(),
+            "repeats": repeats,
+            "skipped": sorted({c.attack for c in all_cases} - available),
+            "rows": [asdict(r) for r in rows],
+            "memory": memory,
+            "seconds": total,
+        }
+        with open(args.json, "w") as fh:
+            json.dump(payload, fh, indent=2, default=str)
+        print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

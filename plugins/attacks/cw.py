@@ -1,0 +1,217 @@
+"""C&W L2 — Carlini & Wagner, "Towards Evaluating the Robustness of Neural Networks" (S&P 2017).
+
+A minimum-norm attack. Per image it minimises
+
+    ||x' - x||_2^2 + c * f(x'),    f(x') = max(max_{i != t} Z_i - Z_t, -kappa)   (targeted)
+                                   f(x') = max(Z_y - max_{i != y} Z_i, -kappa)   (untargeted)
+
+over logits Z, in the change of variables x' = lo + (hi - lo) * (tanh(w) + 1) / 2 that keeps
+x' inside the classifier's range without clipping. Adam runs on w for `steps` iterations;
+a per-image binary search over `binary_search_steps` rounds tunes the constant c: an image
+broken in a round lowers its upper bound to c and bisects; an image not broken raises its
+lower bound to c and bisects if an upper bound exists, else multiplies c by 10. Only images
+the round failed on have c raised.
+
+Bookkeeping. Every iterate of every round that is adversarial with margin kappa (Z_t beats
+every other logit by more than kappa, or some other logit beats Z_y by more than kappa) is a
+candidate; each image keeps its smallest-L2 candidate across all rounds. An image never broken
+is returned unchanged (so it counts as a failure). To cost one forward+backward pass per
+iteration, the bookkeeping reuses the logits of the gradient's forward pass: it judges the
+iterate *before* each Adam step, so the very last Adam step of a round is never judged.
+
+Early abort (`abort_early`). Every max(1, steps // 10) iterations each image's objective is
+compared with its value at the previous check; an image whose objective has not improved by
+at least 0.01% of its magnitude is frozen for the rest of the round, and the round ends as
+soon as every image of the batch is frozen. Freezing per image (rather than on the summed
+loss) makes each image's result independent of the other images in its batch.
+
+Speed: the whole attack on a batch (all rounds x all iterations, Adam included) is a single
+compiled `tf.function` made of two nested `tf.while_loop`s; nothing returns to Python until
+the batch is done. Nothing is random: the seed is accepted and unused.
+
+After `run()`, `search_constants` holds, per image, the constant c the binary search ended
+with (after its last update): below `initial_const` for images broken in the first round,
+`initial_const * 10**k` for images broken in none of the rounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from pydantic import BaseModel, Field
+
+from egide.core import Attack, hookimpl
+
+_SHRINK = 0.999999  # keeps arctanh of a pixel at the range's edge finite
+_MAX_CONST = 1e10  # c is never raised above this (float32 headroom for c * f)
+_BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
+_MIN_IMPROVEMENT = 1e-4  # abort_early: relative improvement an image must make between checks
+
+
+class CarliniWagnerL2(Attack):
+    """Carlini & Wagner L2: the smallest L2 perturbation that fools the model, found by
+    optimisation in tanh space with a per-image binary search over the trade-off constant."""
+
+    name = "cw"
+    title = "Carlini & Wagner (L2)"
+
+    class Params(BaseModel, extra="forbid", frozen=True):
+        confidence: float = Field(
+            0.0,
+            ge=0,
+            le=1e4,
+            description="Margin kappa, in logits, by which the adversarial class must win; "
+            "larger values give stronger (and larger) perturbations",
+        )
+        initial_const: float = Field(
+            1e-2,
+            gt=0,
+            le=1e6,
+            description="Starting trade-off constant c between distance and misclassification; "
+            "the binary search adjusts it per image",
+        )
+        binary_search_steps: int = Field(
+            9, ge=1, le=30, description="Rounds of the binary search over the constant c"
+        )
+        steps: int = Field(
+            100, ge=1, le=100_000, description="Adam iterations per binary-search round"
+        )
+        learning_rate: float = Field(
+            1e-2, gt=0, le=10, description="Adam step size, in tanh space"
+        )
+        targeted: bool = Field(
+            False, description="Aim at given target labels instead of away from the true ones"
+        )
+        abort_early: bool = Field(
+            True,
+            description="End a round for an image once its objective stops improving "
+            "(checked every steps/10 iterations)",
+        )
+
+    #: Per image of the last run(): the constant c the binary search ended with.
+    search_constants: np.ndarray | None = None
+
+    @property
+    def norm(self) -> str:
+        return "2"
+
+    def run(self, clf, x, y, **kwargs):
+        self._constants: list[np.ndarray] | None = []
+        try:
+            result = super().run(clf, x, y, **kwargs)
+            self.search_constants = np.concatenate(self._constants)
+        finally:
+            self._constants = None
+        return result
+
+    def perturb(self, clf, x, y, target, seed):
+        labels = y if target is None else target
+        attack = self.compiled(clf, lambda: self._attack_function(clf))
+        x_adv, constants = attack(x, labels)
+        if getattr(self, "_constants", None) is not None:
+            self._constants.append(constants.numpy())
+        return x_adv
+
+    def _attack_function(self, clf):
+        p = self.params
+        lo, hi = clf.clip
+        half_span = (hi - lo) / 2.0
+        num_classes = clf.num_classes
+        kappa = float(p.confidence)
+        rounds, steps = int(p.binary_search_steps), int(p.steps)
+        lr = float(p.learning_rate)
+        check_every = max(1, steps // 10) if p.abort_early else 0
+        targeted = self.targeted
+
+        def to_image(w):
+            return lo + half_span * (tf.tanh(w) + 1.0)
+
+        def attack(x, labels):
+            batch = tf.shape(x)[0]
+            is_label = tf.cast(tf.one_hot(labels, num_classes), tf.bool)
+            w_start = tf.atanh(tf.clip_by_value((x - lo) / half_span - 1.0, -1.0, 1.0) * _SHRINK)
+            inf = tf.fill([batch], np.float32(np.inf))
+
+            def one_round(const, best_l2, best_adv):
+                """Adam on w from the clean image at constants `const`; returns round success."""
+
+                def iteration(i, w, m, v, active, prev_loss, broken, best_l2, best_adv):
+                    with tf.GradientTape() as tape:
+                        tape.watch(w)
+                        x_adv = to_image(w)
+                        z = clf.logits(x_adv)
+                        z_label = tf.reduce_sum(tf.where(is_label, z, 0.0), axis=1)
+                        z_other = tf.reduce_max(tf.where(is_label, -np.inf, z), axis=1)
+                        # margin > 0: adversarial; f = max(-margin, -kappa)
+                        margin = z_label - z_other if targeted else z_other - z_label
+                        l2sq = tf.reduce_sum(tf.square(x_adv - x), axis=[1, 2, 3])
+                        loss = l2sq + const * tf.maximum(-margin, -kappa)
+                    grad = tape.gradient(loss, w)
+
+                    # Bookkeeping on this (pre-step) iterate, from the same forward pass.
+                    success = margin > kappa
+                    broken = broken | success
+                    better = success & (l2sq < best_l2)
+                    best_l2 = tf.where(better, l2sq, best_l2)
+                    best_adv = tf.where(better[:, None, None, None], x_adv, best_adv)
+
+                    # Adam (bias-corrected step size, as in Kingma & Ba's Algorithm 1 note).
+                    t = tf.cast(i + 1, tf.float32)
+                    m = _BETA1 * m + (1.0 - _BETA1) * grad
+                    v = _BETA2 * v + (1.0 - _BETA2) * tf.square(grad)
+                    step = lr * tf.sqrt(1.0 - _BETA2**t) / (1.0 - _BETA1**t)
+                    w_next = w - step * m / (tf.sqrt(v) + _ADAM_EPS)
+
+                    if check_every:
+                        check = tf.equal(i % check_every, 0)
+                        stalled = loss > prev_loss - _MIN_IMPROVEMENT * tf.abs(prev_loss)
+                        active = active & ~(check & stalled)
+                        prev_loss = tf.where(check, loss, prev_loss)
+                        w_next = tf.where(active[:, None, None, None], w_next, w)
+                    return i + 1, w_next, m, v, active, prev_loss, broken, best_l2, best_adv
+
+                def keep_going(i, w, m, v, active, *_):
+                    return (i < steps) & tf.reduce_any(active)
+
+                zeros = tf.zeros_like(w_start)
+                start = (
+                    tf.constant(0),
+                    w_start,
+                    zeros,
+                    zeros,
+                    tf.fill([batch], True),
+                    inf,
+                    tf.fill([batch], False),
+                    best_l2,
+                    best_adv,
+                )
+                out = tf.while_loop(keep_going, iteration, start)
+                return out[6], out[7], out[8]
+
+            def search_round(r, const, lower, upper, best_l2, best_adv):
+                broken, best_l2, best_adv = one_round(const, best_l2, best_adv)
+                upper = tf.where(broken, tf.minimum(upper, const), upper)
+                lower = tf.where(broken, lower, tf.maximum(lower, const))
+                has_upper = tf.math.is_finite(upper)
+                const = tf.where(
+                    has_upper, (lower + upper) / 2.0, tf.minimum(const * 10.0, _MAX_CONST)
+                )
+                return r + 1, const, lower, upper, best_l2, best_adv
+
+            start = (
+                tf.constant(0),
+                tf.fill([batch], np.float32(p.initial_const)),
+                tf.zeros([batch]),
+                inf,
+                inf,
+                x,
+            )
+            out = tf.while_loop(lambda r, *_: r < rounds, search_round, start)
+            return out[5], out[1]
+
+        return attack
+
+
+@hookimpl
+def egide_register_attacks(register):
+    register(CarliniWagnerL2)
