@@ -441,9 +441,10 @@ def main(argv=None) -> int:
     all_cases = [c for c in cases(args.quick) if not wanted or c.attack in wanted]
     repeats = 2 if args.quick else 3
 
+    gpus = len(tf.config.list_physical_devices("GPU"))
     print(f"Égide attack benchmark ({'quick' if args.quick else 'full'}): TF {tf.__version__}, "
           f"Keras {keras.__version__}, Python {platform.python_version()}, "
-          f"{os.cpu_count()} CPU(s), no GPU" if not tf.config.list_physical_devices("GPU") else "")
+          f"{os.cpu_count()} CPU(s), {gpus or 'no'} GPU(s)")
     print("run×  = attack.run(clf, x, y, batch_size=B) end to end / raw cost of T gradient passes "
           "on the same batches")
     print("pert× = attack.perturb over the same batches (no checks, predictions, metrics) / raw cost")
@@ -494,10 +495,10 @@ def main(argv=None) -> int:
             p1, p2 = memory["probes"]
             print(f"Memory: PGD ({p1['steps']} step(s)) on 64x64 images, batch size "
                   f"{p1['batch_size']}, peak RSS (getrusage high-water mark) of a fresh process each")
-            print(f"{'N':>6}  {'peak RSS MB':>11}  {'RSS before run MB':>17}  {'x + x_adv MB':>12}  "
+            print(f"{'N':>6}  {'peak RSS MB':>11}  {'peak before run MB':>18}  {'x + x_adv MB':>12}  "
                   f"{'run s':>6}")
             for p in memory["probes"]:
-                print(f"{p['n']:>6}  {p['peak_rss'] / MB:>11.0f}  {p['rss_before_run'] / MB:>17.0f}  "
+                print(f"{p['n']:>6}  {p['peak_rss'] / MB:>11.0f}  {p['rss_before_run'] / MB:>18.0f}  "
                       f"{p['data_bytes'] / MB:>12.0f}  {p['seconds']:>6.1f}")
             print(f"growth 1k->10k: peak RSS +{memory['delta_peak'] / MB:.0f} MB, of which data "
                   f"(x + x_adv) +{memory['delta_data'] / MB:.0f} MB; attack's own growth "

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Create (or reuse) the virtual environment .venv at the repo root and install Égide into it,
+# with the versions pinned in requirements.lock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -c requirements.lock -e ".[test]" "$@"

@@ -1,0 +1,133 @@
+"""The `egide` command: plugin listing, attacks end to end, and clear errors for user mistakes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from egide.core.cli import main, parse_param
+from examples.bars import CLASSES
+from plugin_dists import write_plugin_dist
+
+EGIDE = str(Path(sys.executable).with_name("egide"))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, cnn_model, bars):
+    """A saved model and an .npz data set with a test split, as a user would have them."""
+    root = tmp_path_factory.mktemp("cli")
+    model = root / "model.keras"
+    cnn_model.save(model)
+    data = root / "data.npz"
+    _, _, x_test, y_test = bars
+    np.savez(data, x_test=x_test[:40], y_test=y_test[:40], class_names=np.array(CLASSES))
+    return model, data
+
+
+def run_cli(*args, env=None):
+    """Run the installed `egide` console script in a real process."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([EGIDE, *args], capture_output=True, text=True, env=full_env, timeout=300)
+
+
+def test_plugins_lists_builtins_and_the_installed_example():
+    out = run_cli("plugins")
+    assert out.returncode == 0, out.stderr
+    assert "fgsm" in out.stdout and "Fast Gradient Sign Method" in out.stdout
+    assert "example-noise" in out.stdout and "egide-example-plugin" in out.stdout
+
+
+def test_plugins_json_gives_schemas_and_failures(tmp_path):
+    root = write_plugin_dist(tmp_path, "broken-dist", {"broken_mod": "raise RuntimeError('kaput')\n"},
+                             {"broken": "broken_mod"})
+    out = run_cli("plugins", "--json", env={"PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    fgsm = next(p for p in doc["plugins"]["attacks"] if p["name"] == "fgsm")
+    assert fgsm["kind"] == "attack" and fgsm["version"] and "eps" in fgsm["schema"]["properties"]
+    assert doc["failures"][0]["entry_point"] == "broken" and "kaput" in doc["failures"][0]["error"]
+    table = run_cli("plugins", env={"PYTHONPATH": str(root)})
+    assert "1 plugin(s) failed to load" in table.stdout and "kaput" in table.stdout
+
+
+def test_attack_writes_a_correct_result(files, tmp_path, clf):
+    model, data = files
+    out = tmp_path / "adv.npz"
+    proc = run_cli("attack", "--model", str(model), "--data", str(data), "--split", "test",
+                   "--attack", "fgsm", "--param", "eps=8/255", "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    saved = np.load(out)
+    x_test = np.load(data)["x_test"]
+    assert saved["x_adv"].shape == x_test.shape
+    assert np.abs(saved["x_adv"] - x_test).max() <= 8 / 255 + 1e-6
+    np.testing.assert_array_equal(saved["y"], np.load(data)["y_test"])
+    np.testing.assert_array_equal(saved["y_pred_adv"], clf.predict(saved["x_adv"]))
+    assert summary["robust_accuracy"] == pytest.approx(np.mean(saved["y_pred_adv"] == saved["y"]))
+    assert summary["params"]["eps"] == pytest.approx(8 / 255)
+    assert json.loads(out.with_suffix(".json").read_text())["images"] == 40
+
+
+def test_targeted_attack_from_the_cli(files, tmp_path):
+    model, data = files
+    out = tmp_path / "t.npz"
+    code = main(["attack", "--model", str(model), "--data", str(data), "--split", "test",
+                 "--attack", "fgsm", "--param", "targeted=true", "--param", "eps=0.3",
+                 "--target", "vertical", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert (np.load(out)["target"] == CLASSES.index("vertical")).all()
+
+
+@pytest.mark.parametrize(
+    "extra, overrides, message",
+    [
+        (["--attack", "fgms"], {}, "Did you mean 'fgsm'"),
+        (["--attack", "fgsm", "--param", "epz=0.1"], {}, "Did you mean 'eps'"),
+        (["--attack", "fgsm", "--param", "eps=-1"], {}, "greater than 0"),
+        (["--attack", "fgsm", "--param", "eps"], {}, "KEY=VALUE"),
+        (["--attack", "fgsm"], {"--model": "missing.keras"}, "model file not found"),
+        (["--attack", "fgsm"], {"--data": "missing.npz"}, "missing.npz"),
+        (["--attack", "fgsm", "--param", "eps=2"], {}, "exceeds the input range"),
+        (["--attack", "fgsm", "--target", "next"], {}, "targeted=True"),
+    ],
+)
+def test_user_errors_are_one_clear_line_and_exit_2(files, tmp_path, capsys, extra, overrides, message):
+    model, data = files
+    paths = {"--model": str(model), "--data": str(data), "--out": str(tmp_path / "o.npz"), **overrides}
+    argv = ["attack", "--split", "test", "--no-progress", *extra]
+    for flag, value in paths.items():
+        argv += [flag, value]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err
+
+
+def test_data_that_does_not_fit_the_model_is_a_clear_error(files, tmp_path, capsys):
+    model, _ = files
+    data = tmp_path / "big.npz"
+    np.savez(data, x=np.zeros((4, 16, 16, 1), np.float32), y=np.zeros(4, np.int64))
+    code = main(["attack", "--model", str(model), "--data", str(data), "--attack", "fgsm",
+                 "--out", str(tmp_path / "o.npz"), "--no-progress"])
+    assert code == 2 and "16" in capsys.readouterr().err
+
+
+def test_user_error_from_a_real_process_has_no_traceback(files, tmp_path):
+    model, data = files
+    proc = run_cli("attack", "--model", str(model), "--data", str(data), "--attack", "nope",
+                   "--out", str(tmp_path / "o.npz"))
+    assert proc.returncode == 2
+    assert "no attack named 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("eps=8/255", ("eps", 8 / 255)), ("steps=10", ("steps", 10)), ("targeted=True", ("targeted", True)),
+     ("norm=2", ("norm", 2)), ("norm=inf", ("norm", "inf")), ("step_size=null", ("step_size", None))],
+)
+def test_param_values_parse_like_a_user_means_them(text, expected):
+    assert parse_param(text) == expected
