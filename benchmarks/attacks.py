@@ -150,12 +150,12 @@ def median_time(fn, repeats: int) -> float:
 
 
 class Yardstick:
-    """Raw gradient cost of one classifier, cached by (N, batch size, T)."""
+    """Raw gradient cost of one classifier: T forward+backward passes over the same batches."""
 
     def __init__(self, clf, repeats: int):
         self.clf = clf
         self.repeats = repeats
-        self.cache: dict[tuple, tuple[float, str, float, float]] = {}
+        self.choice: dict[tuple, tuple[str, float, float]] = {}
 
         def grad(x, y):
             with tf.GradientTape() as tape:
@@ -177,16 +177,13 @@ class Yardstick:
         self.one = tf.function(one, reduce_retracing=True)
         self.loop = tf.function(loop, reduce_retracing=True)
 
-    def seconds(self, x, y, batch_size: int, steps: int):
-        """(seconds, which, loop seconds, calls seconds) for `steps` passes over all batches."""
-        key = (len(x), batch_size, steps)
-        if key in self.cache:
-            return self.cache[key]
-        batches = batch_tensors(x, y, batch_size)
+    def timer(self, batches, steps: int):
+        """A function timing one pass of the yardstick (the faster of its two forms) over batches.
+
+        Which form is faster is decided once per (batches, T) from the median of `repeats`
+        timings of each; both medians are kept in `choice` for the report.
+        """
         t_steps = tf.constant(steps, tf.int32)
-        for xb, yb, _ in batches[:1] + batches[-1:]:  # compile both shapes
-            self.loop(xb, yb, tf.constant(1, tf.int32)).numpy()
-            self.one(xb, yb).numpy()
 
         def run_loop():
             for xb, yb, _ in batches:
@@ -199,11 +196,16 @@ class Yardstick:
                     xa = self.one(xa, yb)
                 xa.numpy()
 
-        t_loop = median_time(run_loop, self.repeats)
-        t_calls = median_time(run_calls, self.repeats)
-        best = (t_loop, "loop") if t_loop <= t_calls else (t_calls, "calls")
-        self.cache[key] = (*best, t_loop, t_calls)
-        return self.cache[key]
+        key = (len(batches), tuple(b[0].shape[0] for b in batches), steps)
+        if key not in self.choice:
+            for xb, yb, _ in batches[:1] + batches[-1:]:  # compile both batch shapes
+                self.loop(xb, yb, tf.constant(1, tf.int32)).numpy()
+                self.one(xb, yb).numpy()
+            t_loop = median_time(run_loop, self.repeats)
+            t_calls = median_time(run_calls, self.repeats)
+            self.choice[key] = ("loop" if t_loop <= t_calls else "calls", t_loop, t_calls)
+        kind, t_loop, t_calls = self.choice[key]
+        return (run_loop if kind == "loop" else run_calls), kind, t_loop, t_calls
 
 
 # ---- configurations -----------------------------------------------------------------------
@@ -315,6 +317,7 @@ def measure(case: Case, reg, clf, yard: Yardstick, repeats: int) -> Row:
     attack.run(clf, x[:w], y[:w], batch_size=b)
 
     batches = batch_tensors(x, y, b)
+    base, row.base_kind, row.base_loop_s, row.base_calls_s = yard.timer(batches, case.steps)
 
     def run():
         attack.run(clf, x, y, batch_size=b)
@@ -323,13 +326,21 @@ def measure(case: Case, reg, clf, yard: Yardstick, repeats: int) -> Row:
         for xb, yb, seed in batches:
             np.asarray(attack.perturb(clf, xb, yb, None, seed))
 
-    row.run_s = median_time(run, repeats)
-    row.perturb_s = median_time(perturb, repeats)
-    row.base_s, row.base_kind, row.base_loop_s, row.base_calls_s = yard.seconds(x, y, b, case.steps)
+    # Interleave yardstick, run and perturb in every repeat, so that a change in machine load
+    # hits all three alike; ratios are the medians of the per-repeat ratios.
+    t_base, t_run, t_pert = [], [], []
+    for _ in range(repeats):
+        for fn, out in ((base, t_base), (run, t_run), (perturb, t_pert)):
+            started = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - started)
+    row.base_s = statistics.median(t_base)
+    row.run_s = statistics.median(t_run)
+    row.perturb_s = statistics.median(t_pert)
     # The yardstick is measured for T = steps; restarts multiply the expected cost by R.
+    row.ratio_run = statistics.median(r / bs for r, bs in zip(t_run, t_base))
+    row.ratio_perturb = statistics.median(p / bs for p, bs in zip(t_pert, t_base))
     row.images_per_s = case.n / row.run_s
-    row.ratio_run = row.run_s / row.base_s
-    row.ratio_perturb = row.perturb_s / row.base_s
     row.judged = row.ratio_run / case.restarts
     if case.target is None:
         row.verdict = "-"
@@ -453,6 +464,10 @@ def main(argv=None) -> int:
     print(f"        median of {repeats} timed repeats after a compiled warm-up. T = gradient "
           "evaluations the attack should need.")
     print("PGD runs with early_stop=False and C&W with abort_early=False, so they do all T steps.")
+    load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1) - 0.5:
+        print(f"warning: load average {load:.1f} on {os.cpu_count()} CPU(s): other processes compete "
+              "for the CPU, so timings are noisy (ratios are interleaved to limit the damage)")
     for name in sorted({c.attack for c in all_cases} - available):
         failure = next((f for f in reg.failures if f.entry_point == name), None)
         why = f"failed to load: {failure.error}" if failure else "not registered yet"
@@ -506,6 +521,7 @@ def main(argv=None) -> int:
                   f"{memory['verdict']}")
 
     total = time.perf_counter() - started
+    load_end = os.getloadavg()[0]
     misses = [r for r in rows if r.verdict in ("MISS", "ERROR")]
     if memory and memory["verdict"] == "MISS":
         misses.append("memory")
@@ -513,7 +529,8 @@ def main(argv=None) -> int:
           f"{sum(r.verdict == 'PASS' for r in rows)} PASS, "
           f"{sum(r.verdict == 'MISS' for r in rows)} MISS, "
           f"{sum(r.verdict == 'ERROR' for r in rows)} ERROR"
-          + (f"; memory {memory['verdict']}" if memory else ""))
+          + (f"; memory {memory['verdict']}" if memory else "")
+          + f" (load average at the end: {load_end:.1f})")
 
     if args.json:
         payload = {
@@ -526,6 +543,8 @@ def main(argv=None) -> int:
             "rows": [asdict(r) for r in rows],
             "memory": memory,
             "seconds": total,
+            "load_average_start": load,
+            "load_average_end": load_end,
         }
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=2, default=str)

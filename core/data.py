@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -30,11 +30,16 @@ BUILTIN: dict[str, Callable[..., "Dataset"]] = {}
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """Images and labels: x float32 (N, H, W, C) in [0, 1]; y int64 (N,) indexing class_names."""
+    """Images and labels: x float32 (N, H, W, C) in [0, 1]; y int64 (N,) indexing class_names.
+
+    from_images: decoded from image files, so for_classifier may resample them as a viewer
+    would; arrays (False) are data as given and are never resampled without being asked.
+    """
 
     x: np.ndarray
     y: np.ndarray
     class_names: tuple[str, ...]
+    from_images: bool = field(default=False, kw_only=True)
 
     def __post_init__(self):
         x = _checked_images(self.x)
@@ -71,7 +76,7 @@ class Dataset:
         """The first n images (a view, no copy)."""
         if not (_is_int(n) and n > 0):
             raise DataError(f"take(n) needs a positive number of images, got {n!r}")
-        return Dataset(self.x[:n], self.y[:n], self.class_names)
+        return replace(self, x=self.x[:n], y=self.y[:n])
 
     def subset(self, selection) -> "Dataset":
         """The images picked by a boolean mask (one entry per image) or by integer indices."""
@@ -87,7 +92,7 @@ class Dataset:
             raise DataError(f"select images with a boolean mask or integer indices, got {sel.dtype}")
         if (sel.sum() if sel.dtype == bool else sel.size) == 0:
             raise DataError("the selection is empty: it picks no image")
-        return Dataset(self.x[sel], self.y[sel], self.class_names)
+        return replace(self, x=self.x[sel], y=self.y[sel])
 
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(x, y) views of consecutive batches, for streaming without copies."""
@@ -97,7 +102,8 @@ class Dataset:
             yield self.x[start : start + batch_size], self.y[start : start + batch_size]
 
     def for_classifier(self, clf) -> "Dataset":
-        """This data shaped for `clf`: resized and grayscale<->RGB converted; self if it fits."""
+        """This data checked against `clf`; images from files are resized and converted
+        grayscale<->RGB to its input, arrays must already fit. Returns self if nothing changes."""
         from .classifier import Classifier
 
         if not isinstance(clf, Classifier):
@@ -112,20 +118,30 @@ class Dataset:
                 "[0, 1]; build the classifier with clip=(0.0, 1.0) and put the rescaling inside "
                 "the model (e.g. a keras.layers.Rescaling first layer)"
             )
-        if clf.num_classes != self.num_classes:
-            raise DataError(
-                f"the data set has {self.num_classes} classes ({_listing(self.class_names)}) "
-                f"but {clf.name} outputs {clf.num_classes}"
-            )
         h, w, c = clf.input_shape
         own = self.image_shape
-        if own[2] != c and not {own[2], c} <= {1, 3}:
+        if own != (h, w, c):
+            mismatch = f"the images are {_shape(own)} but {clf.name} expects {_shape((h, w, c))}"
+            if not self.from_images:
+                raise DataError(
+                    f"{mismatch}; arrays are not resampled silently: load them with "
+                    f"image_size=({h}, {w}), channels={c} to convert them, or save arrays of "
+                    "that shape"
+                )
+            if own[2] != c and not {own[2], c} <= {1, 3}:
+                raise DataError(f"{mismatch}: only grayscale (1) <-> RGB (3) conversions are done")
+        names = self.class_names
+        if names == _index_names(len(names)) and len(names) < clf.num_classes:
+            names = _index_names(clf.num_classes)  # the names were only guessed from the labels
+        if clf.num_classes != len(names):
             raise DataError(
-                f"the images are {_shape(own)} but {clf.name} expects {_shape((h, w, c))}: only "
-                "grayscale (1 channel) <-> RGB (3 channels) conversions are done"
+                f"the data set has {len(names)} classes ({_listing(names)}) but {clf.name} "
+                f"outputs {clf.num_classes}"
             )
         x = _fit_images(self.x, (h, w), c)
-        return self if x is self.x else Dataset(x, self.y, self.class_names)
+        if x is self.x and names == self.class_names:
+            return self
+        return replace(self, x=x, class_names=names)
 
     def __repr__(self) -> str:
         return (
@@ -232,6 +248,11 @@ def _check_options(image_size, channels, limit):
     return size, channels, limit
 
 
+def _index_names(count: int) -> tuple[str, ...]:
+    """The names of classes nobody named: "0", "1", ..."""
+    return tuple(str(i) for i in range(count))
+
+
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -244,7 +265,7 @@ def _finish(ds: Dataset, size, channels, limit) -> Dataset:
     if channels is not None and c != channels and c not in (1, 3):
         raise DataError(f"cannot convert {c}-channel images to {channels} channels")
     x = _fit_images(ds.x, size or (h, w), channels or c)
-    return ds if x is ds.x else Dataset(x, ds.y, ds.class_names)
+    return ds if x is ds.x else replace(ds, x=x)
 
 
 def _fit_images(x: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
@@ -264,7 +285,7 @@ def _fit_images(x: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarr
                 [
                     np.asarray(
                         Image.fromarray(np.ascontiguousarray(image[..., k])).resize(
-                            (size[1], size[0]), Image.Resampling.BILINEAR
+                            (size[1], size[0]), _resampling((h, w), size)
                         )
                     )
                     for k in range(image.shape[-1])
@@ -302,7 +323,7 @@ def _load_npz(path: Path, split, size, channels, limit) -> Dataset:
     y, width = _checked_labels(y, len(x))  # on all labels, so limit cannot hide a class
     if names is None:
         count = width or (int(y.max()) + 1 if len(y) else 0)
-        names = tuple(str(i) for i in range(count))
+        names = _index_names(count)
     else:
         if names.ndim != 1:
             raise DataError(f"'class_names' must be a 1-D array of names, got shape {names.shape}")
@@ -435,7 +456,7 @@ def _load_folder(base: Path, split, size, channels, limit) -> Dataset:
             + more
         )
     y = np.fromiter((label for _, label in files), np.int64, len(files))
-    return Dataset(x, y, tuple(folder.name for folder in classes))
+    return Dataset(x, y, tuple(folder.name for folder in classes), from_images=True)
 
 
 def _decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
@@ -451,9 +472,17 @@ def _decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
             im = im.convert("L" if channels == 1 else "RGB")  # drops alpha, expands palettes
             scale = 1.0 / 255.0
         if im.size != (w, h):
-            im = im.resize((w, h), Image.Resampling.BILINEAR)
+            im = im.resize((w, h), _resampling((im.height, im.width), size))
         pixels = np.asarray(im, np.float32) * scale
     return pixels.reshape(h, w, -1)
+
+
+def _resampling(old: tuple[int, int], new: tuple[int, int]):
+    """Area averaging to shrink (no blur beyond each output pixel), bilinear to enlarge."""
+    from PIL import Image
+
+    shrink = new[0] <= old[0] and new[1] <= old[1]
+    return Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
 
 
 def _is_gray(mode: str) -> bool:

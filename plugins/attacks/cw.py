@@ -36,7 +36,6 @@ with (after its last update): below `initial_const` for images broken in the fir
 
 from __future__ import annotations
 
-import os
 import numpy as np
 import tensorflow as tf
 from pydantic import BaseModel, Field
@@ -210,7 +209,7 @@ class CarliniWagnerL2(Attack):
             out = tf.while_loop(lambda r, *_: r < rounds, search_round, start)
             return out[5], out[1]
 
-        return tf.function(attack, jit_compile=True) if os.environ.get("CW_XLA") else attack
+        return attack
 
 
 @hookimpl
