@@ -18,6 +18,7 @@ from .hookspecs import hookimpl
 from .plugin import KINDS, Plugin
 from .registry import PluginFailure, PluginSource, Registry, registry
 from .results import AttackResult
+from .sources import DatasetSource, ModelSource
 
 __all__ = [
     "KINDS",
@@ -25,11 +26,13 @@ __all__ = [
     "AttackResult",
     "Classifier",
     "DataError",
+    "DatasetSource",
     "Defense",
     "Detector",
     "EgideError",
     "InputError",
     "ModelError",
+    "ModelSource",
     "ParameterError",
     "Plugin",
     "PluginConflictError",

@@ -26,6 +26,7 @@ from .detector import Detector
 from .errors import ParameterError
 from .plugin import Plugin
 from .schema import form_fields
+from .sources import DatasetSource, ModelSource
 
 BUDGET_TOLERANCE = 1e-5
 
@@ -80,6 +81,10 @@ def plugin_checks(cls: type[Plugin], data: tuple | None = None) -> list[Check]:
         checks.append(("defense-keeps-classifier", lambda: _check_defense(cls, *fixture())))
     elif issubclass(cls, Detector):
         checks.append(("detector-scores", lambda: _check_detector(cls, *fixture())))
+    elif issubclass(cls, DatasetSource):
+        checks.append(("dataset-loads-splits", lambda: _check_dataset(cls)))
+    elif issubclass(cls, ModelSource):
+        checks.append(("model-loads", lambda: _check_model(cls)))
     return [Check(cls, name, fn) for name, fn in checks]
 
 
@@ -214,3 +219,19 @@ def _check_detector(cls, clf, x, y) -> None:
     _require(np.array_equal(scores, det.score(clf, x)), "scores differ between two calls")
     flags = det.detect(clf, x)
     _require(flags.dtype == bool and flags.shape == (len(x),), "detect() must return one bool per image")
+
+
+def _check_dataset(cls) -> None:
+    from .data import Dataset
+
+    for split in cls.splits:
+        ds = cls().load(split=split)
+        _require(isinstance(ds, Dataset), f"load(split={split!r}) must return an egide.Dataset")
+        _require(len(ds) > 0, f"split {split!r} is empty")
+    first, again = cls().load(split=cls.splits[0]), cls().load(split=cls.splits[0])
+    _require(np.array_equal(first.x, again.x), "two loads of one split differ")
+
+
+def _check_model(cls) -> None:
+    clf = cls().load()
+    _require(isinstance(clf, Classifier), "load() must return an egide.Classifier")

@@ -22,10 +22,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_LISTED = 20  # problems named in one message; the rest are counted, not printed
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # RGB -> gray weights (ITU-R 601, as Pillow)
 
-# Built-in named data sets, consulted before the file system: name -> loader(split=...) that
-# returns a Dataset; load() then applies image_size, channels and limit as for any source.
-# Empty until the built-in data sets land.
-BUILTIN: dict[str, Callable[..., "Dataset"]] = {}
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -150,6 +146,14 @@ class Dataset:
         )
 
 
+def _named_sources() -> dict:
+    """Data-set plugins by name, from the process-wide registry."""
+    from .registry import registry
+
+    reg = registry()
+    return {name: reg.get("dataset", name) for name in reg.names("dataset")}
+
+
 def load(name_or_path, split: str | None = None, *, image_size=None, channels=None, limit=None) -> Dataset:
     """Load a built-in data set by name, an .npz file, or a folder with one subfolder per class.
 
@@ -160,8 +164,10 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
     size, channels, limit = _check_options(image_size, channels, limit)
     if split is not None and (not isinstance(split, str) or split in ("", ".", "..") or Path(split).name != split):
         raise DataError(f"split must be a plain name such as 'train' or 'test', got {split!r}")
-    if isinstance(name_or_path, str) and name_or_path in BUILTIN:
-        return _finish(BUILTIN[name_or_path](split=split), size, channels, limit)
+    named = _named_sources()
+    if isinstance(name_or_path, str) and name_or_path in named:
+        # Named data sets (data-set plugins) are consulted before the file system.
+        return _finish(named[name_or_path]().load(split=split), size, channels, limit)
     path = Path(os.fspath(name_or_path)).expanduser()
     if path.is_dir():
         loader = _load_folder
@@ -173,7 +179,7 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
             )
         loader = _load_npz
     else:
-        known = f" (built-in: {', '.join(sorted(BUILTIN))})" if BUILTIN else ""
+        known = f" (named data sets: {', '.join(sorted(named))})" if named else ""
         raise DataError(f"no data set named '{name_or_path}': not a file or folder{known}")
     try:
         return loader(path, split, size, channels, limit)

@@ -20,3 +20,13 @@ def egide_register_defenses(register):
 @hookspec
 def egide_register_detectors(register):
     """Register Detector subclasses by calling register(cls) once per class."""
+
+
+@hookspec
+def egide_register_datasets(register):
+    """Register DatasetSource subclasses (named data sets) by calling register(cls)."""
+
+
+@hookspec
+def egide_register_models(register):
+    """Register ModelSource subclasses (named models) by calling register(cls)."""

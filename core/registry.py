@@ -26,6 +26,8 @@ HOOK_KINDS = {
     "egide_register_attacks": "attack",
     "egide_register_defenses": "defense",
     "egide_register_detectors": "detector",
+    "egide_register_datasets": "dataset",
+    "egide_register_models": "model",
 }
 
 
@@ -146,8 +148,7 @@ class Registry:
                     impl.function(**{a: self._collector(kind, collected) for a in impl.argnames})
             if not found_hook:
                 raise PluginLoadError(
-                    "it implements no egide hook (egide_register_attacks, "
-                    "egide_register_defenses or egide_register_detectors)"
+                    f"it implements no egide hook ({', '.join(HOOK_KINDS)})"
                 )
         except Exception as exc:
             self._pm.unregister(module)

@@ -409,14 +409,15 @@ def test_bad_options_are_refused(tmp_path, options, message):
         load(tmp_path / "d.npz", **options)
 
 
-def test_builtin_names_are_consulted_before_the_file_system(tmp_path, monkeypatch):
+def test_named_data_sets_are_consulted_before_the_file_system(tmp_path, monkeypatch):
     calls = []
 
-    def phantom(split=None):
-        calls.append(split)
-        return egide.Dataset(np.zeros((4, 3, 3, 1), np.float32), np.array([0, 1, 0, 1]), ("a", "b"))
+    class Phantom:
+        def load(self, split=None):
+            calls.append(split)
+            return egide.Dataset(np.zeros((4, 3, 3, 1), np.float32), np.array([0, 1, 0, 1]), ("a", "b"))
 
-    monkeypatch.setitem(data_module.BUILTIN, "phantom", phantom)
+    monkeypatch.setattr(data_module, "_named_sources", lambda: {"phantom": Phantom})
     monkeypatch.chdir(tmp_path)
     (tmp_path / "phantom").mkdir()  # a folder of the same name does not win
 

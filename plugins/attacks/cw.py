@@ -116,96 +116,98 @@ class CarliniWagnerL2(Attack):
         p = self.params
         lo, hi = clf.clip
         half_span = (hi - lo) / 2.0
+        mid = lo + half_span
         num_classes = clf.num_classes
         kappa = float(p.confidence)
         rounds, steps = int(p.binary_search_steps), int(p.steps)
-        lr = float(p.learning_rate)
-        check_every = max(1, steps // 10) if p.abort_early else 0
-        targeted = self.targeted
-
-        def to_image(w):
-            return lo + half_span * (tf.tanh(w) + 1.0)
+        # abort_early: rounds run in chunks of `period` iterations with a check after each.
+        period = max(1, steps // 10) if p.abort_early else steps
+        chunks = -(-steps // period)
+        # Adam's bias-corrected step size for t = 1..steps, computed once.
+        t = np.arange(1, steps + 1, dtype=np.float64)
+        adam_steps = tf.constant(
+            p.learning_rate * np.sqrt(1.0 - _BETA2**t) / (1.0 - _BETA1**t), tf.float32
+        )
+        # d f / d margin is -1 while f is active; the sign maps it onto (other - label) logits.
+        sign = -1.0 if self.targeted else 1.0
 
         def attack(x, labels):
             batch = tf.shape(x)[0]
-            is_label = tf.cast(tf.one_hot(labels, num_classes), tf.bool)
-            w_start = tf.atanh(tf.clip_by_value((x - lo) / half_span - 1.0, -1.0, 1.0) * _SHRINK)
+            label_hot = tf.one_hot(labels, num_classes)
+            is_label = tf.cast(label_hot, tf.bool)
+            w_start = tf.atanh(tf.clip_by_value((x - mid) / half_span, -1.0, 1.0) * _SHRINK)
             inf = tf.fill([batch], np.float32(np.inf))
+            never = tf.fill([batch], False)
 
-            def one_round(const, best_l2, best_adv):
-                """Adam on w from the clean image at constants `const`; returns round success."""
+            def iteration(i, w, m, v, lr, const, loss, broken, best_l2, best_adv):
+                """One Adam step on w; bookkeeping on the iterate before the step."""
+                tanh_w = tf.tanh(w)
+                x_adv = mid + half_span * tanh_w
+                with tf.GradientTape() as tape:
+                    tape.watch(x_adv)
+                    z = clf.logits(x_adv)
+                z_label = tf.gather(z, labels, batch_dims=1)
+                z_masked = tf.where(is_label, -np.inf, z)
+                z_other = tf.reduce_max(z_masked, axis=1)
+                # margin > 0: adversarial.  f = max(-margin, -kappa)
+                margin = (z_other - z_label) * sign
+                diff = x_adv - x
+                l2sq = tf.reduce_sum(tf.square(diff), axis=[1, 2, 3])
+                loss = l2sq + const * tf.maximum(-margin, -kappa)
 
-                def iteration(i, w, m, v, active, prev_loss, broken, best_l2, best_adv):
-                    with tf.GradientTape() as tape:
-                        tape.watch(w)
-                        x_adv = to_image(w)
-                        z = clf.logits(x_adv)
-                        z_label = tf.reduce_sum(tf.where(is_label, z, 0.0), axis=1)
-                        z_other = tf.reduce_max(tf.where(is_label, -np.inf, z), axis=1)
-                        # margin > 0: adversarial; f = max(-margin, -kappa)
-                        margin = z_label - z_other if targeted else z_other - z_label
-                        l2sq = tf.reduce_sum(tf.square(x_adv - x), axis=[1, 2, 3])
-                        loss = l2sq + const * tf.maximum(-margin, -kappa)
-                    grad = tape.gradient(loss, w)
+                success = margin > kappa
+                broken = broken | success
+                better = success & (l2sq < best_l2)
+                best_l2 = tf.where(better, l2sq, best_l2)
+                best_adv = tf.where(better[:, None, None, None], x_adv, best_adv)
 
-                    # Bookkeeping on this (pre-step) iterate, from the same forward pass.
-                    success = margin > kappa
-                    broken = broken | success
-                    better = success & (l2sq < best_l2)
-                    best_l2 = tf.where(better, l2sq, best_l2)
-                    best_adv = tf.where(better[:, None, None, None], x_adv, best_adv)
+                # Gradient of the objective: the tape covers only the model; the rest is
+                # d/dx ||x'-x||^2 = 2(x'-x), d f/d z = +-(onehot(other) - onehot(label))
+                # where f is active, and dx'/dw = half_span * (1 - tanh^2 w).
+                weight = const * tf.cast(margin < kappa, tf.float32) * sign
+                other_hot = tf.one_hot(tf.argmax(z_masked, axis=1), num_classes)
+                grad_z = weight[:, None] * (other_hot - label_hot)
+                grad_x = 2.0 * diff + tape.gradient(z, x_adv, output_gradients=grad_z)
+                grad = grad_x * (half_span - half_span * tf.square(tanh_w))
 
-                    # Adam (bias-corrected step size, as in Kingma & Ba's Algorithm 1 note).
-                    t = tf.cast(i + 1, tf.float32)
-                    m = _BETA1 * m + (1.0 - _BETA1) * grad
-                    v = _BETA2 * v + (1.0 - _BETA2) * tf.square(grad)
-                    step = lr * tf.sqrt(1.0 - _BETA2**t) / (1.0 - _BETA1**t)
-                    w_next = w - step * m / (tf.sqrt(v) + _ADAM_EPS)
+                m = _BETA1 * m + (1.0 - _BETA1) * grad
+                v = _BETA2 * v + (1.0 - _BETA2) * tf.square(grad)
+                w = w - (lr * adam_steps[i]) * m / (tf.sqrt(v) + _ADAM_EPS)
+                return i + 1, w, m, v, lr, const, loss, broken, best_l2, best_adv
 
-                    if check_every:
-                        check = tf.equal(i % check_every, 0)
-                        stalled = loss > prev_loss - _MIN_IMPROVEMENT * tf.abs(prev_loss)
-                        active = active & ~(check & stalled)
-                        prev_loss = tf.where(check, loss, prev_loss)
-                        w_next = tf.where(active[:, None, None, None], w_next, w)
-                    return i + 1, w_next, m, v, active, prev_loss, broken, best_l2, best_adv
-
-                def keep_going(i, w, m, v, active, *_):
-                    return (i < steps) & tf.reduce_any(active)
-
-                zeros = tf.zeros_like(w_start)
-                start = (
-                    tf.constant(0),
-                    w_start,
-                    zeros,
-                    zeros,
-                    tf.fill([batch], True),
-                    inf,
-                    tf.fill([batch], False),
-                    best_l2,
-                    best_adv,
+            def chunk(k, i, w, m, v, active, prev_loss, const, broken, best_l2, best_adv):
+                """Up to `period` iterations; then freeze images whose objective stalled."""
+                lr = tf.cast(active, tf.float32)[:, None, None, None]  # frozen: step 0
+                stop = tf.minimum(i + period, steps)
+                i, w, m, v, _, _, loss, broken, best_l2, best_adv = tf.while_loop(
+                    lambda i, *_: i < stop,
+                    iteration,
+                    (i, w, m, v, lr, const, inf, broken, best_l2, best_adv),
                 )
-                out = tf.while_loop(keep_going, iteration, start)
-                return out[6], out[7], out[8]
+                stalled = loss > prev_loss - _MIN_IMPROVEMENT * tf.abs(prev_loss)
+                active = active & ~stalled
+                return k + 1, i, w, m, v, active, loss, const, broken, best_l2, best_adv
 
             def search_round(r, const, lower, upper, best_l2, best_adv):
-                broken, best_l2, best_adv = one_round(const, best_l2, best_adv)
+                """Adam from the clean image at constants `const`, then update the search."""
+                zeros = tf.zeros_like(w_start)
+                start = (0, 0, w_start, zeros, zeros, ~never, inf, const, never, best_l2, best_adv)
+                out = tf.while_loop(
+                    lambda k, i, w, m, v, active, *_: (k < chunks) & tf.reduce_any(active),
+                    chunk,
+                    start,
+                )
+                broken, best_l2, best_adv = out[8], out[9], out[10]
                 upper = tf.where(broken, tf.minimum(upper, const), upper)
                 lower = tf.where(broken, lower, tf.maximum(lower, const))
-                has_upper = tf.math.is_finite(upper)
                 const = tf.where(
-                    has_upper, (lower + upper) / 2.0, tf.minimum(const * 10.0, _MAX_CONST)
+                    tf.math.is_finite(upper),
+                    (lower + upper) / 2.0,
+                    tf.minimum(const * 10.0, _MAX_CONST),
                 )
                 return r + 1, const, lower, upper, best_l2, best_adv
 
-            start = (
-                tf.constant(0),
-                tf.fill([batch], np.float32(p.initial_const)),
-                tf.zeros([batch]),
-                inf,
-                inf,
-                x,
-            )
+            start = (0, tf.fill([batch], np.float32(p.initial_const)), tf.zeros([batch]), inf, inf, x)
             out = tf.while_loop(lambda r, *_: r < rounds, search_round, start)
             return out[5], out[1]
 

@@ -1,0 +1,29 @@
+"""Named data sets and models as plugins, so built-in names resolve wherever a path is accepted.
+
+A data-set plugin turns a name (`brain-tumor-phantom`) into a `Dataset` for a split; a model
+plugin turns a name (`brain-tumor-cnn`) into a `Classifier`. They come through the same entry
+points as attacks, so a third party can ship its own named data or models the same way.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .plugin import Plugin
+
+
+class DatasetSource(Plugin):
+    kind = "dataset"
+    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+
+    def load(self, split: str | None = None):
+        """Return the `Dataset` of one split (all of it when `split` is None)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement load()")
+
+
+class ModelSource(Plugin):
+    kind = "model"
+
+    def load(self):
+        """Return the model as an `egide.Classifier`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement load()")
