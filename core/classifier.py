@@ -47,7 +47,17 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike, clip=(0.0, 1.0)) -> "Classifier":
-        """Load a `.keras` or `.h5` model with Keras' safe mode (no arbitrary code runs)."""
+        """Load a named model (a model plugin, e.g. "brain-tumor-cnn") or a `.keras`/`.h5`
+        file, with Keras' safe mode (no arbitrary code runs)."""
+        if isinstance(path, str) and not Path(path).suffix:
+            from .registry import registry
+
+            reg = registry()
+            if path in reg.names("model"):
+                return reg.create("model", path).load()
+            if not Path(path).exists():
+                known = ", ".join(reg.names("model")) or "none installed"
+                raise ModelError(f"no model named '{path}' (named models: {known}) and no such file")
         path = Path(path)
         if path.suffix.lower() not in MODEL_SUFFIXES:
             raise ModelError(

@@ -2,6 +2,7 @@
 
     egide plugins [--json]
     egide attack --model M --data D --attack NAME [--param key=value ...] --out adv.npz
+    egide evaluate [--model M] [--data D] [--attacks a,b] [--eps 1/255,4/255] [--out DIR]
 
 User errors (bad names, parameters, files, data) print one clear message and exit with 2;
 only a bug shows a traceback.
@@ -73,6 +74,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=_cmd_attack)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="robustness report: attacks x epsilons on a model and data set (the demo by default)",
+        description="Run attacks at several epsilons and write report.json and report.html. "
+        "With no arguments: the demo model on the demo test split, the five seed attacks, "
+        "eps 1/255, 2/255, 4/255, 8/255.",
+    )
+    p.add_argument("--config", help="a JSON file with the evaluation settings (flags override it)")
+    p.add_argument("--model", help="named model or .keras/.h5 file (default brain-tumor-cnn)")
+    p.add_argument("--data", help="named data set, .npz or image folder (default brain-tumor-phantom)")
+    p.add_argument("--split", help="data split (default test)")
+    p.add_argument("--attacks", help="comma-separated attack names (default fgsm,pgd,bim,mim,cw)")
+    p.add_argument("--eps", help="comma-separated epsilons; fractions allowed (default 1/255,2/255,4/255,8/255)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=int, help="images per batch (default 128)")
+    p.add_argument("--out", default="egide-report", help="folder for report.json and report.html")
+    p.add_argument("--json", action="store_true", help="print report.json's content instead of the table")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(handler=_cmd_evaluate)
     return parser
 
 
@@ -190,6 +212,85 @@ def _print_summary(s: dict, out: Path, summary_path: Path) -> None:
     print(f"wrote {out} and {summary_path}")
 
 
+# ---- egide evaluate -------------------------------------------------------------------
+def _number(text: str) -> float:
+    num, slash, den = text.strip().partition("/")
+    try:
+        return float(num) / float(den) if slash else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"not a number: {text!r} (write 0.0157 or 4/255)") from None
+
+
+def evaluation_config(args):
+    """The evaluation settings: the --config file if given, then each flag given on top."""
+    from pydantic import ValidationError
+
+    from .evaluate import AttackSpec, EvaluationConfig
+
+    settings: dict = {}
+    if args.config:
+        path = Path(args.config)
+        try:
+            settings = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"{path}: config file not found") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: not valid JSON: {exc}") from None
+        if not isinstance(settings, dict):
+            raise InputError(f"{path}: the config must be a JSON object")
+    for key in ("model", "data", "split", "limit", "seed", "batch_size"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    if args.eps is not None:
+        settings["eps"] = [_number(v) for v in args.eps.split(",") if v.strip()]
+    if args.attacks is not None:
+        by_name = {a.plugin: a for a in EvaluationConfig().attacks}
+        settings["attacks"] = [
+            by_name.get(name, AttackSpec(plugin=name)).model_dump()
+            for name in (n.strip() for n in args.attacks.split(",")) if name
+        ]
+    try:
+        return EvaluationConfig(**settings)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in exc.errors()
+        ]
+        raise InputError("invalid evaluation settings:\n" + "\n".join(lines)) from None
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluate import eps_key, evaluate
+
+    config = evaluation_config(args)
+    with _progress_bar(0, "evaluate", disabled=args.no_progress) as progress:
+        report = evaluate(config, progress=progress)
+    written = report.write(args.out)
+    if args.json:
+        print(Path(written["report.json"]).read_text())
+        return 0
+    data = report.data
+    print(f"{report.model['name']} on {data['images']} images of {data['source']} "
+          f"({data['split'] or 'all'}): clean accuracy {report.clean_accuracy:.1%}")
+    eps_list = [eps_key(e) for e in config.eps]
+    rows = [["robust accuracy"] + [f"eps {e}" for e in eps_list]]
+    for name in dict.fromkeys(r.attack for r in report.runs if r.purpose == "evaluation"):
+        runs = {eps_key(r.eps): r for r in report.runs if r.attack == name and r.eps is not None}
+        if runs:
+            rows.append([name] + [f"{runs[e].robust_accuracy:.1%}" if e in runs else "-" for e in eps_list])
+    rows.append(["worst case"] + [f"{report.worst_case[e]:.1%}" if e in report.worst_case else "-" for e in eps_list])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    for run in report.runs:
+        if run.eps is None:
+            print(f"  {run.attack}: success {run.success_rate:.1%}, mean L2 {run.l2_mean:.4g} (minimal perturbations)")
+    for check in report.sanity:
+        print(f"  [{'ok' if check.passed else 'FLAG'}] {check.name}: {check.message}")
+    print(f"wrote {written['report.json']} and {written['report.html']} ({report.seconds:.1f} s)")
+    return 0
+
+
 class _progress_bar:
     """A tqdm bar on stderr fed by the attack's progress callback (hidden when not a terminal)."""
 
@@ -206,7 +307,13 @@ class _progress_bar:
         )
         return self.update
 
-    def update(self, done: int, total: int) -> None:
+    def update(self, done: int, total: int, label: str | None = None) -> None:
+        if self.bar.disable:
+            return
+        if total != self.bar.total:
+            self.bar.total = total
+        if label is not None and label != self.bar.desc:
+            self.bar.set_description_str(label, refresh=False)
         self.bar.update(done - self.bar.n)
 
     def __exit__(self, *exc) -> None:

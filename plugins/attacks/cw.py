@@ -128,7 +128,7 @@ class CarliniWagnerL2(Attack):
         adam_steps = tf.constant(
             p.learning_rate * np.sqrt(1.0 - _BETA2**t) / (1.0 - _BETA1**t), tf.float32
         )
-        # d f / d margin is -1 while f is active; the sign maps it onto (other - label) logits.
+        # margin = sign * (Z_other - Z_label): how far the iterate is past the decision boundary.
         sign = -1.0 if self.targeted else 1.0
 
         def attack(x, labels):
@@ -162,9 +162,9 @@ class CarliniWagnerL2(Attack):
                 best_adv = tf.where(better[:, None, None, None], x_adv, best_adv)
 
                 # Gradient of the objective: the tape covers only the model; the rest is
-                # d/dx ||x'-x||^2 = 2(x'-x), d f/d z = +-(onehot(other) - onehot(label))
-                # where f is active, and dx'/dw = half_span * (1 - tanh^2 w).
-                weight = const * tf.cast(margin < kappa, tf.float32) * sign
+                # d/dx ||x'-x||^2 = 2(x'-x); d f/d z = -sign * (onehot(other) - onehot(label))
+                # while f is active (margin < kappa), else 0; dx'/dw = half_span * (1 - tanh^2 w).
+                weight = const * tf.cast(margin < kappa, tf.float32) * -sign
                 other_hot = tf.one_hot(tf.argmax(z_masked, axis=1), num_classes)
                 grad_z = weight[:, None] * (other_hot - label_hot)
                 grad_x = 2.0 * diff + tape.gradient(z, x_adv, output_gradients=grad_z)
@@ -184,7 +184,10 @@ class CarliniWagnerL2(Attack):
                     iteration,
                     (i, w, m, v, lr, const, inf, broken, best_l2, best_adv),
                 )
-                stalled = loss > prev_loss - _MIN_IMPROVEMENT * tf.abs(prev_loss)
+                # (No check after the first chunk: prev_loss is inf there, and inf - inf is NaN.)
+                stalled = tf.math.is_finite(prev_loss) & (
+                    loss > prev_loss - _MIN_IMPROVEMENT * tf.abs(prev_loss)
+                )
                 active = active & ~stalled
                 return k + 1, i, w, m, v, active, loss, const, broken, best_l2, best_adv
 

@@ -1,0 +1,464 @@
+"""The evaluation pipeline: attacks x epsilons on one model and data set -> a Report.
+
+    config = EvaluationConfig(model="brain-tumor-cnn", data="brain-tumor-phantom", eps=[4/255])
+    report = evaluate(config, progress=callback)
+    report.write("out/")            # report.json (every number) and report.html (for people)
+
+The configuration is one pydantic model: the CLI's flags, its `--config` JSON file and the JSON
+API all build the same structure. Robust accuracy is reported per attack and per epsilon, and
+as the per-sample worst case over the L-inf attacks (a sample counts as robust only if no
+attack broke it). Sanity checks flag the signs of gradient masking.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .classifier import Classifier
+from .errors import ParameterError
+from .registry import Registry, registry as default_registry
+
+# (done, total, label): images processed over the whole evaluation, and what runs now.
+EvaluationProgress = Callable[[int, int, str], None]
+
+DEFAULT_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+ITERATIVE = ("pgd", "bim", "mim")  # attacks that must be at least as strong as FGSM
+UNBOUNDED_SUCCESS = 0.95  # an unbounded attack should break nearly every sample
+MONOTONE_SLACK = 0.02  # robust accuracy may wobble this much before a flag is raised
+
+
+class AttackSpec(BaseModel):
+    """One attack of an evaluation: a plugin name and its parameters (eps comes from the list)."""
+
+    model_config = ConfigDict(extra="forbid")
+    plugin: str = Field(description="Attack plugin name, e.g. 'pgd'")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters other than eps")
+
+
+def default_attacks() -> list[AttackSpec]:
+    return [
+        AttackSpec(plugin="fgsm"),
+        AttackSpec(plugin="pgd", params={"steps": 20, "restarts": 1}),
+        AttackSpec(plugin="bim", params={"steps": 10}),
+        AttackSpec(plugin="mim", params={"steps": 10}),
+        AttackSpec(plugin="cw", params={"binary_search_steps": 5, "steps": 100}),
+    ]
+
+
+class EvaluationConfig(BaseModel):
+    """What to evaluate. The same structure for `egide evaluate --config` and the JSON API."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field("brain-tumor-cnn", description="Named model or .keras/.h5 path")
+    data: str = Field("brain-tumor-phantom", description="Named data set, .npz or image folder")
+    split: str | None = Field("test", description="Split of the data set to evaluate on")
+    attacks: list[AttackSpec] = Field(default_factory=default_attacks, min_length=1)
+    eps: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_EPS),
+        description="L-inf budgets in input units, e.g. [1/255, 2/255, 4/255, 8/255]",
+    )
+    limit: int | None = Field(None, ge=1, description="Evaluate only the first N images")
+    seed: int = Field(0, ge=0, description="Random seed of every attack")
+    batch_size: int = Field(128, ge=1, le=4096, description="Images per batch")
+    clip: tuple[float, float] = Field((0.0, 1.0), description="Input range of a model file")
+    gallery: int = Field(8, ge=0, le=64, description="Examples shown in the report's gallery")
+    sanity_checks: bool = Field(True, description="Run the gradient-masking sanity checks")
+
+    @field_validator("eps")
+    @classmethod
+    def _eps_in_range(cls, eps: list[float]) -> list[float]:
+        if not eps:
+            raise ValueError("give at least one epsilon, e.g. [0.0157] for 4/255")
+        for value in eps:
+            if not (0 < value <= 1):
+                raise ValueError(
+                    f"epsilon {value:g} is outside (0, 1]; epsilons are in input units "
+                    "(4/255 = 0.0157 for images in [0, 1])"
+                )
+        return sorted(set(eps))
+
+    @model_validator(mode="after")
+    def _distinct_attacks(self):
+        names = [a.plugin for a in self.attacks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each attack may appear once; got {names}")
+        return self
+
+
+@dataclass
+class AttackRun:
+    """One attack at one epsilon (eps is None for minimal-perturbation attacks like C&W)."""
+
+    attack: str
+    eps: float | None
+    params: dict
+    version: str | None
+    robust_accuracy: float
+    success_rate: float
+    l2_mean: float
+    linf_max: float
+    seconds: float
+    per_class: dict[str, float]
+    robust: np.ndarray = field(repr=False)  # per sample: still correctly classified
+    l2: np.ndarray = field(repr=False)
+    norm: str = "inf"
+    purpose: str = "evaluation"  # or "sanity": the unbounded run of the sanity checks
+
+    def to_dict(self) -> dict:
+        return {
+            "attack": self.attack,
+            "eps": self.eps,
+            "norm": self.norm,
+            "params": self.params,
+            "version": self.version,
+            "robust_accuracy": self.robust_accuracy,
+            "success_rate": self.success_rate,
+            "l2_mean": self.l2_mean,
+            "linf_max": self.linf_max,
+            "seconds": round(self.seconds, 3),
+            "per_class_robust_accuracy": self.per_class,
+            "purpose": self.purpose,
+        }
+
+
+@dataclass
+class SanityCheck:
+    name: str
+    passed: bool
+    message: str  # what was seen, and what it means
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "passed": self.passed, "message": self.message}
+
+
+@dataclass
+class GalleryItem:
+    index: int
+    label: str
+    clean: np.ndarray
+    adversarial: np.ndarray
+    clean_pred: str
+    clean_confidence: float
+    adv_pred: str
+    adv_confidence: float
+    attack: str
+    eps: float
+
+
+@dataclass
+class Report:
+    config: dict
+    environment: dict
+    model: dict
+    data: dict
+    clean_accuracy: float
+    clean_per_class: dict[str, float]
+    runs: list[AttackRun]
+    worst_case: dict[str, float]  # eps (as text) -> accuracy over every L-inf attack
+    worst_case_per_class: dict[str, dict[str, float]]
+    cw_l2: list[float]  # minimal L2 of each successful C&W adversarial
+    sanity: list[SanityCheck]
+    gallery: list[GalleryItem]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {
+            "config": self.config,
+            "environment": self.environment,
+            "model": self.model,
+            "data": self.data,
+            "clean_accuracy": self.clean_accuracy,
+            "clean_per_class_accuracy": self.clean_per_class,
+            "runs": [r.to_dict() for r in self.runs],
+            "worst_case_robust_accuracy": self.worst_case,
+            "worst_case_per_class": self.worst_case_per_class,
+            "cw_min_l2": self.cw_l2,
+            "sanity_checks": [s.to_dict() for s in self.sanity],
+            "gallery": [
+                {k: v for k, v in vars(g).items() if k not in ("clean", "adversarial")}
+                for g in self.gallery
+            ],
+            "seconds": round(self.seconds, 3),
+        }
+
+    def write(self, out_dir) -> dict[str, str]:
+        """Write report.json and report.html; each file appears whole or not at all."""
+        from .report_files import write_report
+
+        return write_report(self, out_dir)
+
+
+def eps_key(eps: float) -> str:
+    """A readable, stable key for an epsilon: '4/255' when it is one, else the number."""
+    steps = eps * 255
+    return f"{round(steps):d}/255" if math.isclose(steps, round(steps), abs_tol=1e-6) else f"{eps:.6g}"
+
+
+def evaluate(
+    config: EvaluationConfig | dict,
+    *,
+    progress: EvaluationProgress | None = None,
+    registry: Registry | None = None,
+) -> Report:
+    """Run every attack at every epsilon on the model and data of `config`."""
+    from .data import load as load_data
+
+    started = time.perf_counter()
+    if isinstance(config, dict):
+        config = EvaluationConfig(**config)
+    reg = registry or default_registry()
+    attacks = [_check_attack(reg, spec) for spec in config.attacks]
+
+    clf = Classifier.load(config.model, clip=config.clip)
+    data = load_data(config.data, split=config.split, limit=config.limit).for_classifier(clf)
+    names = list(data.class_names)
+    x, y = data.x, data.y
+
+    logits = clf.predict_logits(x, batch_size=config.batch_size)
+    clean_pred = logits.argmax(1)
+    clean_ok = clean_pred == y
+
+    plan = [
+        (cls, spec, eps, "evaluation") for cls, spec in attacks for eps in _budgets(cls, config.eps)
+    ]
+    if config.sanity_checks and "pgd" in reg.names("attack"):
+        # A budget as large as the input range: PGD must then break nearly every sample.
+        plan.append((reg.get("attack", "pgd"), AttackSpec(plugin="pgd", params={"steps": 20}), 1.0, "sanity"))
+    total, done = len(plan) * len(x), 0
+
+    runs: list[AttackRun] = []
+    adversarials: dict[tuple[str, float | None], np.ndarray] = {}
+    for cls, spec, eps, purpose in plan:
+        params = dict(spec.params) if eps is None else {**spec.params, "eps": eps}
+        attack = cls(**params)
+        label = cls.name if eps is None else f"{cls.name} eps={eps_key(eps)}"
+        if purpose == "sanity":
+            label += " (unbounded sanity check)"
+        base = done
+
+        def step(n_done, n_total, base=base, label=label):
+            if progress:
+                progress(base + n_done, total, label)
+
+        result = attack.run(clf, x, y, batch_size=config.batch_size, seed=config.seed, progress=step)
+        done += len(x)
+        robust = (result.y_pred_adv == y) & clean_ok
+        runs.append(
+            AttackRun(
+                attack=cls.name,
+                eps=eps,
+                params=attack.params.model_dump(mode="json"),
+                version=cls.version,
+                robust_accuracy=float(robust.mean()),
+                success_rate=result.success_rate,
+                l2_mean=float(result.l2.mean()),
+                linf_max=float(result.linf.max()),
+                seconds=result.seconds,
+                per_class=_per_class(robust, y, names),
+                robust=robust,
+                l2=result.l2,
+                norm=str(getattr(attack.params, "norm", "inf")) if eps is not None else "2",
+                purpose=purpose,
+            )
+        )
+        if purpose == "evaluation":
+            adversarials[(cls.name, eps)] = result.x_adv
+
+    evaluated = [r for r in runs if r.purpose == "evaluation"]
+    unbounded = [r for r in runs if r.purpose == "sanity"]
+    worst, worst_per_class = _worst_case(evaluated, config.eps, clean_ok, y, names)
+    cw = [r for r in evaluated if r.eps is None and r.attack == "cw"]
+    cw_l2 = [float(v) for v in cw[0].l2[~cw[0].robust & clean_ok]] if cw else []
+    sanity = _sanity_checks(evaluated, unbounded, config.eps, float(clean_ok.mean())) if config.sanity_checks else []
+    gallery = _gallery(evaluated, adversarials, clf, x, y, names, clean_ok, config.gallery)
+
+    import keras
+    import tensorflow as tf
+
+    from egide import __version__
+
+    return Report(
+        config=config.model_dump(mode="json"),
+        environment={
+            "egide": __version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "plugins": {cls.name: cls.version for cls, _ in attacks},
+        },
+        model=clf.describe(),
+        data={
+            "source": config.data,
+            "split": config.split,
+            "images": len(x),
+            "class_names": names,
+            "class_counts": {n: int((y == i).sum()) for i, n in enumerate(names)},
+        },
+        clean_accuracy=float(clean_ok.mean()),
+        clean_per_class=_per_class(clean_ok, y, names),
+        runs=runs,
+        worst_case=worst,
+        worst_case_per_class=worst_per_class,
+        cw_l2=cw_l2,
+        sanity=sanity,
+        gallery=gallery,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# ---- planning -------------------------------------------------------------------------------
+def _check_attack(reg: Registry, spec: AttackSpec):
+    cls = reg.get("attack", spec.plugin)
+    if "eps" in spec.params:
+        raise ParameterError(
+            f"attack '{spec.plugin}': give epsilons in the evaluation's `eps` list, not in params"
+        )
+    if "targeted" in spec.params and spec.params["targeted"]:
+        raise ParameterError(f"attack '{spec.plugin}': evaluations run untargeted attacks")
+    probe = dict(spec.params)
+    if "eps" in cls.Params.model_fields:
+        probe["eps"] = DEFAULT_EPS[0]
+    cls.validate_params(probe)  # fail before any work starts
+    return cls, spec
+
+
+def _budgets(cls, eps_list):
+    return list(eps_list) if "eps" in cls.Params.model_fields else [None]
+
+
+# ---- aggregation ----------------------------------------------------------------------------
+def _per_class(ok: np.ndarray, y: np.ndarray, names: list[str]) -> dict[str, float]:
+    return {n: float(ok[y == i].mean()) if (y == i).any() else float("nan") for i, n in enumerate(names)}
+
+
+def _worst_case(runs, eps_list, clean_ok, y, names):
+    worst, per_class = {}, {n: {} for n in names}
+    for eps in eps_list:
+        at_eps = [r for r in runs if r.eps is not None and math.isclose(r.eps, eps) and r.norm == "inf"]
+        if not at_eps:
+            continue
+        robust = clean_ok.copy()
+        for r in at_eps:
+            robust &= r.robust
+        worst[eps_key(eps)] = float(robust.mean())
+        for name, acc in _per_class(robust, y, names).items():
+            per_class[name][eps_key(eps)] = acc
+    return worst, per_class
+
+
+def _sanity_checks(runs, unbounded, eps_list, clean_accuracy) -> list[SanityCheck]:
+    checks = []
+    by = {(r.attack, r.eps): r for r in runs}
+    # 1. An iterative attack weaker than one FGSM step at the same budget means its steps
+    #    follow a useless gradient: masked, obfuscated or badly tuned.
+    weaker = []
+    for name in ITERATIVE:
+        for eps in eps_list:
+            it, fg = by.get((name, eps)), by.get(("fgsm", eps))
+            if it and fg and it.robust_accuracy > fg.robust_accuracy + MONOTONE_SLACK:
+                weaker.append(f"{name} at {eps_key(eps)}: {it.robust_accuracy:.1%} vs FGSM {fg.robust_accuracy:.1%}")
+    checks.append(
+        SanityCheck(
+            "iterative-at-least-as-strong-as-fgsm",
+            not weaker,
+            "Iterative attacks are at least as strong as FGSM at every epsilon."
+            if not weaker
+            else "An iterative attack is weaker than single-step FGSM ("
+            + "; ".join(weaker)
+            + "). Many steps should never do worse than one: this is a classic sign of gradient "
+            "masking, or of a step size too small for the number of steps.",
+        )
+    )
+    # 2. Robust accuracy must not rise as the budget grows, and must fall somewhere.
+    rising, flat = [], []
+    for name in sorted({r.attack for r in runs if r.eps is not None}):
+        accs = [by[(name, e)].robust_accuracy for e in eps_list if (name, e) in by]
+        if any(b > a + MONOTONE_SLACK for a, b in zip(accs, accs[1:])):
+            rising.append(name)
+        if len(accs) > 1 and accs[-1] >= clean_accuracy - MONOTONE_SLACK and clean_accuracy > 0:
+            flat.append(name)
+    problems = []
+    if rising:
+        problems.append(f"robust accuracy rises with epsilon for {', '.join(rising)}")
+    if flat:
+        problems.append(f"accuracy does not fall at all as epsilon grows for {', '.join(flat)}")
+    checks.append(
+        SanityCheck(
+            "accuracy-falls-as-eps-grows",
+            not problems,
+            "Robust accuracy falls as epsilon grows, for every attack."
+            if not problems
+            else "; ".join(problems).capitalize()
+            + ". A larger budget contains every smaller one, so a correct attack can only do "
+            "better with it: suspect gradient masking or a failing attack.",
+        )
+    )
+    # 3. Attacks without a real budget must break (almost) everything.
+    weak = [
+        f"{r.attack}{' eps=1' if r.purpose == 'sanity' else ''} {r.success_rate:.1%}"
+        for r in unbounded + [r for r in runs if r.attack == "cw"]
+        if r.success_rate < UNBOUNDED_SUCCESS * clean_accuracy
+    ]
+    checks.append(
+        SanityCheck(
+            "unbounded-attacks-succeed",
+            not weak,
+            f"Unbounded attacks break at least {UNBOUNDED_SUCCESS:.0%} of the correctly classified images."
+            if not weak
+            else f"An unbounded attack succeeds too rarely ({', '.join(weak)}). With no budget "
+            "any input can be changed into any other, so this means gradients that do not "
+            "lead anywhere (masking) or an attack that is stopped too early.",
+        )
+    )
+    return checks
+
+
+def _gallery(runs, adversarials, clf, x, y, names, clean_ok, count) -> list[GalleryItem]:
+    """Correctly classified examples, one class after another, under the strongest L-inf run
+    at the largest epsilon (the one with the lowest robust accuracy)."""
+    linf = [r for r in runs if r.eps is not None and r.norm == "inf"]
+    if not count or not linf:
+        return []
+    top = max(r.eps for r in linf)
+    strongest = min((r for r in linf if r.eps == top), key=lambda r: r.robust_accuracy)
+    x_adv = adversarials[(strongest.attack, strongest.eps)]
+    chosen: list[int] = []
+    per_class = [list(np.flatnonzero((y == i) & clean_ok)) for i in range(len(names))]
+    while len(chosen) < count and any(per_class):
+        for idx in per_class:
+            if idx and len(chosen) < count:
+                chosen.append(int(idx.pop(0)))
+    if not chosen:
+        return []
+    p_clean = _softmax(clf.predict_logits(x[chosen]))
+    p_adv = _softmax(clf.predict_logits(x_adv[chosen]))
+    return [
+        GalleryItem(
+            index=i,
+            label=names[y[i]],
+            clean=x[i],
+            adversarial=x_adv[i],
+            clean_pred=names[int(pc.argmax())],
+            clean_confidence=float(pc.max()),
+            adv_pred=names[int(pa.argmax())],
+            adv_confidence=float(pa.max()),
+            attack=strongest.attack,
+            eps=float(strongest.eps),
+        )
+        for i, pc, pa in zip(chosen, p_clean, p_adv)
+    ]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+

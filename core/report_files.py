@@ -1,0 +1,51 @@
+"""Writing a report to disk: every file appears whole or not at all.
+
+Each file is written under a temporary name in the destination folder and renamed into place
+(an atomic replace on POSIX): a run interrupted with Ctrl-C, or a crash while rendering,
+leaves the previous report (if any) untouched and never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+
+def write_report(report, out_dir) -> dict[str, str]:
+    from .report_html import render_html
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Render everything first; only then touch the destination files.
+    contents = {
+        "report.json": json.dumps(_json_safe(report.to_dict()), indent=2),
+        "report.html": render_html(report),
+    }
+    written = {}
+    for name, text in contents.items():
+        written[name] = str(_atomic_write(out / name, text))
+    return written
+
+
+def _atomic_write(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _json_safe(value):
+    """NaN/Inf are not JSON: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
