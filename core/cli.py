@@ -3,6 +3,7 @@
     egide plugins [--json]
     egide attack --model M --data D --attack NAME [--param key=value ...] --out adv.npz
     egide evaluate [--model M] [--data D] [--attacks a,b] [--eps 1/255,4/255] [--out DIR]
+    egide train --data brain-tumor-phantom --out model.keras
 
 User errors (bad names, parameters, files, data) print one clear message and exit with 2;
 only a bug shows a traceback.
@@ -16,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
+
+import numpy as np
 
 from .errors import EgideError, InputError
 
@@ -95,6 +98,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print report.json's content instead of the table")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser("train", help="train a model architecture on a data set (the demo model by default)")
+    p.add_argument("--data", default="brain-tumor-phantom", help="named data set, .npz or folder with train/val splits")
+    p.add_argument("--architecture", default="brain-tumor-cnn", help="a named model whose architecture to train")
+    p.add_argument("--out", required=True, help="where to save the trained model (.keras)")
+    p.add_argument("--epochs", type=int, help="passes over the train split (default: the architecture's recipe)")
+    p.add_argument("--batch-size", type=int, help="images per batch (default: the recipe's)")
+    p.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the recipe's)")
+    p.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
+    p.add_argument("--no-progress", action="store_true", help="hide the per-batch progress bar")
+    p.set_defaults(handler=_cmd_train)
     return parser
 
 
@@ -151,8 +165,6 @@ def _parse_clip(text: str) -> tuple[float, float]:
 
 
 def _targets(spec: str | None, y, class_names, num_classes):
-    import numpy as np
-
     if spec is None:
         return None
     if spec == "next":
@@ -288,6 +300,64 @@ def _cmd_evaluate(args) -> int:
     for check in report.sanity:
         print(f"  [{'ok' if check.passed else 'FLAG'}] {check.name}: {check.message}")
     print(f"wrote {written['report.json']} and {written['report.html']} ({report.seconds:.1f} s)")
+    return 0
+
+
+# ---- egide train ----------------------------------------------------------------------
+def _cmd_train(args) -> int:
+    from egide.core.data import load as load_data
+
+    from .errors import DataError
+    from .registry import registry
+    from .train import save_model, train_classifier
+
+    source = registry().get("model", args.architecture)
+    if not callable(getattr(source, "build", None)):
+        raise InputError(f"model '{args.architecture}' has no architecture to train (no build())")
+    recipe = {**getattr(source, "recipe", {})}
+    for key in ("epochs", "batch_size", "learning_rate", "seed"):
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
+    train = load_data(args.data, split="train")
+    try:
+        val = load_data(args.data, split="val")
+    except DataError:
+        # No validation split: hold out 15% of train, the same images every run.
+        order = np.random.default_rng(recipe.get("seed", 0)).permutation(len(train))
+        cut = max(1, len(train) * 15 // 100)
+        val, train = train.subset(order[:cut]), train.subset(order[cut:])
+    model = source.build(train.image_shape, train.num_classes)
+    print(f"training {args.architecture} on {len(train)} images of {args.data} "
+          f"({len(val)} for validation): {recipe}", flush=True)
+
+    bar = _progress_bar(0, "epoch 1", disabled=args.no_progress)
+    with bar as on_batch:
+        def on_epoch(epoch, epochs, m):
+            line = (f"epoch {epoch}/{epochs}  loss {m.get('loss', float('nan')):.4f}  "
+                    f"accuracy {m.get('accuracy', 0):.2%}  val accuracy {m.get('val_accuracy', 0):.2%}  "
+                    f"({m['seconds']:.0f} s)")
+            if bar.bar.disable:
+                print(line, flush=True)
+            else:
+                bar.bar.write(line)
+                bar.bar.reset()
+                on_batch(0, 0, f"epoch {epoch + 1}")
+
+        result = train_classifier(model, train, val, on_epoch=on_epoch,
+                                  on_batch=lambda done, total: on_batch(done, total), **recipe)
+    out = save_model(result.model, args.out)
+    print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_accuracy:.2%}")
+    try:
+        test = load_data(args.data, split="test")
+    except DataError:
+        test = None
+    if test is not None:
+        from .classifier import Classifier
+
+        clf = Classifier.from_keras(result.model)
+        accuracy = float((clf.predict(test.x) == test.y).mean())
+        print(f"test accuracy {accuracy:.2%} on {len(test)} images")
+    print(f"wrote {out} ({result.seconds:.0f} s)")
     return 0
 
 

@@ -206,8 +206,14 @@ def evaluate(
     *,
     progress: EvaluationProgress | None = None,
     registry: Registry | None = None,
+    classifier: Classifier | None = None,
+    dataset=None,
 ) -> Report:
-    """Run every attack at every epsilon on the model and data of `config`."""
+    """Run every attack at every epsilon on the model and data of `config`.
+
+    `classifier` and `dataset` replace loading `config.model` / `config.data` when the caller
+    already holds them (a server with models in memory, a notebook, a test).
+    """
     from .data import load as load_data
 
     started = time.perf_counter()
@@ -216,8 +222,12 @@ def evaluate(
     reg = registry or default_registry()
     attacks = [_check_attack(reg, spec) for spec in config.attacks]
 
-    clf = Classifier.load(config.model, clip=config.clip)
-    data = load_data(config.data, split=config.split, limit=config.limit).for_classifier(clf)
+    clf = classifier or Classifier.load(config.model, clip=config.clip)
+    if dataset is None:
+        dataset = load_data(config.data, split=config.split, limit=config.limit)
+    elif config.limit:
+        dataset = dataset.take(config.limit)
+    data = dataset.for_classifier(clf)
     names = list(data.class_names)
     x, y = data.x, data.y
 

@@ -87,7 +87,7 @@ def _header(report) -> str:
         verdict = f'<a class="badge pass" href="#sanity">{len(report.sanity)} sanity checks passed</a>'
     else:
         verdict = '<a class="badge warn" href="#sanity">sanity checks not run</a>'
-    class_counts = " · ".join(f"{_e(n)} {counts.get(n, '?')}" for n in names)
+    class_counts = " · ".join(f"{_e(n)} {_e(counts.get(n, '?'))}" for n in names)
     return f"""<header>
 <p class="brand">Égide · robustness report</p>
 <h1>{_e(model.get("name", "model"))}</h1>
@@ -96,7 +96,7 @@ def _header(report) -> str:
   <div class="big"><span class="label">worst-case robust accuracy</span><span class="value">{_worst_summary(report)}</span></div>
   <div class="verdict">{verdict}</div>
 </div>
-<p class="definition"><strong>Robust accuracy</strong> is the share of all {data.get("images", "?")} evaluated
+<p class="definition"><strong>Robust accuracy</strong> is the share of all {_e(data.get("images", "?"))} evaluated
 images that the model classifies correctly before the attack and still after it; the
 <strong>worst case</strong> counts an image as robust only if it survives every L∞ attack at that ε.</p>
 <dl class="facts">
@@ -178,18 +178,18 @@ def _plot_section(report) -> str:
     head = '<section id="robustness">\n<h2>Robust accuracy vs ε</h2>\n'
     if not runs:
         return head + '<p class="note">No L∞-bounded attack ran, so there is no curve to draw.</p>\n</section>'
-    others = sorted({r.attack for r in report.runs if r.purpose == "evaluation" and r.eps is not None and r.norm != "inf"})
-    extra = (
-        f" Runs with another norm ({_e(', '.join(others))}) are in the tables only: their ε is in other units."
-        if others
-        else ""
-    )
+    evaluated = [r for r in report.runs if r.purpose == "evaluation"]
+    notes = []
+    if any(r.eps is None for r in evaluated):
+        notes.append("Minimal-perturbation runs (C&amp;W) have no ε: they are in the tables and below.")
+    others = sorted({r.attack for r in evaluated if r.eps is not None and r.norm != "inf"})
+    if others:
+        notes.append(f"Runs with another norm ({_e(', '.join(others))}) have ε in other units: tables only.")
     return (
         head
         + f'<figure class="plot">{_robustness_svg(report, runs)}<figcaption>One line per L∞ attack '
         "(a marker at each ε); the bold black line is the per-sample worst case over all of them, "
-        "the dashed line the clean accuracy. The unbounded C&amp;W run has no ε and is shown "
-        f"below.{extra}</figcaption></figure>\n</section>"
+        f"the dashed line the clean accuracy. {' '.join(notes)}</figcaption></figure>\n</section>"
     )
 
 
@@ -235,7 +235,7 @@ def _draw_robustness(fig, ax, report, runs) -> None:
     ax.set_xticks([e * scale for e in eps_values])
     ax.set_xticklabels([_mpl_text(_eps_text(report, e)) for e in eps_values])
     ax.set_xlim(0, max(eps_values) * scale * 1.06)
-    ax.set_xlabel("ε, L∞ budget" + (" (in units of 1/255)" if in_255 else " (input units)"))
+    ax.set_xlabel("ε, L∞ budget" + ("" if in_255 else " (input units)"))
     ax.set_ylim(-3, 103)
     ax.set_ylabel("robust accuracy (%)")
     ax.grid(True, color="#e4e4e4", linewidth=0.8)
@@ -298,6 +298,9 @@ def _matrix_table(report) -> str:
 def _runs_table(report, runs, empty: str) -> str:
     if not runs:
         return f'<p class="note">{_e(empty)}</p>'
+    # Attack by attack (in the order they ran), epsilon ascending, minimal-L2 runs last.
+    order = {name: i for i, name in enumerate(_attack_order(runs))}
+    runs = sorted(runs, key=lambda r: (order[r.attack], r.eps is None, r.eps or 0.0))
     rows = []
     for i, r in enumerate(runs):
         if r.eps is None:
@@ -308,7 +311,8 @@ def _runs_table(report, runs, empty: str) -> str:
             budget = _eps_text(report, r.eps) + ("" if r.norm == "inf" else f" (L{r.norm} budget)")
         # An L-inf run whose perturbation exceeds its budget is a bug in the attack: say so.
         over = r.eps is not None and r.norm == "inf" and r.linf_max > r.eps * (1 + LINF_TOLERANCE) + 1e-7
-        linf = f'<td class="num{" over" if over else ""}">{_num(r.linf_max)}{" &gt; ε!" if over else ""}</td>'
+        size = _size_text(report, r.linf_max) if r.purpose == "evaluation" else _num(r.linf_max)
+        linf = f'<td class="num{" over" if over else ""}">{_e(size)}{" &gt; ε!" if over else ""}</td>'
         # Name and parameters once per attack: its runs differ only by epsilon.
         group = ""
         if i == 0 or runs[i - 1].attack != r.attack:
@@ -373,12 +377,12 @@ def _fragile_sentence(means: dict[str, float], keys: list[str]) -> str:
     if len(means) < 2:
         return "Too few classes with images to compare."
     ordered = sorted(means.items(), key=lambda kv: kv[1])
-    (weak, low), (_, next_low) = ordered[0], ordered[1]
+    (weak, low), (runner_up, next_low) = ordered[0], ordered[1]
     if math.isclose(low, next_low, abs_tol=1e-9):
         return "No single class is more fragile than the others (equal mean robust accuracy over ε)."
     return (
-        f'Most fragile class: <strong>{_e(weak)}</strong> (mean worst-case robust accuracy over ε '
-        f"{_pct(low)}; next {_pct(next_low)})."
+        f"Most fragile class: <strong>{_e(weak)}</strong>, with a worst-case robust accuracy of "
+        f"{_pct(low)} on average over the ε (next: {_e(runner_up)}, {_pct(next_low)})."
     )
 
 
@@ -387,14 +391,17 @@ def _gallery_section(report) -> str:
     head = '<section id="gallery">\n<h2>Gallery</h2>\n'
     items = report.gallery
     if not items:
-        return head + '<p class="note">No gallery: it was turned off (gallery = 0), or no image was both correctly classified and attacked with an L∞ budget.</p>\n</section>'
+        return head + (
+            '<p class="note">No gallery: it was turned off (gallery = 0), or no image was both '
+            "correctly classified and attacked with an L∞ budget.</p>\n</section>"
+        )
     lo, hi = (report.model.get("clip") or report.config.get("clip") or (0.0, 1.0))[:2]
     attacks = {(g.attack, g.eps) for g in items}
     if len(attacks) == 1:
         attack, eps = attacks.pop()
         intro = (
-            f"Correctly classified images under <strong>{_e(attack)}</strong> at ε = {_e(_eps_text(report, eps))} "
-            "(the strongest L∞ run at the largest ε)."
+            f"Correctly classified images under <strong>{_e(attack)}</strong> at "
+            f"ε = {_e(_eps_text(report, eps))} (the strongest L∞ run at the largest ε)."
         )
     else:
         intro = "Correctly classified images under the attack named on each card."
@@ -403,7 +410,7 @@ def _gallery_section(report) -> str:
         head
         + f'<p class="lead">{intro} A prediction in red differs from the true label. The perturbation '
         "is amplified so that its largest change fills the grey scale: mid-grey is no change, "
-        "lighter is brighter.</p>\n"
+        "lighter pixels were brightened, darker ones darkened.</p>\n"
         + f'<div class="gallery">\n{cards}\n</div>\n</section>'
     )
 
@@ -416,24 +423,39 @@ def _gallery_card(report, g, lo: float, hi: float) -> str:
     peak = float(np.abs(delta).max()) if delta.size else 0.0
     # Map [-peak, +peak] onto [0, 1] around mid-grey; the factor is how much it was magnified.
     factor = 0.5 / peak if peak > 0 else 0.0
-    shown = 0.5 + delta * factor
     flipped = g.adv_pred != g.label
-    clean_ok = g.clean_pred == g.label
     status = '<span class="badge flag">flipped</span>' if flipped else '<span class="badge pass">held</span>'
-    amp = (
-        f"×{factor:.3g} · max |δ| {_e(_size_text(report, peak * span))}" if peak > 0 else "no change"
+    if peak > 0:
+        amplified = f"perturbation ×{factor:.3g}<br>max |δ| = {_e(_size_text(report, peak * span))}"
+    else:
+        amplified = "perturbation<br>none: identical images"
+    panels = [
+        ((clean - lo) / span, "clean", "clean<br>" + _prediction(g.clean_pred, g.clean_confidence, g.label)),
+        (
+            (adv - lo) / span,
+            "adversarial",
+            f"{_e(g.attack)} ε = {_e(_eps_text(report, g.eps))}<br>"
+            + _prediction(g.adv_pred, g.adv_confidence, g.label),
+        ),
+        (0.5 + delta * factor, "amplified perturbation", amplified),
+    ]
+    figures = "\n".join(
+        f'  <figure><img src="{_png_uri(image)}" alt="{what} {_e(g.index)}" width="{IMAGE_WIDTH}">'
+        f"<figcaption>{caption}</figcaption></figure>"
+        for image, what, caption in panels
     )
     return f"""<article class="card{" flipped" if flipped else ""}">
 <header><span>image #{_e(g.index)} · true <strong>{_e(g.label)}</strong></span>{status}</header>
 <div class="triptych">
-  <figure><img src="{_png_uri((clean - lo) / span)}" alt="clean image {_e(g.index)}" width="{IMAGE_WIDTH}">
-    <figcaption>clean<br><span class="{"ok" if clean_ok else "wrong"}">{_e(g.clean_pred)} {_pct(g.clean_confidence)}</span></figcaption></figure>
-  <figure><img src="{_png_uri((adv - lo) / span)}" alt="adversarial image {_e(g.index)}" width="{IMAGE_WIDTH}">
-    <figcaption>{_e(g.attack)} ε = {_e(_eps_text(report, g.eps))}<br><span class="{"wrong" if flipped else "ok"}">{_e(g.adv_pred)} {_pct(g.adv_confidence)}</span></figcaption></figure>
-  <figure><img src="{_png_uri(shown)}" alt="perturbation of image {_e(g.index)}, amplified" width="{IMAGE_WIDTH}">
-    <figcaption>perturbation<br><span class="muted">{amp}</span></figcaption></figure>
+{figures}
 </div>
 </article>"""
+
+
+def _prediction(predicted: str, confidence: float, label: str) -> str:
+    """A predicted label and its confidence, in red when it is not the true label."""
+    css = "ok" if predicted == label else "wrong"
+    return f'<span class="{css}">{_e(predicted)} {_pct(confidence)}</span>'
 
 
 def _png_uri(image: np.ndarray) -> str:
@@ -476,9 +498,9 @@ def _cw_section(report) -> str:
         ax.set_xlabel("L2 norm of the smallest adversarial perturbation found (input units)")
         ax.set_ylabel("images")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of images, not fractions
-        ax.legend(frameon=False)
+        fig.legend(loc="outside right upper", frameon=False)  # never over the bars
 
-    svg = _svg_plot(draw, (7.0, 3.0), "cw", "Histogram of the C&W minimal L2 perturbations")
+    svg = _svg_plot(draw, (8.2, 3.0), "cw", "Histogram of the C&W minimal L2 perturbations")
     return (
         head
         + f'<figure class="plot">{svg}<figcaption>{values.size} adversarial examples'
@@ -565,7 +587,10 @@ def _eps_text(report, eps: float) -> str:
 
 
 def _size_text(report, value: float) -> str:
-    return f"{value:.3g}" + (f" ({value * 255:.3g}/255)" if _in_255(report) else "")
+    """A perturbation size, in the unit the epsilons are written in."""
+    if not _finite(value):
+        return "n/a"
+    return f"{value * 255:.3g}/255" if _in_255(report) else f"{value:.4g}"
 
 
 def _bounded_linf_runs(report):
@@ -608,6 +633,9 @@ def _svg_plot(draw, size: tuple[float, float], salt: str, label: str) -> str:
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
     svg = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", svg)
     svg = svg.replace("xlink:href=", "href=")
+    # matplotlib numbers its ids per figure (figure_1, axes_1...): prefix them, so two plots
+    # never share an id within the page.
+    svg = re.sub(r'\b(id="|href="#|url\(#)', rf"\g<1>{salt}-", svg)
     return svg.replace("<svg", f'<svg role="img" aria-label="{_e(label)}"', 1)
 
 
@@ -670,14 +698,14 @@ div.params { font-family:ui-monospace, "DejaVu Sans Mono", monospace; font-size:
   color:var(--muted); overflow-wrap:anywhere; margin-top:2px; }
 .tag { font-size:11px; font-weight:600; color:var(--warn); background:var(--warn-bg); border-radius:4px;
   padding:1px 6px; vertical-align:middle; text-transform:uppercase; letter-spacing:.03em; }
-.gallery { display:grid; grid-template-columns:repeat(auto-fill, minmax(450px, 1fr)); gap:14px; }
+.gallery { display:grid; grid-template-columns:repeat(auto-fill, minmax(min(450px, 100%), 1fr)); gap:14px; }
 article.card { border:1px solid var(--line); border-radius:6px; padding:10px 12px; background:#fff; }
 article.card.flipped { border-color:#e8a39b; }
 article.card header { all:unset; display:flex; justify-content:space-between; align-items:center;
   font-size:14px; margin-bottom:8px; }
 .triptych { display:flex; gap:12px; }
-.triptych figure { width:128px; }
-.triptych img { display:block; width:128px; height:auto; image-rendering:pixelated;
+.triptych figure { width:130px; }
+.triptych img { display:block; box-sizing:content-box; width:128px; height:auto; image-rendering:pixelated;
   border:1px solid #c8ccd2; background:#000; }
 .triptych figcaption { font-size:12.5px; line-height:1.35; margin-top:4px; overflow-wrap:anywhere; }
 .ok { color:var(--ink); }
@@ -685,5 +713,12 @@ article.card header { all:unset; display:flex; justify-content:space-between; al
 pre { background:#f2f3f5; border:1px solid var(--line); border-radius:6px; padding:12px; overflow:auto;
   font-size:12.5px; }
 code { font-family:ui-monospace, "DejaVu Sans Mono", monospace; font-size:13px; }
+table { display:block; overflow-x:auto; max-width:100%; }
+@media (max-width: 720px) {
+  main { padding:12px; }
+  li.check { grid-template-columns:1fr; gap:4px; }
+  dl.facts { grid-template-columns:1fr; }
+  .triptych { flex-wrap:wrap; }
+}
 @media print { body { background:#fff; } header, section, footer { break-inside:avoid; } }
 """

@@ -19,15 +19,20 @@ is returned unchanged (so it counts as a failure). To cost one forward+backward 
 iteration, the bookkeeping reuses the logits of the gradient's forward pass: it judges the
 iterate *before* each Adam step, so the very last Adam step of a round is never judged.
 
-Early abort (`abort_early`). Every max(1, steps // 10) iterations each image's objective is
-compared with its value at the previous check; an image whose objective has not improved by
-at least 0.01% of its magnitude is frozen for the rest of the round, and the round ends as
-soon as every image of the batch is frozen. Freezing per image (rather than on the summed
-loss) makes each image's result independent of the other images in its batch.
+Early abort (`abort_early`). A round runs in chunks of max(1, steps // 10) iterations. After
+each chunk every image's objective (at the chunk's last iterate) is compared with its value
+after the previous chunk; an image that has not improved by at least 0.01% of that value's
+magnitude (the paper's `loss > 0.9999 * previous`, made safe for negative objectives, which
+kappa > 0 allows) is frozen for the rest of the round, and the round ends as soon as every
+image of the batch is frozen. Freezing per image (rather than on the summed loss) makes each
+image's result independent of the other images in its batch.
 
-Speed: the whole attack on a batch (all rounds x all iterations, Adam included) is a single
-compiled `tf.function` made of two nested `tf.while_loop`s; nothing returns to Python until
-the batch is done. Nothing is random: the seed is accepted and unused.
+Speed: the whole attack on a batch (all rounds, all iterations, Adam included) is a single
+compiled `tf.function` of nested `tf.while_loop`s (rounds > chunks > iterations); nothing
+returns to Python until the batch is done. Each iteration is one forward+backward pass of the
+model: the tape covers only the model, and the gradient of the distance, of the margin loss
+and of the tanh mapping, which are simple, is written out. Nothing is random: the seed is
+accepted and unused.
 
 After `run()`, `search_constants` holds, per image, the constant c the binary search ended
 with (after its last update): below `initial_const` for images broken in the first round,
@@ -121,7 +126,8 @@ class CarliniWagnerL2(Attack):
         kappa = float(p.confidence)
         rounds, steps = int(p.binary_search_steps), int(p.steps)
         # abort_early: rounds run in chunks of `period` iterations with a check after each.
-        period = max(1, steps // 10) if p.abort_early else steps
+        abort_early = p.abort_early
+        period = max(1, steps // 10) if abort_early else steps
         chunks = -(-steps // period)
         # Adam's bias-corrected step size for t = 1..steps, computed once.
         t = np.arange(1, steps + 1, dtype=np.float64)
@@ -137,13 +143,13 @@ class CarliniWagnerL2(Attack):
             is_label = tf.cast(label_hot, tf.bool)
             w_start = tf.atanh(tf.clip_by_value((x - mid) / half_span, -1.0, 1.0) * _SHRINK)
             inf = tf.fill([batch], np.float32(np.inf))
-            never = tf.fill([batch], False)
+            nobody, everybody = tf.fill([batch], False), tf.fill([batch], True)
 
-            def iteration(i, w, m, v, lr, const, loss, broken, best_l2, best_adv):
+            def iteration(i, w, m, v, moving, const, loss, broken, best_l2, best_adv):
                 """One Adam step on w; bookkeeping on the iterate before the step."""
                 tanh_w = tf.tanh(w)
                 x_adv = mid + half_span * tanh_w
-                with tf.GradientTape() as tape:
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
                     tape.watch(x_adv)
                     z = clf.logits(x_adv)
                 z_label = tf.gather(z, labels, batch_dims=1)
@@ -153,7 +159,8 @@ class CarliniWagnerL2(Attack):
                 margin = (z_other - z_label) * sign
                 diff = x_adv - x
                 l2sq = tf.reduce_sum(tf.square(diff), axis=[1, 2, 3])
-                loss = l2sq + const * tf.maximum(-margin, -kappa)
+                if abort_early:  # the objective itself is only needed for the checks
+                    loss = l2sq + const * tf.maximum(-margin, -kappa)
 
                 success = margin > kappa
                 broken = broken | success
@@ -172,17 +179,17 @@ class CarliniWagnerL2(Attack):
 
                 m = _BETA1 * m + (1.0 - _BETA1) * grad
                 v = _BETA2 * v + (1.0 - _BETA2) * tf.square(grad)
-                w = w - (lr * adam_steps[i]) * m / (tf.sqrt(v) + _ADAM_EPS)
-                return i + 1, w, m, v, lr, const, loss, broken, best_l2, best_adv
+                w = w - (moving * adam_steps[i]) * m / (tf.sqrt(v) + _ADAM_EPS)
+                return i + 1, w, m, v, moving, const, loss, broken, best_l2, best_adv
 
             def chunk(k, i, w, m, v, active, prev_loss, const, broken, best_l2, best_adv):
                 """Up to `period` iterations; then freeze images whose objective stalled."""
-                lr = tf.cast(active, tf.float32)[:, None, None, None]  # frozen: step 0
+                moving = tf.cast(active, tf.float32)[:, None, None, None]  # frozen: step 0
                 stop = tf.minimum(i + period, steps)
                 i, w, m, v, _, _, loss, broken, best_l2, best_adv = tf.while_loop(
                     lambda i, *_: i < stop,
                     iteration,
-                    (i, w, m, v, lr, const, inf, broken, best_l2, best_adv),
+                    (i, w, m, v, moving, const, inf, broken, best_l2, best_adv),
                 )
                 # (No check after the first chunk: prev_loss is inf there, and inf - inf is NaN.)
                 stalled = tf.math.is_finite(prev_loss) & (
@@ -194,7 +201,7 @@ class CarliniWagnerL2(Attack):
             def search_round(r, const, lower, upper, best_l2, best_adv):
                 """Adam from the clean image at constants `const`, then update the search."""
                 zeros = tf.zeros_like(w_start)
-                start = (0, 0, w_start, zeros, zeros, ~never, inf, const, never, best_l2, best_adv)
+                start = (0, 0, w_start, zeros, zeros, everybody, inf, const, nobody, best_l2, best_adv)
                 out = tf.while_loop(
                     lambda k, i, w, m, v, active, *_: (k < chunks) & tf.reduce_any(active),
                     chunk,

@@ -41,7 +41,8 @@ SPLIT_FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 TEMPLATE_FILE = "mni152_t1_axial.npz"
 
 WM = 0.93  # white-matter level of the stored template (uint8 / 255); lesion contrasts refer to it
-ZOOM = 1.08  # the brain fills the frame a little more than the stored field of view
+ZOOM = 0.97  # mean zoom on the stored field of view (the brain fills most of the frame)
+MARGIN_MM = 3.0  # the brain always stays this far inside the frame
 CHUNK = 256  # images rendered at once: bounds the temporaries to a few tens of MB
 
 # Axial levels (MNI z, mm) each class is drawn on. The sella is on the lowest slices only.
@@ -98,6 +99,20 @@ def generate(image_size: int, per_class: int, seed: int):
 
     The arrays are read-only, because they are cached and shared between loads.
     """
+    x, y, bounds, _ = render_all(image_size, per_class, seed)
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y, bounds
+
+
+def render_all(image_size: int, per_class: int, seed: int, truth: bool = False):
+    """(x, y, bounds, truth): the images as `generate` makes them, not cached.
+
+    With truth=True, also where each lesion was drawn, per image and pixel: `lesion` (its
+    opacity, 0..1), `brain` (the brain mask as displayed), and `mni_x`, `mni_y`, `mni_z`: the
+    MNI coordinates (mm) of the pixel before the lesion's mass effect. The images are the same
+    either way.
+    """
     rng = np.random.default_rng([seed, 0x4567_6964])  # one stream, fixed order of draws
     counts = _split_counts(per_class)
     labels, split_of = [], []
@@ -113,19 +128,22 @@ def generate(image_size: int, per_class: int, seed: int):
 
     template = _template()
     lesions = _draw_lesions(rng, labels, template)
-    x = np.empty((len(labels), image_size, image_size, 1), np.float32)
-    for start in range(0, len(labels), CHUNK):
+    n = len(labels)
+    x = np.empty((n, image_size, image_size, 1), np.float32)
+    found = {}
+    if truth:
+        names = ("lesion", "brain", "mni_x", "mni_y", "mni_z")
+        found = {name: np.empty((n, image_size, image_size), np.float32) for name in names}
+    for start in range(0, n, CHUNK):
         part = slice(start, start + CHUNK)
-        x[part, ..., 0] = _render(rng, {k: v[part] for k, v in lesions.items()}, image_size)
-    x.flags.writeable = False
-    labels.flags.writeable = False
+        into = {name: array[part] for name, array in found.items()} or None
+        x[part, ..., 0] = _render(rng, {k: v[part] for k, v in lesions.items()}, image_size, into)
 
     bounds, start = {}, 0
     for split in SPLIT_FRACTIONS:
-        n = counts[split] * len(CLASS_NAMES)
-        bounds[split] = (start, start + n)
-        start += n
-    return x, labels, bounds
+        bounds[split] = (start, start + counts[split] * len(CLASS_NAMES))
+        start = bounds[split][1]
+    return x, labels, bounds, found
 
 
 def _split_counts(per_class: int) -> dict[str, int]:
@@ -165,6 +183,9 @@ class _Template:
         gv, gu = np.gradient(smooth, axis=(1, 2))
         norm = np.hypot(gu, gv) + 1e-6
         self.inward = np.stack([gu / norm, gv / norm], -1)  # (Z, H, W, 2): into the brain
+
+        # How far the brain reaches from the centre of the field of view, per slice (mm).
+        self.reach = np.array([np.hypot(self.u[m], self.v[m]).max() + self.spacing for m in self.mask])
 
         self.glioma_sites, self.convexity_sites, self.falx_sites = [], [], []
         for k, z in enumerate(self.z_mm):
@@ -262,16 +283,23 @@ def _draw_lesions(rng: np.random.Generator, labels: np.ndarray, t: _Template) ->
     z = np.where(labels == GLIOMA, rng.uniform(*GLIOMA_Z, n), z)
     p["z"] = t.slice_index(z)
     nearest = np.clip(np.round(p["z"]).astype(int), 0, len(t.z_mm) - 1)
+    # Keep the whole brain in the frame: |output| = scale * |template - shift| stays inside.
+    room = t.fov / 2 - MARGIN_MM
+    reach = t.reach[nearest]
+    p["scale"] = np.minimum(p["scale"], room / reach)
+    longest = np.maximum(room / p["scale"] - reach, 0.0)
+    length = np.hypot(*p["shift"].T)
+    p["shift"] *= (np.minimum(length, longest) / np.maximum(length, 1e-9))[:, None]
 
     for i in np.nonzero(labels == GLIOMA)[0]:
         k = nearest[i]
         site = rng.choice(t.glioma_sites[k])
         p["centre"][i] = t.u.flat[site], t.v.flat[site]
         depth = t.depth[k].flat[site]
-        high_grade = rng.uniform() < 0.7
-        p["radius"][i] = rng.uniform(7.0, min(18.0, max(8.0, depth + 3.0)))
+        high_grade = rng.uniform() < 0.75
+        p["radius"][i] = rng.uniform(8.0, min(19.0, max(9.0, depth + 3.0)))
         p["harm"][i] = rng.uniform(0.03, 0.16, 3)
-        p["jitter"][i] = rng.uniform(0.08, 0.2)
+        p["jitter"][i] = rng.uniform(0.05, 0.14)
         p["grain"][i] = rng.uniform(0.05, 0.12)
         if high_grade:
             p["bright"][i] = rng.uniform(0.8, 1.15)
@@ -281,15 +309,15 @@ def _draw_lesions(rng: np.random.Generator, labels: np.ndarray, t: _Template) ->
             p["oedema"][i] = rng.uniform(1.6, 2.6)
             p["oedema_depth"][i] = rng.uniform(0.3, 0.5)
         else:
-            p["bright"][i] = rng.uniform(0.35, 0.6)
-            p["edge"][i] = rng.uniform(0.1, 0.2)
+            p["bright"][i] = rng.uniform(0.28, 0.45)
+            p["edge"][i] = rng.uniform(0.08, 0.15)
             p["oedema"][i] = rng.uniform(1.2, 1.6)
             p["oedema_depth"][i] = rng.uniform(0.15, 0.3)
         p["push"][i] = rng.uniform(0.15, 0.45)
 
     for i in np.nonzero(labels == MENINGIOMA)[0]:
         k = nearest[i]
-        radius = rng.uniform(8.0, 20.0)
+        radius = rng.uniform(9.0, 21.0)
         p["radius"][i] = radius
         falx = rng.uniform() < 0.2 and len(t.falx_sites[k]) > 0
         if falx:
@@ -306,7 +334,7 @@ def _draw_lesions(rng: np.random.Generator, labels: np.ndarray, t: _Template) ->
                 base = np.array([t.u.flat[site], t.v.flat[site]])
                 if t.depth_at(k, base + inward * 1.6 * radius) >= 0.4 * radius:
                     break
-                radius = max(8.0, 0.85 * radius)
+                radius = max(9.0, 0.85 * radius)
             p["radius"][i] = radius
             p["inward"][i] = inward
             p["centre"][i] = base + inward * radius * rng.uniform(0.55, 0.9)
@@ -327,19 +355,19 @@ def _draw_lesions(rng: np.random.Generator, labels: np.ndarray, t: _Template) ->
     m = int(pit.sum())
     p["centre"][pit, 0] = t.centre_x - rng.normal(0.0, 1.0, m)  # u = centre_x - MNI x
     p["centre"][pit, 1] = t.centre_y - (SELLA_Y + rng.normal(0.0, 2.0, m))
-    p["radius"][pit] = rng.uniform(5.0, 11.0, m)
+    p["radius"][pit] = rng.uniform(5.5, 11.0, m)
     p["elong"][pit] = rng.uniform(0.8, 1.25, m)
     p["tilt"][pit] = rng.normal(np.pi / 2, 0.2, m)  # elongated front to back if at all
     p["harm"][pit] = rng.uniform(0.0, 0.05, (m, 3))
     p["jitter"][pit] = rng.uniform(0.0, 0.05, m)
-    p["bright"][pit] = rng.uniform(0.72, 1.1, m)
+    p["bright"][pit] = rng.uniform(0.85, 1.15, m)
     p["edge"][pit] = rng.uniform(0.05, 0.1, m)
     p["push"][pit] = rng.uniform(0.1, 0.3, m)
     return p
 
 
 # ---- rendering --------------------------------------------------------------------------------
-def _render(rng: np.random.Generator, p: dict, size: int) -> np.ndarray:
+def _render(rng: np.random.Generator, p: dict, size: int, truth: dict | None = None) -> np.ndarray:
     t = _template()
     n = len(p["label"])
     # float32 throughout: half the memory traffic of float64, and plenty for 8-bit images.
@@ -367,7 +395,7 @@ def _render(rng: np.random.Generator, p: dict, size: int) -> np.ndarray:
         shape += p["harm"][:, h, None, None] * np.cos((h + 2) * theta + p["phase"][:, h, None, None])
     radius = p["radius"][:, None, None]
     px_mm = fov / size
-    rough = _smooth_noise(rng, n, size, 3.0 / px_mm)
+    rough = _smooth_noise(rng, n, size, 4.0 / px_mm)
     texture = _smooth_noise(rng, n, size, 1.5 / px_mm)
     rt = r / (radius * shape) + p["jitter"][:, None, None] * rough  # < 1 inside the lesion
 
@@ -429,6 +457,12 @@ def _render(rng: np.random.Generator, p: dict, size: int) -> np.ndarray:
         base = base * (1.0 - tail_alpha) + WM * p["bright"][:, None, None] * 0.85 * tail_alpha
 
     image = base * (1.0 - alpha) + level * alpha
+    if truth is not None:
+        truth["lesion"][...] = alpha
+        truth["brain"][...] = brain
+        truth["mni_x"][...] = t.centre_x - u
+        truth["mni_y"][...] = t.centre_y - v
+        truth["mni_z"][...] = (t.z_mm[0] + p["z"] * (t.z_mm[1] - t.z_mm[0]))[:, None, None]
 
     # Scanner: smooth multiplicative bias field, per-image windowing, gamma, Rician noise.
     xn, yn = pp / (fov / 2), q / (fov / 2)

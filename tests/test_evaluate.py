@@ -1,0 +1,116 @@
+"""`egide evaluate`: the numbers are consistent, sanity checks catch masking, config errors are clear."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import egide
+from egide.core.cli import main
+from egide.core.evaluate import AttackSpec, EvaluationConfig, eps_key, evaluate
+
+FAST = [
+    AttackSpec(plugin="fgsm"),
+    AttackSpec(plugin="pgd", params={"steps": 10}),
+    AttackSpec(plugin="cw", params={"binary_search_steps": 3, "steps": 50}),
+]
+EPS = [0.05, 0.1, 0.2]
+
+
+@pytest.fixture(scope="module")
+def bars_data(bars):
+    _, _, x_test, y_test = bars
+    return egide.Dataset(x_test[:60], y_test[:60], ("horizontal", "vertical", "diagonal"))
+
+
+@pytest.fixture(scope="module")
+def report(clf, bars_data):
+    config = EvaluationConfig(model="bars", data="bars", attacks=FAST, eps=EPS, gallery=4)
+    return evaluate(config, classifier=clf, dataset=bars_data)
+
+
+def test_runs_cover_every_attack_and_eps(report):
+    runs = {(r.attack, r.eps) for r in report.runs if r.purpose == "evaluation"}
+    assert runs == {("fgsm", e) for e in EPS} | {("pgd", e) for e in EPS} | {("cw", None)}
+    assert [r for r in report.runs if r.purpose == "sanity"][0].eps == 1.0
+
+
+def test_worst_case_is_per_sample_over_attacks(report):
+    for eps in EPS:
+        at = [r for r in report.runs if r.eps == eps and r.purpose == "evaluation"]
+        both = np.logical_and.reduce([r.robust for r in at])
+        assert report.worst_case[eps_key(eps)] == pytest.approx(both.mean())
+        assert report.worst_case[eps_key(eps)] <= min(r.robust_accuracy for r in at)
+
+
+def test_robust_accuracy_falls_with_eps_and_checks_pass_on_an_honest_model(report):
+    accs = [report.worst_case[eps_key(e)] for e in EPS]
+    assert accs == sorted(accs, reverse=True) and accs[-1] < report.clean_accuracy
+    assert all(check.passed for check in report.sanity), [c.message for c in report.sanity]
+    assert len(report.cw_l2) > 0 and min(report.cw_l2) > 0
+
+
+def test_gallery_shows_correct_images_under_the_strongest_attack(report):
+    assert len(report.gallery) == 4
+    assert {g.label for g in report.gallery} == {"horizontal", "vertical", "diagonal"}
+    for item in report.gallery:
+        assert item.eps == max(EPS)
+        assert np.abs(item.adversarial - item.clean).max() <= max(EPS) + 1e-5
+
+
+def test_gradient_masking_is_flagged(cnn_model, bars_data):
+    # An input quantiser in front of the model: its gradient is zero almost everywhere, so
+    # gradient attacks stall and an unbounded attack cannot approach 100% success.
+    masked = keras.Sequential([keras.Input((8, 8, 1)), _Quantise(), *cnn_model.layers])
+    clf = egide.Classifier.from_keras(masked)
+    data = bars_data.subset(np.flatnonzero(clf.predict(bars_data.x) == bars_data.y)[:30])
+    config = EvaluationConfig(model="m", data="d", attacks=FAST[:2], eps=EPS, gallery=0)
+    rep = evaluate(config, classifier=clf, dataset=data)
+    flagged = {c.name for c in rep.sanity if not c.passed}
+    assert "unbounded-attacks-succeed" in flagged, [c.message for c in rep.sanity]
+
+
+class _Quantise(keras.layers.Layer):
+    """Rounds inputs to 2 grey levels: piecewise constant, so its gradient is zero."""
+
+    def call(self, x):
+        return keras.ops.round(x)
+
+
+def test_report_json_replays(report, tmp_path, monkeypatch):
+    import egide.core.report_files as files
+
+    monkeypatch.setattr("egide.core.report_html.render_html", lambda r: "<html></html>", raising=False)
+    written = report.write(tmp_path)
+    doc = json.loads(open(written["report.json"]).read())
+    assert doc["config"]["eps"] == EPS and doc["config"]["attacks"][1]["params"] == {"steps": 10}
+    assert {"egide", "tensorflow", "keras", "numpy", "plugins"} <= set(doc["environment"])
+    assert doc["runs"][0]["params"]["eps"] == EPS[0]
+    assert files is not None
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"eps": []}, "at least one epsilon"),
+        ({"eps": [2.0]}, "outside (0, 1]"),
+        ({"attacks": [{"plugin": "fgsm", "params": {"eps": 0.1}}]}, "eps"),
+        ({"attacks": [{"plugin": "nope"}]}, "no attack named 'nope'"),
+        ({"attacks": [{"plugin": "pgd", "params": {"stepz": 3}}]}, "Did you mean 'steps'"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_settings_are_clear_errors(settings, message, clf, bars_data):
+    with pytest.raises(Exception) as info:
+        evaluate(EvaluationConfig(**settings), classifier=clf, dataset=bars_data)
+    assert message in str(info.value)
+
+
+def test_cli_config_file_errors_exit_2(tmp_path, capsys):
+    bad = tmp_path / "c.json"
+    bad.write_text('{"eps": [0.0]}')
+    assert main(["evaluate", "--config", str(bad), "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert "outside (0, 1]" in capsys.readouterr().err
+    assert main(["evaluate", "--eps", "4/0", "--out", str(tmp_path / "r")]) == 2
+    assert "not a number" in capsys.readouterr().err
