@@ -105,6 +105,12 @@ def test_deterministic(registry, untargeted, clf, test_batch):
     again = attack.run(clf, x, y, seed=2)  # the seed is accepted and unused
     np.testing.assert_array_equal(first.x_adv, again.x_adv)
     np.testing.assert_array_equal(first.x_adv, untargeted.x_adv)  # a fresh instance too
+    # Each image's search ignores the rest of its batch (early abort is per image), so the
+    # batch size does not change the result beyond float noise.
+    constants = attack.search_constants
+    small_batches = attack.run(clf, x, y, batch_size=16)
+    np.testing.assert_allclose(small_batches.x_adv, first.x_adv, atol=1e-3)
+    np.testing.assert_allclose(attack.search_constants, constants, rtol=1e-3)
 
 
 def test_softmax_model_is_attacked_through_its_logits(registry, untargeted, softmax_clf, test_batch):
