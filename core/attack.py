@@ -70,6 +70,8 @@ class Attack(Plugin):
         x_adv = np.empty_like(x)
         y_pred = np.empty(n, np.int64)
         y_pred_adv = np.empty(n, np.int64)
+        l2 = np.empty(n, np.float32)
+        linf = np.empty(n, np.float32)
         started = time.perf_counter()
         if progress:
             progress(0, n)
@@ -82,13 +84,16 @@ class Attack(Plugin):
             adv = self.perturb(clf, xb, yb, tb, batch_seed)
             adv = np.clip(np.asarray(adv, dtype=np.float32), *clf.clip)
             x_adv[start:stop] = adv
+            # Norms per batch: a whole-dataset delta would make memory grow with the data.
+            delta = (adv - x[start:stop]).reshape(stop - start, -1)
+            l2[start:stop] = np.sqrt(np.einsum("ij,ij->i", delta, delta, dtype=np.float64))
+            linf[start:stop] = np.abs(delta).max(axis=1)
             y_pred[start:stop] = clf._logits_np(x[start:stop]).argmax(axis=1)
             y_pred_adv[start:stop] = clf._logits_np(adv).argmax(axis=1)
             if progress:
                 progress(stop, n)
         seconds = time.perf_counter() - started
 
-        delta = (x_adv - x).reshape(n, -1)
         success = y_pred_adv == target if target is not None else y_pred_adv != y
         return AttackResult(
             x_adv=x_adv,
@@ -96,8 +101,8 @@ class Attack(Plugin):
             y_pred=y_pred,
             y_pred_adv=y_pred_adv,
             success=success,
-            l2=np.sqrt(np.sum(delta.astype(np.float64) ** 2, axis=1)).astype(np.float32),
-            linf=np.abs(delta).max(axis=1),
+            l2=l2,
+            linf=linf,
             seconds=seconds,
             config=self.config(),
             seed=seed,

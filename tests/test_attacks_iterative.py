@@ -7,9 +7,12 @@ reproduce runs, softmax models are attacked through their logits, and bad input 
 with errors a user can act on.
 """
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+import egide
 from egide.core.errors import InputError, ParameterError
 
 # (attack, norm) pairs; BIM is L-inf only and takes no `norm` parameter.
@@ -105,7 +108,6 @@ def test_targeted_attacks_reach_their_targets(registry, clf, test_batch, name, n
 
 def reference_run(clf, x, y, name, norm, eps, alpha, steps, decay=1.0):
     """The papers' update rules written out step by step in eager TensorFlow and numpy."""
-    import tensorflow as tf
 
     def unit_l2(t):
         return t / np.linalg.norm(t.reshape(len(t), -1), axis=1).reshape(-1, 1, 1, 1)
@@ -196,6 +198,10 @@ def test_runs_repeat_under_a_seed_and_differ_under_another(registry, clf, test_b
     other = atk.run(clf, x, y, seed=12)
     assert np.abs(other.x_adv - a.x_adv).max() > 1e-3
     assert a.config["params"]["restarts"] == 2 and a.seed == 11
+    # Several batches, the last one partial: each batch has its own seed, still reproducible.
+    c, d = atk.run(clf, x, y, seed=11, batch_size=24), atk.run(clf, x, y, seed=11, batch_size=24)
+    np.testing.assert_array_equal(c.x_adv, d.x_adv)
+    assert norms(c.x_adv, x)[0].max() <= 0.1 * (1 + TOL)
 
 
 def test_without_random_start_pgd_ignores_the_seed(registry, clf, test_batch):
@@ -215,6 +221,29 @@ def test_softmax_model_is_attacked_through_its_logits(
     assert on_logits.robust_accuracy < 0.9
     assert on_softmax.robust_accuracy <= on_logits.robust_accuracy + 2 / len(x)
     assert np.mean(np.abs(on_softmax.x_adv - on_logits.x_adv) < 1e-4) > 0.95
+
+
+# ---- a model without gradients ------------------------------------------------------------
+class _Round(keras.layers.Layer):
+    """Rounds the input: no gradient flows back through it (gradient masking)."""
+
+    def call(self, x):
+        return keras.ops.round(x)
+
+
+@pytest.mark.parametrize(("name", "norm"), VARIANTS, ids=IDS)
+def test_a_model_without_input_gradients_stalls_the_attack_without_error(
+    registry, cnn_model, test_batch, name, norm
+):
+    x, y = test_batch
+    masked = egide.Classifier.from_keras(
+        keras.Sequential([keras.Input((8, 8, 1)), _Round(), *cnn_model.layers])
+    )
+    params = dict(eps=EPS[norm], steps=3)
+    if name == "pgd":
+        params["random_start"] = False
+    res = make(registry, name, norm, **params).run(masked, x[:8], y[:8])
+    np.testing.assert_array_equal(res.x_adv, x[:8])  # a zero gradient moves nothing
 
 
 # ---- parameters ---------------------------------------------------------------------------

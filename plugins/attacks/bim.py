@@ -17,6 +17,10 @@ from pydantic import BaseModel, Field
 from egide.core import Attack, hookimpl
 from egide.core.norms import clip_to_ball
 
+# A model with no gradient path to its input (a quantiser, say) gives zeros, not None:
+# the attack then stands still instead of failing, and the sanity checks flag the masking.
+_ZERO = tf.UnconnectedGradients.ZERO
+
 
 class BIM(Attack):
     """Iterated FGSM steps from the clean image, clipped to the L-inf eps-ball every step."""
@@ -65,7 +69,7 @@ class BIM(Attack):
                         labels=labels, logits=logits
                     )
                     objective = -loss if targeted else loss
-                grad = tape.gradient(objective, x)
+                grad = tape.gradient(objective, x, unconnected_gradients=_ZERO)
                 return t + 1, clip_to_ball(x + alpha * tf.sign(grad), x0, eps, "inf", lo, hi)
 
             _, x = tf.while_loop(lambda t, x: t < steps, step, (tf.constant(0), x0))

@@ -34,9 +34,10 @@ model: the tape covers only the model, and the gradient of the distance, of the 
 and of the tanh mapping, which are simple, is written out. Nothing is random: the seed is
 accepted and unused.
 
-After `run()`, `search_constants` holds, per image, the constant c the binary search ended
-with (after its last update): below `initial_const` for images broken in the first round,
-`initial_const * 10**k` for images broken in none of the rounds.
+After `run()`, the attack's `search_constants` holds, per image of that run, the constant c
+the binary search ended with (after its last update): below `initial_const` for images broken
+in the first round, above it for the others, and `initial_const * 10**binary_search_steps`
+(capped at 1e10) for images broken in no round.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ class CarliniWagnerL2(Attack):
         return "2"
 
     def run(self, clf, x, y, **kwargs):
+        """Attack.run, which also sets `search_constants` (one per image, in order)."""
+        self.search_constants = None
         self._constants: list[np.ndarray] | None = []
         try:
             result = super().run(clf, x, y, **kwargs)

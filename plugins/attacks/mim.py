@@ -19,6 +19,10 @@ from pydantic import BaseModel, Field, field_validator
 from egide.core import Attack, hookimpl
 from egide.core.norms import clip_to_ball, per_sample_l1, steepest_direction
 
+# A model with no gradient path to its input (a quantiser, say) gives zeros, not None:
+# the attack then stands still instead of failing, and the sanity checks flag the masking.
+_ZERO = tf.UnconnectedGradients.ZERO
+
 _TINY = 1e-12
 
 
@@ -81,7 +85,7 @@ class MIM(Attack):
                         labels=labels, logits=logits
                     )
                     objective = -loss if targeted else loss
-                grad = tape.gradient(objective, x)
+                grad = tape.gradient(objective, x, unconnected_gradients=_ZERO)
                 velocity = decay * velocity + grad / tf.maximum(per_sample_l1(grad), _TINY)
                 moved = clip_to_ball(
                     x + alpha * steepest_direction(velocity, norm), x0, eps, norm, lo, hi

@@ -30,6 +30,10 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from egide.core import Attack, hookimpl
 from egide.core.norms import clip_to_ball, random_in_ball, steepest_direction
 
+# A model with no gradient path to its input (a quantiser, say) gives zeros, not None:
+# the attack then stands still instead of failing, and the sanity checks flag the masking.
+_ZERO = tf.UnconnectedGradients.ZERO
+
 
 class PGD(Attack):
     """Iterated gradient steps from a random start, projected onto the eps-ball every step."""
@@ -112,7 +116,7 @@ class PGD(Attack):
                 tape.watch(x)
                 logits = tf.cast(clf.logits(x), tf.float32)
                 value = objective(logits, labels)
-            return logits, tape.gradient(value, x)
+            return logits, tape.gradient(value, x, unconnected_gradients=_ZERO)
 
         def one_restart(x0, labels, seed, frozen):
             x = x0

@@ -250,10 +250,10 @@ def _draw_lesions(rng: np.random.Generator, labels: np.ndarray, t: _Template) ->
         "angle": np.deg2rad(u(-10, 10)),
         "scale": ZOOM * u(0.92, 1.08),
         "shift": rng.uniform(-7, 7, (n, 2)),
-        "gamma": np.exp(u(np.log(0.9), np.log(1.7))),
-        "bias": rng.normal(0.0, 0.12, (n, 5)),
-        "noise": u(0.008, 0.03),
-        "top": u(0.82, 1.0),
+        "gamma": np.exp(u(np.log(0.9), np.log(1.45))),
+        "bias": rng.normal(0.0, 0.08, (n, 5)),
+        "noise": u(0.008, 0.025),
+        "top": u(0.88, 1.0),
         # lesion (filled per class below)
         "centre": np.zeros((n, 2)),
         "radius": np.ones(n),
@@ -296,18 +296,18 @@ def _draw_lesions(rng: np.random.Generator, labels: np.ndarray, t: _Template) ->
         site = rng.choice(t.glioma_sites[k])
         p["centre"][i] = t.u.flat[site], t.v.flat[site]
         depth = t.depth[k].flat[site]
-        high_grade = rng.uniform() < 0.75
-        p["radius"][i] = rng.uniform(8.0, min(19.0, max(9.0, depth + 3.0)))
+        high_grade = rng.uniform() < 0.85
+        p["radius"][i] = rng.uniform(9.0, min(20.0, max(10.0, depth + 3.0)))
         p["harm"][i] = rng.uniform(0.03, 0.16, 3)
         p["jitter"][i] = rng.uniform(0.05, 0.14)
         p["grain"][i] = rng.uniform(0.05, 0.12)
         if high_grade:
-            p["bright"][i] = rng.uniform(0.8, 1.15)
+            p["bright"][i] = rng.uniform(0.95, 1.25)
             p["core"][i] = rng.uniform(0.18, 0.42)
-            p["necrosis"][i] = rng.uniform(0.35, 0.7)
+            p["necrosis"][i] = rng.uniform(0.3, 0.62)
             p["edge"][i] = rng.uniform(0.05, 0.1)
-            p["oedema"][i] = rng.uniform(1.6, 2.6)
-            p["oedema_depth"][i] = rng.uniform(0.3, 0.5)
+            p["oedema"][i] = rng.uniform(1.8, 2.8)
+            p["oedema_depth"][i] = rng.uniform(0.35, 0.55)
         else:
             p["bright"][i] = rng.uniform(0.28, 0.45)
             p["edge"][i] = rng.uniform(0.08, 0.15)
@@ -395,8 +395,9 @@ def _render(rng: np.random.Generator, p: dict, size: int, truth: dict | None = N
         shape += p["harm"][:, h, None, None] * np.cos((h + 2) * theta + p["phase"][:, h, None, None])
     radius = p["radius"][:, None, None]
     px_mm = fov / size
-    rough = _smooth_noise(rng, n, size, 4.0 / px_mm)
-    texture = _smooth_noise(rng, n, size, 1.5 / px_mm)
+    sick = p["label"] != NOTUMOR  # only images with a lesion need its random fields
+    rough, spread_noise = _smooth_noise(rng, sick, size, 4.0 / px_mm)
+    texture, _ = _smooth_noise(rng, sick, size, 1.5 / px_mm)
     rt = r / (radius * shape) + p["jitter"][:, None, None] * rough  # < 1 inside the lesion
 
     # Mass effect: sample the template closer to the lesion centre, so tissue moves outwards.
@@ -419,7 +420,7 @@ def _render(rng: np.random.Generator, p: dict, size: int, truth: dict | None = N
 
     # Oedema: darkens white matter most (vasogenic oedema spreads along it).
     oedema_extent = p["oedema"][:, None, None]
-    spread = r / (radius * shape * np.maximum(oedema_extent, 1e-3)) + 0.25 * _smooth_noise(rng, n, size, 4.0 / px_mm)
+    spread = r / (radius * shape * np.maximum(oedema_extent, 1e-3)) + 0.25 * spread_noise
     oedema = _sigmoid((1.0 - spread) / 0.12) * (oedema_extent > 0)
     white = np.clip((base - 0.55) / 0.35, 0.0, 1.0)
     base = base * (1.0 - p["oedema_depth"][:, None, None] * oedema * (0.35 + 0.65 * white) * brain)
@@ -468,12 +469,12 @@ def _render(rng: np.random.Generator, p: dict, size: int, truth: dict | None = N
     xn, yn = pp / (fov / 2), q / (fov / 2)
     basis = np.stack([xn, yn, xn * yn, xn**2 - 0.33, yn**2 - 0.33])
     image *= np.exp(np.einsum("nk,khw->nhw", p["bias"], basis))
-    top = np.quantile(image.reshape(n, -1), 0.98, axis=1)[:, None, None]
+    top = np.quantile(image.reshape(n, -1), 0.99, axis=1)[:, None, None]
     image = np.clip(image / np.maximum(top, 1e-3), 0.0, None) ** p["gamma"][:, None, None]
     image *= p["top"][:, None, None]
     sigma = p["noise"][:, None, None]
-    real = image + sigma * rng.standard_normal(image.shape)
-    imag = sigma * rng.standard_normal(image.shape)
+    real = image + sigma * rng.standard_normal(image.shape, dtype=np.float32)
+    imag = sigma * rng.standard_normal(image.shape, dtype=np.float32)
     return np.clip(np.hypot(real, imag), 0.0, 1.0).astype(np.float32)
 
 
@@ -513,11 +514,21 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _smooth_noise(rng: np.random.Generator, n: int, size: int, sigma_px: float) -> np.ndarray:
-    """Gaussian-smoothed white noise with unit standard deviation, (n, size, size)."""
-    white = rng.standard_normal((n, size, size)).astype(np.float32)
-    field = _blur(white, sigma_px)
-    return field / (field.std(axis=(1, 2), keepdims=True) + 1e-6)
+def _smooth_noise(rng: np.random.Generator, rows: np.ndarray, size: int, sigma_px: float):
+    """Two independent Gaussian-smoothed noise fields with unit standard deviation, each
+    (len(rows), size, size), zero where `rows` is False: the real and imaginary parts of
+    smoothed complex white noise (one FFT for two fields)."""
+    shape = (int(rows.sum()), size, size)
+    white = rng.standard_normal(shape, dtype=np.float32) + 1j * rng.standard_normal(shape, dtype=np.float32)
+    f = np.fft.fftfreq(size)
+    gain = np.exp(-2.0 * (np.pi * sigma_px) ** 2 * (f[:, None] ** 2 + f[None, :] ** 2))
+    field = np.fft.ifft2(np.fft.fft2(white) * gain)
+    out = []
+    for part in (field.real, field.imag):
+        full = np.zeros((len(rows), size, size), np.float32)
+        full[rows] = part / (part.std(axis=(1, 2), keepdims=True) + 1e-6)
+        out.append(full)
+    return out
 
 
 def _blur(images: np.ndarray, sigma_px: float) -> np.ndarray:
