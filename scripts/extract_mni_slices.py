@@ -186,6 +186,9 @@ def main(argv=None) -> int:
         f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB): {n} axial slices, "
         f"z = {z[0]:g}..{z[-1]:g} mm, {SIZE}x{SIZE} at {FOV_MM / SIZE:g} mm, from {Path(wheel).name}"
     )
+    notice = args.out.parent / "MNI152_NOTICE.txt"
+    if notice.exists() and Path(wheel).name not in notice.read_text(encoding="utf-8"):
+        print(f"note: {notice.name} names another nilearn wheel; update it to {Path(wheel).name}")
     return 0
 
 

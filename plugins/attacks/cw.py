@@ -137,8 +137,7 @@ class CarliniWagnerL2(Attack):
         adam_steps = tf.constant(
             p.learning_rate * np.sqrt(1.0 - _BETA2**t) / (1.0 - _BETA1**t), tf.float32
         )
-        # margin = sign * (Z_other - Z_label): how far the iterate is past the decision boundary.
-        sign = -1.0 if self.targeted else 1.0
+        targeted = self.targeted
 
         def attack(x, labels):
             batch = tf.shape(x)[0]
@@ -158,8 +157,9 @@ class CarliniWagnerL2(Attack):
                 z_label = tf.gather(z, labels, batch_dims=1)
                 z_masked = tf.where(is_label, -np.inf, z)
                 z_other = tf.reduce_max(z_masked, axis=1)
-                # margin > 0: adversarial.  f = max(-margin, -kappa)
-                margin = (z_other - z_label) * sign
+                # How far past the decision boundary the iterate is (> 0: adversarial);
+                # f = max(-margin, -kappa).
+                margin = z_label - z_other if targeted else z_other - z_label
                 diff = x_adv - x
                 l2sq = tf.reduce_sum(tf.square(diff), axis=[1, 2, 3])
                 if abort_early:  # the objective itself is only needed for the checks
@@ -172,17 +172,19 @@ class CarliniWagnerL2(Attack):
                 best_adv = tf.where(better[:, None, None, None], x_adv, best_adv)
 
                 # Gradient of the objective: the tape covers only the model; the rest is
-                # d/dx ||x'-x||^2 = 2(x'-x); d f/d z = -sign * (onehot(other) - onehot(label))
-                # while f is active (margin < kappa), else 0; dx'/dw = half_span * (1 - tanh^2 w).
-                weight = const * tf.cast(margin < kappa, tf.float32) * -sign
+                # d/dx ||x'-x||^2 = 2(x'-x); d f/dz = -d margin/dz while f is active (margin <
+                # kappa), else 0; dx'/dw = half_span * (1 - tanh^2 w).
+                weight = tf.where(margin < kappa, const, 0.0)
                 other_hot = tf.one_hot(tf.argmax(z_masked, axis=1), num_classes)
-                grad_z = weight[:, None] * (other_hot - label_hot)
+                down = other_hot - label_hot if targeted else label_hot - other_hot
+                grad_z = weight[:, None] * down
                 grad_x = 2.0 * diff + tape.gradient(z, x_adv, output_gradients=grad_z)
                 grad = grad_x * (half_span - half_span * tf.square(tanh_w))
 
                 m = _BETA1 * m + (1.0 - _BETA1) * grad
                 v = _BETA2 * v + (1.0 - _BETA2) * tf.square(grad)
-                w = w - (moving * adam_steps[i]) * m / (tf.sqrt(v) + _ADAM_EPS)
+                step = moving * adam_steps[i] if abort_early else adam_steps[i]
+                w = w - step * m / (tf.sqrt(v) + _ADAM_EPS)
                 return i + 1, w, m, v, moving, const, loss, broken, best_l2, best_adv
 
             def chunk(k, i, w, m, v, active, prev_loss, const, broken, best_l2, best_adv):

@@ -10,7 +10,7 @@ it, with the look of a contrast-enhanced T1 scan:
   around a dark necrotic centre, low-grade ones are hypointense and do not enhance;
 - meningioma: a round, sharply outlined, homogeneously enhancing extra-axial mass with a broad
   base on the inner table of the skull (convexity) or on the falx, a thin CSF cleft between it
-  and the brain it indents, and often a dural tail;
+  and the brain it indents, and often a thin dural tail;
 - pituitary: a small enhancing mass on the midline at the sella, only on the skull-base slices;
 - notumor: no lesion.
 
@@ -122,7 +122,7 @@ def render_all(image_size: int, per_class: int, seed: int, truth: bool = False):
             split_of += [index] * counts[split]
     labels = np.array(labels, np.int64)
     split_of = np.array(split_of)
-    # Order: train, val, test; classes mixed within a split so any prefix has every class.
+    # Order: train, val, test; the classes are shuffled within each split.
     order = np.concatenate([rng.permutation(np.nonzero(split_of == i)[0]) for i in range(3)])
     labels = labels[order]
 
@@ -278,7 +278,8 @@ def _draw_lesions(rng: np.random.Generator, labels: np.ndarray, t: _Template) ->
     z = u(t.z_mm[0], t.z_mm[-1])
     low = rng.uniform(*SELLAR_Z, n)
     z = np.where(labels == PITUITARY, low, z)
-    # A third of the normal slices come from the sellar levels, so the level alone tells nothing.
+    # About a third of the normal slices are redrawn at the sellar levels: a skull-base slice
+    # alone does not make an image "pituitary".
     z = np.where((labels == NOTUMOR) & (rng.uniform(size=n) < 0.3), low, z)
     z = np.where(labels == GLIOMA, rng.uniform(*GLIOMA_Z, n), z)
     p["z"] = t.slice_index(z)
@@ -357,7 +358,7 @@ def _draw_lesions(rng: np.random.Generator, labels: np.ndarray, t: _Template) ->
     p["centre"][pit, 1] = t.centre_y - (SELLA_Y + rng.normal(0.0, 2.0, m))
     p["radius"][pit] = rng.uniform(5.5, 11.0, m)
     p["elong"][pit] = rng.uniform(0.8, 1.25, m)
-    p["tilt"][pit] = rng.normal(np.pi / 2, 0.2, m)  # elongated front to back if at all
+    p["tilt"][pit] = rng.normal(np.pi / 2, 0.2, m)  # its axes: front-back and left-right
     p["harm"][pit] = rng.uniform(0.0, 0.05, (m, 3))
     p["jitter"][pit] = rng.uniform(0.0, 0.05, m)
     p["bright"][pit] = rng.uniform(0.85, 1.15, m)
@@ -452,7 +453,9 @@ def _render(rng: np.random.Generator, p: dict, size: int, truth: dict | None = N
     if np.any(tail > 0):
         inward = p["inward"]
         along = -inward[:, 1, None, None] * du + inward[:, 0, None, None] * dv
+        across = inward[:, 0, None, None] * du + inward[:, 1, None, None] * dv
         reach = np.clip(1.0 - np.abs(along) / (radius * (1.0 + np.maximum(tail, 1e-3))), 0.0, 1.0)
+        reach *= np.abs(across) < 1.5 * radius  # this side of the brain only
         band = np.exp(-((dura_depth - 1.2) / 1.2) ** 2) * dura
         tail_alpha = 0.7 * reach * band * (tail > 0) * (1.0 - alpha)
         base = base * (1.0 - tail_alpha) + WM * p["bright"][:, None, None] * 0.85 * tail_alpha
