@@ -239,8 +239,11 @@ def evaluate(
         (cls, spec, eps, "evaluation") for cls, spec in attacks for eps in _budgets(cls, config.eps)
     ]
     if config.sanity_checks and "pgd" in reg.names("attack"):
-        # A budget as large as the input range: PGD must then break nearly every sample.
-        plan.append((reg.get("attack", "pgd"), AttackSpec(plugin="pgd", params={"steps": 20}), 1.0, "sanity"))
+        # A budget as large as the input range: PGD must then break nearly every sample. It
+        # starts from the image itself: a random start in so large a ball is pure noise, where
+        # a model's gradients say nothing about the image.
+        unbounded = {"steps": 50, "random_start": False, "early_stop": True}
+        plan.append((reg.get("attack", "pgd"), AttackSpec(plugin="pgd", params=unbounded), 1.0, "sanity"))
     total, done = len(plan) * len(x), 0
 
     runs: list[AttackRun] = []

@@ -89,7 +89,15 @@ def train_classifier(
 
 
 def save_model(model, path) -> Path:
-    """Save a Keras model atomically (written beside, then renamed into place)."""
+    """Save a Keras model's architecture and weights atomically (written beside, then renamed
+    into place). The optimizer state is left out: it triples the file and inference needs none."""
+    if getattr(model, "optimizer", None) is not None:
+        try:  # rebuilt from its config, the model is not compiled (clone_model would be)
+            bare = type(model).from_config(model.get_config())
+            bare.set_weights(model.get_weights())
+            model = bare
+        except (NotImplementedError, TypeError, ValueError):
+            pass  # a subclassed model without a config: save it as it is
     path = Path(path)
     if path.suffix not in (".keras", ".h5"):
         raise InputError(f"{path}: save models as .keras (or .h5)")
