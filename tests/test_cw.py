@@ -113,7 +113,9 @@ def test_deterministic(registry, untargeted, clf, test_batch):
     np.testing.assert_allclose(attack.search_constants, constants, rtol=1e-3)
 
 
-def test_softmax_model_is_attacked_through_its_logits(registry, untargeted, softmax_clf, test_batch):
+def test_softmax_model_is_attacked_through_its_logits(
+    registry, untargeted, softmax_clf, test_batch
+):
     x, y = test_batch
     res = cw(registry).run(softmax_clf, x, y)
     assert res.success_rate >= 0.99

@@ -30,9 +30,9 @@ image's result independent of the other images in its batch.
 Speed: the whole attack on a batch (all rounds, all iterations, Adam included) is a single
 compiled `tf.function` of nested `tf.while_loop`s (rounds > chunks > iterations); nothing
 returns to Python until the batch is done. Each iteration is one forward+backward pass of the
-model: the tape covers only the model, and the gradient of the distance, of the margin loss
-and of the tanh mapping, which are simple, is written out. Nothing is random: the seed is
-accepted and unused.
+model (a non-inlined inner function, see `model_pass`): the tape covers only the model, and
+the gradients of the distance, of the margin loss and of the tanh mapping, which are simple,
+are written out. Nothing is random: the seed is accepted and unused.
 
 After `run()`, the attack's `search_constants` holds, per image of that run, the constant c
 the binary search ended with (after its last update): below `initial_const` for images broken
@@ -139,10 +139,34 @@ class CarliniWagnerL2(Attack):
         )
         targeted = self.targeted
 
+        # The model's forward+backward pass, as a function TensorFlow must not inline into the
+        # loop. oneDNN rewrites a MaxPoolGrad only if it meets the rewritten forward pool first;
+        # inlined into the lowered while loops (a graph with cycles) that order varies from one
+        # compilation to the next, and about half of them ran every max-pool gradient on the
+        # plain Eigen kernel (a whole C&W step on a small CNN ~1.5x slower). In a graph of its
+        # own, 13 compilations out of 13 got oneDNN; the call costs about 1%.
+        @tf.function(experimental_attributes={"_noinline": True}, reduce_retracing=True)
+        def model_pass(x_adv, label_hot, const):
+            """Margins of x_adv, and the gradient of const * f w.r.t. x_adv, from one pass."""
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(x_adv)
+                z = clf.logits(x_adv)
+            is_label = label_hot > 0
+            z_label = tf.reduce_sum(label_hot * z, axis=1)
+            z_masked = tf.where(is_label, -np.inf, z)
+            z_other = tf.reduce_max(z_masked, axis=1)
+            # How far past the decision boundary x_adv is (> 0: adversarial);
+            # f = max(-margin, -kappa), so d f/dz = -d margin/dz while margin < kappa, else 0.
+            margin = z_label - z_other if targeted else z_other - z_label
+            weight = tf.where(margin < kappa, const, 0.0)
+            other_hot = tf.one_hot(tf.argmax(z_masked, axis=1), num_classes)
+            down = other_hot - label_hot if targeted else label_hot - other_hot
+            grad_z = weight[:, None] * down
+            return margin, tape.gradient(z, x_adv, output_gradients=grad_z)
+
         def attack(x, labels):
             batch = tf.shape(x)[0]
             label_hot = tf.one_hot(labels, num_classes)
-            is_label = tf.cast(label_hot, tf.bool)
             w_start = tf.atanh(tf.clip_by_value((x - mid) / half_span, -1.0, 1.0) * _SHRINK)
             inf = tf.fill([batch], np.float32(np.inf))
             nobody, everybody = tf.fill([batch], False), tf.fill([batch], True)
@@ -151,15 +175,7 @@ class CarliniWagnerL2(Attack):
                 """One Adam step on w; bookkeeping on the iterate before the step."""
                 tanh_w = tf.tanh(w)
                 x_adv = mid + half_span * tanh_w
-                with tf.GradientTape(watch_accessed_variables=False) as tape:
-                    tape.watch(x_adv)
-                    z = clf.logits(x_adv)
-                z_label = tf.gather(z, labels, batch_dims=1)
-                z_masked = tf.where(is_label, -np.inf, z)
-                z_other = tf.reduce_max(z_masked, axis=1)
-                # How far past the decision boundary the iterate is (> 0: adversarial);
-                # f = max(-margin, -kappa).
-                margin = z_label - z_other if targeted else z_other - z_label
+                margin, grad_f = model_pass(x_adv, label_hot, const)
                 diff = x_adv - x
                 l2sq = tf.reduce_sum(tf.square(diff), axis=[1, 2, 3])
                 if abort_early:  # the objective itself is only needed for the checks
@@ -171,15 +187,9 @@ class CarliniWagnerL2(Attack):
                 best_l2 = tf.where(better, l2sq, best_l2)
                 best_adv = tf.where(better[:, None, None, None], x_adv, best_adv)
 
-                # Gradient of the objective: the tape covers only the model; the rest is
-                # d/dx ||x'-x||^2 = 2(x'-x); d f/dz = -d margin/dz while f is active (margin <
-                # kappa), else 0; dx'/dw = half_span * (1 - tanh^2 w).
-                weight = tf.where(margin < kappa, const, 0.0)
-                other_hot = tf.one_hot(tf.argmax(z_masked, axis=1), num_classes)
-                down = other_hot - label_hot if targeted else label_hot - other_hot
-                grad_z = weight[:, None] * down
-                grad_x = 2.0 * diff + tape.gradient(z, x_adv, output_gradients=grad_z)
-                grad = grad_x * (half_span - half_span * tf.square(tanh_w))
+                # Gradient of the objective w.r.t. w: d/dx ||x'-x||^2 = 2(x'-x), plus c * df/dx'
+                # from the model pass, times dx'/dw = half_span * (1 - tanh^2 w).
+                grad = (2.0 * diff + grad_f) * (half_span - half_span * tf.square(tanh_w))
 
                 m = _BETA1 * m + (1.0 - _BETA1) * grad
                 v = _BETA2 * v + (1.0 - _BETA2) * tf.square(grad)
@@ -206,7 +216,9 @@ class CarliniWagnerL2(Attack):
             def search_round(r, const, lower, upper, best_l2, best_adv):
                 """Adam from the clean image at constants `const`, then update the search."""
                 zeros = tf.zeros_like(w_start)
-                start = (0, 0, w_start, zeros, zeros, everybody, inf, const, nobody, best_l2, best_adv)
+                start = (
+                    0, 0, w_start, zeros, zeros, everybody, inf, const, nobody, best_l2, best_adv
+                )
                 out = tf.while_loop(
                     lambda k, i, w, m, v, active, *_: (k < chunks) & tf.reduce_any(active),
                     chunk,
@@ -222,7 +234,8 @@ class CarliniWagnerL2(Attack):
                 )
                 return r + 1, const, lower, upper, best_l2, best_adv
 
-            start = (0, tf.fill([batch], np.float32(p.initial_const)), tf.zeros([batch]), inf, inf, x)
+            c0 = tf.fill([batch], np.float32(p.initial_const))
+            start = (0, c0, tf.zeros([batch]), inf, inf, x)  # r, c, lower, upper, best_l2, best
             out = tf.while_loop(lambda r, *_: r < rounds, search_round, start)
             return out[5], out[1]
 
