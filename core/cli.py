@@ -4,6 +4,7 @@
     egide attack --model M --data D --attack NAME [--param key=value ...] --out adv.npz
     egide evaluate [--model M] [--data D] [--attacks a,b] [--eps 1/255,4/255] [--out DIR]
     egide train --data brain-tumor-phantom --out model.keras
+    egide serve [--host 127.0.0.1] [--port 5000] [--instance PATH] [--token T]
 
 User errors (bad names, parameters, files, data) print one clear message and exit with 2;
 only a bug shows a traceback.
@@ -109,6 +110,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
     p.add_argument("--no-progress", action="store_true", help="hide the per-batch progress bar")
     p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("serve", help="run the web lab and JSON API (http://127.0.0.1:5000 by default)")
+    p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; any other needs a token)")
+    p.add_argument("--port", type=int, default=None, help="port (default 5000, or EGIDE_PORT)")
+    p.add_argument("--instance", default=None, help="folder for the job store and artifacts (or EGIDE_INSTANCE_PATH)")
+    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on the API (or EGIDE_TOKEN)")
+    p.add_argument("--workers", type=int, default=None, help="job worker threads (default 1, or EGIDE_WORKERS)")
+    p.set_defaults(handler=_cmd_serve)
     return parser
 
 
@@ -392,3 +401,38 @@ class _progress_bar:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---- egide serve ----------------------------------------------------------------------
+def _cmd_serve(args) -> int:
+    import ipaddress
+
+    host = args.host or os.environ.get("EGIDE_HOST") or "127.0.0.1"
+    port = args.port if args.port is not None else int(os.environ.get("EGIDE_PORT") or 5000)
+    token = args.token or os.environ.get("EGIDE_TOKEN") or None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not token:
+        raise InputError(
+            f"refusing to bind {host} without a token: anyone who can reach it could run jobs; "
+            "set --token (or EGIDE_TOKEN), or bind 127.0.0.1"
+        )
+    config: dict[str, Any] = {}
+    if args.instance:
+        config["EGIDE_INSTANCE_PATH"] = args.instance
+    if token:
+        config["EGIDE_TOKEN"] = token
+    if args.workers is not None:
+        if args.workers < 1:
+            raise InputError("--workers must be at least 1")
+        config["EGIDE_WORKERS"] = args.workers
+    from werkzeug.serving import run_simple
+
+    from egide.web import create_app
+
+    app = create_app(config)
+    print(f"egide: serving on http://{host}:{port}/  (instance folder {app.instance_path})", flush=True)
+    run_simple(host, port, app, threaded=True, use_reloader=False)
+    return 0

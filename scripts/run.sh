@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
-# The main job: set up, then evaluate the built-in demo model (brain-tumor-cnn) on the built-in
-# brain-MRI phantom (brain-tumor-phantom, test split) with the five seed attacks, and write the
-# report to egide-report/ (report.html for people, report.json for scripts).
-# Once the web lab lands, this starts the server on the demo instead.
+# The main job: set up, then start the Égide web lab on the built-in demo (the brain-tumor-cnn
+# model and the brain-tumor-phantom data) at http://127.0.0.1:8000/. Extra arguments go to
+# `egide serve` (e.g. --port 9000). Stop it with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-.venv/bin/egide evaluate --out egide-report "$@"
-echo "open egide-report/report.html in a browser to read the report"
+exec .venv/bin/egide serve --host 127.0.0.1 --port "${EGIDE_PORT:-8000}" --instance egide-instance "$@"

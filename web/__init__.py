@@ -1,1 +1,123 @@
-"""The Flask server (JSON API and web lab). Not built yet: see the web issue."""
+"""The Flask server: a JSON API (/api/v1) and the lab page (/), over the same plugin registry.
+
+    egide serve --port 5000            # or: flask --app egide.web run
+    app = create_app({"EGIDE_INSTANCE_PATH": "/tmp/lab", "EGIDE_WORKERS": 1})
+
+Configuration comes from `config` and from `EGIDE_*` environment variables (the config wins):
+
+    EGIDE_INSTANCE_PATH  folder for the job store (jobs.sqlite3) and job artifacts
+                         (default: ./egide-instance, in the current directory)
+    EGIDE_TOKEN          when set, the API wants `Authorization: Bearer <token>`
+    EGIDE_WORKERS        worker threads running jobs (default 1: TensorFlow uses every core)
+    EGIDE_QUEUE_SIZE     jobs that may wait (default 16; more is a 429)
+    EGIDE_MAX_IMAGES     images one job may process (default 2048)
+
+The app's state (registry, job store, runner, cached models and data) is one `EgideState` in
+`app.extensions["egide"]`; nothing is global.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+DEFAULTS: dict[str, Any] = {
+    "EGIDE_INSTANCE_PATH": None,
+    "EGIDE_TOKEN": None,
+    "EGIDE_WORKERS": 1,
+    "EGIDE_QUEUE_SIZE": 16,
+    "EGIDE_MAX_IMAGES": 2048,
+}
+
+
+@dataclass
+class EgideState:
+    registry: Any  # egide.core.Registry
+    store: Any  # jobs.JobStore
+    runner: Any  # jobs.JobRunner
+    resources: Any  # work.Resources
+    job_dir: Path
+
+
+def settings(config: dict | None = None, environ=os.environ) -> dict:
+    """DEFAULTS, overridden by EGIDE_* environment variables, overridden by `config`."""
+    out = dict(DEFAULTS)
+    for key, default in DEFAULTS.items():
+        if key in environ and environ[key] != "":
+            value = environ[key]
+            if isinstance(default, int):
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise ValueError(f"{key} must be an integer, got {value!r}") from None
+            out[key] = value
+    out.update(config or {})
+    return out
+
+
+def create_app(config: dict | None = None) -> Flask:
+    from egide.core.registry import Registry
+
+    from .api import api
+    from .jobs import JobRunner, JobStore
+    from .pages import pages
+    from .problems import Problem, problem_response
+    from .work import Resources, run_job
+
+    cfg = settings(config)
+    instance = cfg["EGIDE_INSTANCE_PATH"] or "egide-instance"
+    app = Flask(__name__, instance_path=str(Path(instance).expanduser().resolve()))
+    app.config.update(cfg)
+    app.json.sort_keys = False
+    instance_path = Path(app.instance_path)
+    instance_path.mkdir(parents=True, exist_ok=True)
+    job_dir = instance_path / "jobs"
+    job_dir.mkdir(exist_ok=True)
+
+    registry = cfg.get("EGIDE_REGISTRY") or Registry.load()
+    store = JobStore(instance_path / "jobs.sqlite3")
+    interrupted = store.mark_interrupted()
+    if interrupted:
+        app.logger.warning("%d job(s) of a previous run marked interrupted", interrupted)
+    resources = Resources(registry)
+    runner = JobRunner(
+        store,
+        lambda job, progress: run_job(resources, job_dir, job, progress),
+        workers=int(cfg["EGIDE_WORKERS"]),
+        queue_size=max(1, int(cfg["EGIDE_QUEUE_SIZE"])),
+    )
+    app.extensions["egide"] = EgideState(registry, store, runner, resources, job_dir)
+
+    app.register_blueprint(api)
+    app.register_blueprint(pages)
+
+    @app.errorhandler(Problem)
+    def _problem(exc: Problem):
+        return problem_response(exc)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        from flask import request
+
+        if not request.path.startswith("/api/"):
+            return exc
+        return problem_response(Problem(exc.code or 500, exc.name, exc.description or ""))
+
+    @app.errorhandler(Exception)
+    def _bug(exc: Exception):
+        from egide.core.errors import EgideError
+        from flask import request
+
+        if isinstance(exc, HTTPException):
+            return _http(exc)
+        if isinstance(exc, EgideError):  # a user error that escaped a check: still a 4xx
+            return problem_response(Problem(422, "Invalid request", str(exc), type="invalid-input"))
+        app.logger.exception("unhandled error on %s", request.path)
+        return problem_response(Problem(500, "Internal Server Error", "a bug in egide; see the server log"))
+
+    return app

@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import shutil
 import sqlite3
 import threading
 import time
 import traceback
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 log = logging.getLogger("egide.web")
 
@@ -205,6 +204,8 @@ class JobRunner:
 
     def _run(self, job_id: str) -> None:
         if self._is_cancelled(job_id) or not self.store.start(job_id):
+            with self._lock:
+                self._cancelled.discard(job_id)
             return
         job = self.store.get(job_id)
         last = [0.0]
@@ -233,7 +234,3 @@ class JobRunner:
         finally:
             with self._lock:
                 self._cancelled.discard(job_id)
-
-
-def remove_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

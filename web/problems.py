@@ -46,7 +46,7 @@ def field_error(loc: Iterable, msg: str, type: str = "value_error", input: Any =
     loc = [p if isinstance(p, int) else str(p) for p in loc]
     entry = {
         "loc": loc,
-        "pointer": "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in loc),
+        "pointer": "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in loc),
         "field": ".".join(str(p) for p in loc),
         "msg": msg,
         "type": type,
@@ -66,7 +66,7 @@ def from_pydantic(exc, prefix: Iterable = ()) -> Problem:
     """A pydantic ValidationError as a 422 problem; `prefix` is prepended to each location."""
     errors = []
     for err in exc.errors(include_url=False):
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         errors.append(field_error([*prefix, *err["loc"]], msg, err["type"], err.get("input")))

@@ -1,0 +1,206 @@
+"""Jobs: attack and evaluation jobs run to done in a worker thread and their artifacts download;
+cancelling (queued and running), the bounded queue (429), and restarts (nothing is lost)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from egide.web import create_app
+from egide.web.jobs import JobRunner, JobStore
+
+EPS = 0.0157
+
+
+def wait(client, url, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(url).get_json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {url} still {job['state']} after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory):
+    return tmp_path_factory.mktemp("instance")
+
+
+@pytest.fixture(scope="module")
+def app(instance, registry):
+    app = create_app({"EGIDE_INSTANCE_PATH": str(instance), "EGIDE_REGISTRY": registry})
+    yield app
+    app.extensions["egide"].runner.shutdown()
+
+
+@pytest.fixture(scope="module")
+def attack_job(app):
+    client = app.test_client()
+    resp = client.post("/api/v1/jobs", json={
+        "kind": "attack", "plugin": "fgsm", "params": {"eps": EPS},
+        "model": "brain-tumor-cnn", "data": "brain-tumor-phantom", "split": "test", "limit": 8,
+    })
+    assert resp.status_code == 202, resp.get_json()
+    assert resp.headers["Location"] == resp.get_json()["url"]
+    return wait(client, resp.get_json()["url"])
+
+
+def test_attack_job_runs_to_done(attack_job):
+    job = attack_job
+    assert job["state"] == "done", job["error"]
+    assert job["progress"]["done"] == job["progress"]["total"] == 8
+    s = job["result"]
+    assert s["attack"] == "fgsm" and s["images"] == 8 and s["params"]["eps"] == EPS
+    assert 0 <= s["robust_accuracy"] <= 1 and 0 <= s["success_rate"] <= 1
+    assert s["linf_max"] <= EPS + 1e-6
+    assert len(s["examples"]) == 6 and s["class_names"][0] == "glioma"
+
+
+def test_attack_artifacts_download_and_are_valid(app, attack_job):
+    from PIL import Image
+
+    client = app.test_client()
+    links = attack_job["artifacts"]
+    assert "adversarial.npz" in links and "clean-0.png" in links and "adversarial-0.png" in links
+    resp = client.get(links["adversarial.npz"])
+    assert resp.status_code == 200
+    with np.load(io.BytesIO(resp.data)) as npz:
+        x_adv, y = npz["x_adv"], npz["y"]
+        assert x_adv.shape == (8, 64, 64, 1) and x_adv.dtype == np.float32 and y.shape == (8,)
+        assert json.loads(str(npz["summary"]))["attack"] == "fgsm"
+    ds = app.extensions["egide"].resources.dataset("brain-tumor-phantom", "test")
+    assert np.abs(x_adv - ds.x[:8]).max() <= EPS + 1e-6  # the budget holds
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    png = client.get(links["adversarial-0.png"])
+    assert png.mimetype == "image/png" and Image.open(io.BytesIO(png.data)).size == (64, 64)
+    assert client.get(attack_job["url"] + "/artifacts/..%2Fjobs.sqlite3").status_code == 404
+
+
+def test_jobs_are_listed(app, attack_job):
+    jobs = app.test_client().get("/api/v1/jobs").get_json()["jobs"]
+    assert attack_job["id"] in [j["id"] for j in jobs]
+
+
+def test_evaluation_job_writes_its_report(app):
+    client = app.test_client()
+    resp = client.post("/api/v1/jobs", json={"kind": "evaluate", "config": {
+        "attacks": [{"plugin": "fgsm"}], "eps": [0.03], "limit": 8, "sanity_checks": False, "gallery": 2,
+    }})
+    assert resp.status_code == 202, resp.get_json()
+    job = wait(client, resp.get_json()["url"])
+    assert job["state"] == "done", job["error"]
+    assert set(job["result"]["worst_case_robust_accuracy"]) == {"0.03"}
+    html = client.get(job["artifacts"]["report.html"])
+    assert html.status_code == 200 and b"<html" in html.data.lower()
+    report = client.get(job["artifacts"]["report.json"]).get_json()
+    assert report["data"]["images"] == 8
+
+
+def test_cancel_a_running_attack_job(app, attack_job):
+    client = app.test_client()
+    resp = client.post("/api/v1/jobs", json={
+        "kind": "attack", "plugin": "pgd", "params": {"eps": EPS, "steps": 200},
+        "limit": 16, "batch_size": 1,
+    })
+    url = resp.get_json()["url"]
+    deadline = time.monotonic() + 30
+    while client.get(url).get_json()["state"] == "queued" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    resp = client.delete(url)
+    assert resp.status_code == 202 and resp.get_json()["state"] == "running"
+    job = wait(client, url)
+    assert job["state"] == "cancelled" and job["progress"]["done"] < 16 and job["artifacts"] == {}
+
+
+def test_restart_keeps_finished_jobs_and_marks_running_ones_interrupted(app, instance, registry, attack_job):
+    store = app.extensions["egide"].store
+    running = store.create("attack", {"plugin": "fgsm"})
+    assert store.start(running)
+    queued = store.create("attack", {"plugin": "fgsm"})
+    again = create_app({"EGIDE_INSTANCE_PATH": str(instance), "EGIDE_REGISTRY": registry, "EGIDE_WORKERS": 0})
+    client = again.test_client()
+    done = client.get(attack_job["url"]).get_json()
+    assert done["state"] == "done" and done["result"] == attack_job["result"]
+    assert client.get(done["artifacts"]["adversarial.npz"]).status_code == 200
+    for job_id in (running, queued):
+        job = client.get(f"/api/v1/jobs/{job_id}").get_json()
+        assert job["state"] == "interrupted" and "stopped" in job["error"]
+    again.extensions["egide"].runner.shutdown()
+
+
+def test_cancel_a_queued_job_and_queue_full(tmp_path, registry):
+    app = create_app({"EGIDE_INSTANCE_PATH": str(tmp_path), "EGIDE_REGISTRY": registry,
+                      "EGIDE_WORKERS": 0, "EGIDE_QUEUE_SIZE": 2})
+    client = app.test_client()
+    body = {"kind": "attack", "plugin": "fgsm", "limit": 4}
+    first = client.post("/api/v1/jobs", json=body).get_json()
+    client.post("/api/v1/jobs", json=body)
+    full = client.post("/api/v1/jobs", json=body)
+    assert full.status_code == 429 and full.mimetype == "application/problem+json"
+    assert full.headers["Retry-After"]
+    resp = client.delete(first["url"])
+    assert resp.status_code == 200 and resp.get_json()["state"] == "cancelled"
+    assert client.get(first["url"]).get_json()["state"] == "cancelled"
+    app.extensions["egide"].runner.shutdown()
+
+
+def test_runner_never_runs_a_cancelled_job_and_stops_a_running_one(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    release, started, ran = threading.Event(), threading.Event(), []
+
+    def work(job, progress):
+        ran.append(job["id"])
+        if job["request"]["mode"] == "block":
+            started.set()
+            release.wait(10)
+            return {"ok": True}, []
+        for i in range(1000):  # "loop": runs until the cancellation surfaces in progress()
+            progress(i, 1000)
+            time.sleep(0.01)
+        return {"ok": True}, []
+
+    runner = JobRunner(store, work, workers=1, queue_size=4)
+    try:
+        blocker = runner.submit("attack", {"mode": "block"})
+        assert started.wait(10)
+        waiting = runner.submit("attack", {"mode": "loop"})
+        runner.cancel(waiting)
+        looping = runner.submit("attack", {"mode": "loop"})
+        release.set()
+        deadline = time.monotonic() + 10
+        while store.get(looping)["state"] != "running" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        runner.cancel(looping)
+        while store.get(looping)["state"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.get(blocker)["state"] == "done"
+        assert store.get(waiting)["state"] == "cancelled" and waiting not in ran
+        job = store.get(looping)
+        assert job["state"] == "cancelled" and 0 < job["done"] < 1000
+    finally:
+        release.set()
+        runner.shutdown()
+
+
+def test_a_failing_job_is_failed_not_lost(tmp_path):
+    from egide.core.errors import DataError
+
+    store = JobStore(tmp_path / "jobs.sqlite3")
+
+    def work(job, progress):
+        raise DataError("the data set is empty")
+
+    runner = JobRunner(store, work, workers=1)
+    job_id = runner.submit("attack", {})
+    deadline = time.monotonic() + 10
+    while store.get(job_id)["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    runner.shutdown()
+    assert store.get(job_id)["state"] == "failed" and store.get(job_id)["error"] == "the data set is empty"
