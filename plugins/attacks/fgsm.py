@@ -11,6 +11,7 @@ import tensorflow as tf
 from pydantic import BaseModel, Field, field_validator
 
 from egide.core import Attack, hookimpl
+from egide.core.gradients import cross_entropy_pass
 from egide.core.norms import steepest_direction
 
 
@@ -43,15 +44,10 @@ class FGSM(Attack):
         eps, norm, sign = self.params.eps, self.params.norm, -1.0 if self.targeted else 1.0
         lo, hi = clf.clip
 
+        model_pass = cross_entropy_pass(clf, targeted=False)
+
         def step(x, labels):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                loss = tf.keras.losses.sparse_categorical_crossentropy(
-                    labels, clf.logits(x), from_logits=True
-                )
-            # A non-differentiable model has no gradient: take zeros (the masking shows up
-            # in the results and the sanity checks) rather than fail.
-            grad = tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            _, grad = model_pass(x, labels)
             return tf.clip_by_value(x + sign * eps * steepest_direction(grad, norm), lo, hi)
 
         return step

@@ -28,11 +28,8 @@ import tensorflow as tf
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from egide.core import Attack, hookimpl
+from egide.core.gradients import cross_entropy_pass
 from egide.core.norms import clip_to_ball, random_in_ball, steepest_direction
-
-# A model with no gradient path to its input (a quantiser, say) gives zeros, not None:
-# the attack then stands still instead of failing, and the sanity checks flag the masking.
-_ZERO = tf.UnconnectedGradients.ZERO
 
 
 class PGD(Attack):
@@ -107,16 +104,11 @@ class PGD(Attack):
             loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
             return -loss if targeted else loss
 
+        logits_and_gradient = cross_entropy_pass(clf, targeted)
+
         def succeeded(logits, labels):
             pred = tf.argmax(logits, axis=1, output_type=labels.dtype)
             return tf.equal(pred, labels) if targeted else tf.not_equal(pred, labels)
-
-        def logits_and_gradient(x, labels):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                logits = tf.cast(clf.logits(x), tf.float32)
-                value = objective(logits, labels)
-            return logits, tape.gradient(value, x, unconnected_gradients=_ZERO)
 
         def one_restart(x0, labels, seed, frozen):
             x = x0

@@ -1,0 +1,28 @@
+"""The model pass shared by gradient attacks: logits and the loss gradient, in a graph of its own.
+
+Why a graph of its own: TensorFlow's oneDNN rewrite of the max-pool gradient only happens when
+it meets the rewritten forward pool first, and inlined into an attack's while loop that order
+varies between compilations — about half of them ran every max-pool gradient on the slow Eigen
+kernel (a PGD step on a small CNN 1.5x slower; see benchmarks/README.md). A function marked
+`_noinline` is optimised separately and got oneDNN every time measured, for ~1% call overhead.
+A model with no gradient path to its input (a quantiser) gives zeros, not None: the attack then
+stands still instead of failing, and the evaluation's sanity checks flag the masking.
+"""
+
+import tensorflow as tf
+
+
+def cross_entropy_pass(clf, targeted: bool):
+    """Compiled fn(x, labels) -> (logits, d objective / dx), objective = CE (or -CE if targeted)."""
+
+    @tf.function(experimental_attributes={"_noinline": True}, reduce_retracing=True)
+    def model_pass(x, labels):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(x)
+            logits = tf.cast(clf.logits(x), tf.float32)
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+            objective = -loss if targeted else loss
+        grad = tape.gradient(objective, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return logits, grad
+
+    return model_pass
