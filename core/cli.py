@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a JSON file with the evaluation settings (flags override it)")
     p.add_argument("--model", help="named model or .keras/.h5 file (default brain-tumor-cnn)")
     p.add_argument("--data", help="named data set, .npz or image folder (default brain-tumor-phantom)")
-    p.add_argument("--split", help="data split (default test)")
+    p.add_argument("--split", help="data split (default test; 'all' for data without splits)")
     p.add_argument("--attacks", help="comma-separated attack names (default fgsm,pgd,bim,mim,cw)")
     p.add_argument("--eps", help="comma-separated epsilons; fractions allowed (default 1/255,2/255,4/255,8/255)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
@@ -263,6 +263,8 @@ def evaluation_config(args):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
+    if settings.get("split") == "all":
+        settings["split"] = None
     if args.eps is not None:
         settings["eps"] = [_number(v) for v in args.eps.split(",") if v.strip()]
     if args.attacks is not None:
@@ -293,6 +295,10 @@ def _cmd_evaluate(args) -> int:
     data = report.data
     print(f"{report.model['name']} on {data['images']} images of {data['source']} "
           f"({data['split'] or 'all'}): clean accuracy {report.clean_accuracy:.1%}")
+    if data.get("resized_from"):
+        shape = "x".join(map(str, data["resized_from"]))
+        model_shape = "x".join(map(str, report.model["input_shape"]))
+        print(f"  note: images were {shape}, resized to the model's input {model_shape}")
     eps_list = [eps_key(e) for e in config.eps]
     rows = [["robust accuracy"] + [f"eps {e}" for e in eps_list]]
     for name in dict.fromkeys(r.attack for r in report.runs if r.purpose == "evaluation"):

@@ -228,6 +228,8 @@ def evaluate(
     elif config.limit:
         dataset = dataset.take(config.limit)
     data = dataset.for_classifier(clf)
+    # Images from files are resized to the model's input; the report says so.
+    resized_from = list(dataset.image_shape) if data.image_shape != dataset.image_shape else None
     names = list(data.class_names)
     x, y = data.x, data.y
 
@@ -315,6 +317,7 @@ def evaluate(
             "images": len(x),
             "class_names": names,
             "class_counts": {n: int((y == i).sum()) for i, n in enumerate(names)},
+            "resized_from": resized_from,
         },
         clean_accuracy=float(clean_ok.mean()),
         clean_per_class=_per_class(clean_ok, y, names),

@@ -114,3 +114,22 @@ def test_cli_config_file_errors_exit_2(tmp_path, capsys):
     assert "outside (0, 1]" in capsys.readouterr().err
     assert main(["evaluate", "--eps", "4/0", "--out", str(tmp_path / "r")]) == 2
     assert "not a number" in capsys.readouterr().err
+
+
+def test_image_folders_of_another_size_are_resized_and_said_so(tmp_path, cnn_model, bars, capsys):
+    from PIL import Image
+
+    _, _, x_test, y_test = bars
+    for i in range(12):
+        folder = tmp_path / "scans" / ["0_h", "1_v", "2_d"][y_test[i]]
+        folder.mkdir(parents=True, exist_ok=True)
+        big = Image.fromarray((x_test[i, ..., 0] * 255).astype("uint8")).resize((16, 16), Image.NEAREST)
+        big.save(folder / f"{i}.png")
+    model = tmp_path / "m.keras"
+    cnn_model.save(model)
+    code = main(["evaluate", "--model", str(model), "--data", str(tmp_path / "scans"), "--split", "all",
+                 "--attacks", "fgsm", "--eps", "0.1", "--out", str(tmp_path / "r"), "--no-progress"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "images were 16x16x1, resized to the model's input 8x8x1" in out.out
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["data"]["resized_from"] == [16, 16, 1]
