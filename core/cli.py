@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; any other needs a token)")
     p.add_argument("--port", type=int, default=None, help="port (default 5000, or EGIDE_PORT)")
     p.add_argument("--instance", default=None, help="folder for the job store and artifacts (or EGIDE_INSTANCE_PATH)")
-    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on the API (or EGIDE_TOKEN)")
+    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on the API (or EGIDE_API_TOKEN)")
     p.add_argument("--workers", type=int, default=None, help="job worker threads (default 1, or EGIDE_WORKERS)")
     p.set_defaults(handler=_cmd_serve)
     return parser
@@ -415,7 +415,7 @@ def _cmd_serve(args) -> int:
 
     host = args.host or os.environ.get("EGIDE_HOST") or "127.0.0.1"
     port = args.port if args.port is not None else int(os.environ.get("EGIDE_PORT") or 5000)
-    token = args.token or os.environ.get("EGIDE_TOKEN") or None
+    token = args.token or os.environ.get("EGIDE_API_TOKEN") or os.environ.get("EGIDE_TOKEN") or None
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -423,13 +423,13 @@ def _cmd_serve(args) -> int:
     if not loopback and not token:
         raise InputError(
             f"refusing to bind {host} without a token: anyone who can reach it could run jobs; "
-            "set --token (or EGIDE_TOKEN), or bind 127.0.0.1"
+            "set --token (or EGIDE_API_TOKEN), or bind 127.0.0.1"
         )
     config: dict[str, Any] = {}
     if args.instance:
         config["EGIDE_INSTANCE_PATH"] = args.instance
     if token:
-        config["EGIDE_TOKEN"] = token
+        config["EGIDE_API_TOKEN"] = token
     if args.workers is not None:
         if args.workers < 1:
             raise InputError("--workers must be at least 1")

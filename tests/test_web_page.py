@@ -63,6 +63,7 @@ def server(tmp_path_factory):
     log = open(instance / "server.log", "w")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("EGIDE_TOKEN", None)
+    env.pop("EGIDE_API_TOKEN", None)
     proc = subprocess.Popen(
         egide_command() + ["serve", "--port", str(port), "--instance", str(instance)],
         stdout=log, stderr=subprocess.STDOUT, env=env,

@@ -7,10 +7,20 @@ Configuration comes from `config` and from `EGIDE_*` environment variables (the 
 
     EGIDE_INSTANCE_PATH  folder for the job store (jobs.sqlite3) and job artifacts
                          (default: ./egide-instance, in the current directory)
-    EGIDE_TOKEN          when set, the API wants `Authorization: Bearer <token>`
+    EGIDE_API_TOKEN      when set, the API wants `Authorization: Bearer <token>` on every request
+                         (EGIDE_TOKEN is an older alias; EGIDE_API_TOKEN wins). Without a token,
+                         state-changing requests (POST/DELETE) from beyond loopback are refused.
     EGIDE_WORKERS        worker threads running jobs (default 1: TensorFlow uses every core)
     EGIDE_QUEUE_SIZE     jobs that may wait (default 16; more is a 429)
     EGIDE_MAX_IMAGES     images one job may process (default 2048)
+    EGIDE_MAX_UPLOAD_BYTES     largest /predict request body (default 10 MB; more is a 413)
+    EGIDE_MAX_PIXELS           largest uploaded image, in pixels (default 40 MP; more is a 413)
+    EGIDE_MAX_PREDICT_IMAGES   images one /predict request may hold (default 64)
+    EGIDE_MAX_MODEL_BYTES      largest uploaded model (default 200 MB)
+    EGIDE_MAX_DATASET_BYTES    largest uploaded data set (default 200 MB)
+    EGIDE_MAX_DATASET_FILES    most entries in an uploaded zip (default 20000)
+    EGIDE_MAX_DATASET_UNPACKED most bytes an uploaded zip may unpack to (default 1 GB)
+    EGIDE_MAX_DATASET_PIXELS   most pixels the images of an uploaded zip may hold (default 250 M)
 
 The app's state (registry, job store, runner, cached models and data) is one `EgideState` in
 `app.extensions["egide"]`; nothing is global.
@@ -32,6 +42,14 @@ DEFAULTS: dict[str, Any] = {
     "EGIDE_WORKERS": 1,
     "EGIDE_QUEUE_SIZE": 16,
     "EGIDE_MAX_IMAGES": 2048,
+    "EGIDE_MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
+    "EGIDE_MAX_PIXELS": 40_000_000,
+    "EGIDE_MAX_PREDICT_IMAGES": 64,
+    "EGIDE_MAX_MODEL_BYTES": 200 * 1024 * 1024,
+    "EGIDE_MAX_DATASET_BYTES": 200 * 1024 * 1024,
+    "EGIDE_MAX_DATASET_FILES": 20_000,
+    "EGIDE_MAX_DATASET_UNPACKED": 1024 * 1024 * 1024,
+    "EGIDE_MAX_DATASET_PIXELS": 250_000_000,
 }
 
 
@@ -56,7 +74,12 @@ def settings(config: dict | None = None, environ=os.environ) -> dict:
                 except ValueError:
                     raise ValueError(f"{key} must be an integer, got {value!r}") from None
             out[key] = value
-    out.update(config or {})
+    config = dict(config or {})
+    api_token = config.pop("EGIDE_API_TOKEN", None) or environ.get("EGIDE_API_TOKEN") or None
+    if api_token and not config.get("EGIDE_TOKEN"):
+        out["EGIDE_TOKEN"] = api_token
+    out.update(config)
+    out["EGIDE_API_TOKEN"] = out["EGIDE_TOKEN"]  # one token, under both names
     return out
 
 
@@ -84,7 +107,10 @@ def create_app(config: dict | None = None) -> Flask:
     interrupted = store.mark_interrupted()
     if interrupted:
         app.logger.warning("%d job(s) of a previous run marked interrupted", interrupted)
-    resources = Resources(registry)
+    from .uploads import Uploads
+
+    uploads = Uploads(instance_path / "uploads")
+    resources = Resources(registry, uploads)
     runner = JobRunner(
         store,
         lambda job, progress: run_job(resources, job_dir, job, progress),

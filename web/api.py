@@ -23,10 +23,37 @@ def state():
     return current_app.extensions["egide"]
 
 
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _is_loopback(addr: str | None) -> bool:
+    import ipaddress
+
+    if not addr:
+        return False
+    try:
+        return ipaddress.ip_address(addr.split("%")[0]).is_loopback
+    except ValueError:
+        return addr == "localhost"
+
+
+PUBLIC = frozenset({"api.openapi", "api.docs"})  # the API's description holds no data
+
+
 @api.before_request
 def _check_token():
-    token = current_app.config.get("EGIDE_TOKEN")
+    if request.endpoint in PUBLIC:
+        return None
+    token = current_app.config.get("EGIDE_TOKEN") or current_app.config.get("EGIDE_API_TOKEN")
     if not token:
+        # No token configured: only a caller on this machine may change state.
+        if request.method in STATE_CHANGING and not _is_loopback(request.remote_addr):
+            raise Problem(
+                403, "Forbidden",
+                "this server has no token set, so it accepts POST and DELETE only from loopback; "
+                "start it with EGIDE_API_TOKEN set to accept them from elsewhere",
+                type="token-not-configured",
+            )
         return None
     given = request.headers.get("Authorization", "")
     scheme, _, value = given.partition(" ")
@@ -65,26 +92,204 @@ def plugin(kind: str, name: str):
 
 
 # ---- models and data sets ------------------------------------------------------------------
-# Built-in (named) ones for now. Uploaded models and data sets will be listed here too, with
-# "source": "upload"; the job requests already refer to them only by name.
+# Built-in (named) ones, then uploaded ones ("source": "upload"); jobs and /predict refer to
+# either only by name, never by a server path.
 @api.get("/models")
 def models():
-    reg = state().registry
-    return {"models": [_named(cls, "builtin") for cls in reg.plugins("model")]}
+    st = state()
+    return {"models": [_named(cls, "builtin") for cls in st.registry.plugins("model")]
+            + [_uploaded(m) for m in st.resources.uploads.models()]}
 
 
 @api.get("/datasets")
 def datasets():
-    reg = state().registry
+    st = state()
     return {"datasets": [
         {**_named(cls, "builtin"), "splits": list(getattr(cls, "splits", ()))}
-        for cls in reg.plugins("dataset")
-    ]}
+        for cls in st.registry.plugins("dataset")
+    ] + [{**_uploaded(d), "splits": list(d.get("splits") or ())} for d in st.resources.uploads.datasets()]}
+
+
+def _uploaded(meta: dict) -> dict:
+    out = {"name": meta["name"], "title": meta["title"], "description": f"uploaded as {meta['filename']}",
+           "version": None, "source": "upload"}
+    for key in ("input_shape", "num_classes", "class_names", "image_shape", "images", "created"):
+        if key in meta:
+            out[key] = meta[key]
+    return out
+
+
+def _upload_file(limit_key: str):
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    limit = int(current_app.config[limit_key])
+    request.max_content_length = limit + 64 * 1024  # the multipart envelope around the file
+    try:
+        files = request.files.getlist("file")
+        form = request.form
+    except RequestEntityTooLarge:
+        raise Problem(413, "Upload too large", f"at most {limit} bytes per upload",
+                      type="upload-too-large") from None
+    if len(files) != 1 or not files[0].filename:
+        raise validation_problem([field_error(["file"], "send exactly one file in the multipart field 'file'",
+                                              "missing")])
+    return files[0], form, limit
+
+
+@api.post("/models")
+def upload_model():
+    """Multipart `file`: a .keras or .h5 model (loaded in Keras safe mode); optional `class_names`."""
+    file, form, limit = _upload_file("EGIDE_MAX_MODEL_BYTES")
+    st = state()
+    names = [n.strip() for n in (form.get("class_names") or "").split(",") if n.strip()]
+    meta, clf = st.resources.uploads.add_model(file, limit)
+    if names:
+        if len(names) != clf.num_classes:
+            st.resources.uploads.remove_model(meta)
+            raise validation_problem([field_error(["class_names"], f"the model outputs {clf.num_classes} "
+                                                  f"classes, {len(names)} names given", "length")])
+        meta["class_names"] = names
+        st.resources.uploads.update(meta, "model")
+    st.resources.remember(meta["name"], clf)
+    return _uploaded(meta), 201, {"Location": url_for("api.models")}
+
+
+@api.post("/datasets")
+def upload_dataset():
+    """Multipart `file`: an .npz (allow_pickle=False) or a zip of class folders of PNG/JPEG."""
+    file, _, limit = _upload_file("EGIDE_MAX_DATASET_BYTES")
+    cfg = current_app.config
+    meta = state().resources.uploads.add_dataset(
+        file, limit, int(cfg["EGIDE_MAX_DATASET_FILES"]), int(cfg["EGIDE_MAX_DATASET_UNPACKED"]),
+        int(cfg["EGIDE_MAX_PIXELS"]), int(cfg["EGIDE_MAX_DATASET_PIXELS"]))
+    return {**_uploaded(meta), "splits": meta["splits"]}, 201, {"Location": url_for("api.datasets")}
 
 
 def _named(cls, source: str) -> dict:
     return {"name": cls.name, "title": cls.title, "description": cls.summary(),
             "version": cls.version, "source": source}
+
+
+# ---- the API's own description ---------------------------------------------------------------
+@api.get("/openapi.json")
+def openapi():
+    return _openapi_doc()
+
+
+def _openapi_doc() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .openapi import document
+
+    try:
+        v = version("egide")
+    except PackageNotFoundError:
+        v = "0.1.0"
+    return document(state().registry, v)
+
+
+@api.get("/docs")
+def docs():
+    from flask import render_template
+    from markupsafe import Markup
+
+    from .openapi import operations
+
+    doc = _openapi_doc()
+
+    def schema_link(schema: dict) -> Markup:
+        def one(s: dict) -> Markup:
+            ref = s.get("$ref", "")
+            if ref.startswith("#/components/schemas/"):
+                name = ref.rsplit("/", 1)[1]
+                return Markup('<a href="#schema-{0}"><code>{0}</code></a>').format(name)
+            return Markup("<code>{}</code>").format(s.get("type", "object"))
+        if "oneOf" in schema:
+            return Markup(" or ").join(one(s) for s in schema["oneOf"])
+        return one(schema)
+
+    return render_template("api_docs.html", doc=doc, ops=list(operations(doc)), schema_link=schema_link)
+
+
+# ---- predict -----------------------------------------------------------------------------------
+@api.post("/predict")
+def predict():
+    """Multipart: one or more `image` files (PNG, JPEG or .npy floats in [0, 1]) and a `model`."""
+    import numpy as np
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    from . import predict as pred
+
+    cfg = current_app.config
+    request.max_content_length = int(cfg["EGIDE_MAX_UPLOAD_BYTES"])
+    try:
+        files = request.files.getlist("image")
+        form = request.form
+    except RequestEntityTooLarge:
+        raise Problem(413, "Upload too large", f"a /predict request may hold at most "
+                      f"{cfg['EGIDE_MAX_UPLOAD_BYTES']} bytes", type="upload-too-large") from None
+    st = state()
+    model = form.get("model") or "brain-tumor-cnn"
+    errors = []
+    if model not in st.resources.model_names():
+        errors.append(field_error(["model"], _unknown("model", model, st.resources.model_names()),
+                                  "unknown_model", model))
+    most = int(cfg["EGIDE_MAX_PREDICT_IMAGES"])
+    if not files:
+        errors.append(field_error(["image"], "send one or more files in the multipart field 'image'",
+                                  "missing"))
+    elif len(files) > most:
+        errors.append(field_error(["image"], f"at most {most} images per request on this server",
+                                  "too_long", len(files)))
+    detector = form.get("detector")
+    if detector:
+        installed = st.registry.names("detector")
+        if not installed:
+            msg = "no detectors are installed yet"
+        elif detector not in installed:
+            msg = _unknown("detector", detector, installed)
+        else:
+            msg = f"detector {detector!r} must be fitted to {model!r} first; fitted detectors are not available yet"
+        errors.append(field_error(["detector"], msg, "detector_unavailable", detector))
+    if errors:
+        raise validation_problem(errors)
+
+    clf = st.resources.classifier(model)
+    shape = clf.input_shape
+    if clf.clip != (0.0, 1.0):
+        raise validation_problem([field_error(["model"], f"{model} expects inputs in {clf.clip}; "
+                                              "/predict feeds images scaled to [0, 1]", "unsupported_model", model)])
+    batch, sizes, names = [], [], []
+    for i, f in enumerate(files):
+        filename = f.filename or f"image {i}"
+        data = f.read()
+        if not data:
+            raise pred._bad(i, filename, "an empty file", "empty")
+        pixels = pred.decode(data, filename, i, shape[-1], int(cfg["EGIDE_MAX_PIXELS"]))
+        try:
+            batch.append(pred.fit(pixels, shape))
+        except ValueError as exc:
+            raise pred._bad(i, filename, f"{exc} for {model}", "invalid_channels") from None
+        sizes.append([int(pixels.shape[0]), int(pixels.shape[1])])
+        names.append(filename)
+    x = np.stack(batch)
+    logits = clf.predict_logits(x, batch_size=64)
+    probs = pred.softmax(np.asarray(logits, np.float64))
+    class_names = st.resources.class_names(model, clf.num_classes)
+    results = []
+    for i, filename in enumerate(names):
+        label = int(np.argmax(probs[i]))
+        results.append({
+            "file": filename,
+            "label": label,
+            "class_name": class_names[label],
+            "confidences": {c: float(p) for c, p in zip(class_names, probs[i])},
+            "logits": [float(v) for v in logits[i]],
+            "resized_from": sizes[i],
+            "resized": sizes[i] != list(shape[:2]),
+        })
+    return {"model": model, "input_shape": list(shape), "class_names": class_names,
+            "detector": None, "predictions": results}
 
 
 # ---- jobs ------------------------------------------------------------------------------------
@@ -127,6 +332,7 @@ def _check_attack(job: AttackJob) -> dict:
         attack = st.registry.create("attack", job.plugin, **job.params)  # the plugin validates
     except ParameterError as exc:
         raise from_parameter_error(exc) from None
+    _check_classes(job.model, job.data, ("data",))
     if "eps" in type(attack.params).model_fields:
         # An eps beyond the model's input range is a unit mistake: say so now, not in a failed
         # job. (Loads the model once; it stays cached for the jobs.)
@@ -157,7 +363,23 @@ def _check_evaluation(job: EvaluateJob) -> dict:
             errors.extend(p.errors)
     if errors:
         raise validation_problem(errors)
+    _check_classes(cfg.model, cfg.data, ("config", "data"))
     return job.model_dump(mode="json")
+
+
+def _check_classes(model: str, data: str, loc: tuple) -> None:
+    """An uploaded data set whose classes do not match the model: a 422 now, not a failed job."""
+    st = state()
+    meta = st.resources.uploads.dataset(data) if st.resources.uploads else None
+    if meta is None:
+        return
+    names = list(meta.get("class_names") or ())
+    k = st.resources.classifier(model).num_classes
+    guessed = names == [str(i) for i in range(len(names))]
+    if len(names) != k and not (guessed and len(names) < k):
+        raise validation_problem([field_error(
+            list(loc), f"{data} has {len(names)} classes ({', '.join(names)}) but {model} outputs {k}",
+            "class_mismatch", data)])
 
 
 def _check_sources(model: str, data: str, split, limit, prefix: tuple) -> list[dict]:
@@ -171,7 +393,7 @@ def _check_sources(model: str, data: str, split, limit, prefix: tuple) -> list[d
         errors.append(field_error([*prefix, "data"], _unknown("data set", data, st.resources.dataset_names()),
                                   "unknown_dataset", data))
     else:
-        splits = getattr(st.registry.get("dataset", data), "splits", ())
+        splits = st.resources.splits(data)
         if split is not None and splits and split not in splits:
             errors.append(field_error([*prefix, "split"], f"{data} has the splits {', '.join(splits)}",
                                       "unknown_split", split))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from flask import Blueprint, current_app, render_template
 
 from egide.core.schema import SchemaRenderError, form_fields
@@ -26,8 +28,12 @@ def index():
             fields, problem = [], f"its parameter schema could not be built: {type(exc).__name__}: {exc}"
         attacks.append({"name": cls.name, "title": cls.title, "description": cls.summary(),
                         "version": cls.version, "fields": fields, "problem": problem})
-    models = reg.plugins("model")
-    datasets = reg.plugins("dataset")
+    uploads = st.resources.uploads
+    models = list(reg.plugins("model")) + [
+        SimpleNamespace(name=m["name"], title=m["title"]) for m in (uploads.models() if uploads else [])]
+    datasets = list(reg.plugins("dataset")) + [
+        SimpleNamespace(name=d["name"], title=d["title"], splits=tuple(d.get("splits") or ()))
+        for d in (uploads.datasets() if uploads else [])]
     names = {c.name for c in models}
     return render_template(
         "index.html",

@@ -35,3 +35,138 @@ class EvaluateJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["evaluate"]
     config: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+
+# ---- response bodies and multipart forms (documented in the OpenAPI document) ------------------
+class FieldError(BaseModel):
+    """One bad field of a request, by location."""
+
+    loc: list[str | int] = Field(description="Keys down to the bad field, e.g. ['params', 'eps']")
+    pointer: str = Field(description="The same location as a JSON Pointer")
+    field: str = Field(description="The same location, dotted")
+    msg: str
+    type: str
+    input: str | int | float | bool | None = None
+
+
+class ProblemDoc(BaseModel):
+    """An RFC 9457 problem document (media type application/problem+json)."""
+
+    type: str = Field(description="urn:egide:problem:<kind>, or about:blank")
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = Field(None, description="For validation errors (422)")
+
+
+class PluginInfo(BaseModel):
+    kind: str
+    name: str
+    title: str
+    description: str
+    version: str
+    schema_: dict[str, Any] = Field(alias="schema", description="JSON Schema of its parameters")
+    source: str | None = None
+
+
+class PluginList(BaseModel):
+    plugins: dict[str, list[PluginInfo]] = Field(description="By kind: attacks, defenses, detectors, datasets, models")
+    failures: list[dict[str, Any]] = Field(description="Plugins that failed to load, and why")
+
+
+class NamedSource(BaseModel):
+    name: str
+    title: str
+    description: str
+    version: str | None = Field(description="Plugin version (null for uploads)")
+    source: Literal["builtin", "upload"]
+    splits: list[str] | None = Field(None, description="Data sets only")
+    input_shape: list[int] | None = Field(None, description="Uploaded models: [height, width, channels]")
+    num_classes: int | None = Field(None, description="Uploaded models")
+    class_names: list[str] | None = None
+    image_shape: list[int] | None = Field(None, description="Uploaded data sets")
+    images: dict[str, int] | None = Field(None, description="Uploaded data sets: images per split")
+
+
+class ModelUploadForm(BaseModel):
+    """multipart/form-data: a Keras model file (.keras or .h5, loaded with safe_mode=True).
+    SavedModel folders or zips, pickles and anything else are refused."""
+
+    file: bytes = Field(json_schema_extra={"format": "binary"}, description=".keras or .h5 model file")
+    class_names: str | None = Field(None, description="Comma-separated class names, one per model output")
+
+
+class DatasetUploadForm(BaseModel):
+    """multipart/form-data: an .npz (x, y [, class_names] or x_<split>, y_<split>; read with
+    allow_pickle=False) or a .zip of <class>/<image> (or <split>/<class>/<image>) PNG/JPEG folders."""
+
+    file: bytes = Field(json_schema_extra={"format": "binary"}, description=".npz or .zip file")
+
+
+class ModelList(BaseModel):
+    models: list[NamedSource]
+
+
+class DatasetList(BaseModel):
+    datasets: list[NamedSource]
+
+
+class JobCreated(BaseModel):
+    id: str
+    url: str
+    state: Literal["queued"]
+
+
+class JobProgress(BaseModel):
+    done: int
+    total: int
+    label: str | None = None
+    fraction: float
+
+
+class Job(BaseModel):
+    id: str
+    url: str
+    kind: Literal["attack", "evaluate"]
+    state: Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
+    request: dict[str, Any]
+    created: float | str | None = None
+    started: float | str | None = None
+    finished: float | str | None = None
+    progress: JobProgress
+    result: dict[str, Any] | None = None
+    error: str | dict[str, Any] | None = None
+    artifacts: dict[str, str] = Field(description="Artifact name -> download URL")
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+
+
+class PredictForm(BaseModel):
+    """multipart/form-data: the images and the model to classify them with."""
+
+    image: list[bytes] = Field(description="One or more files: PNG, JPEG, or .npy float arrays in [0, 1] "
+                               "shaped (H, W), (H, W, 1) or (H, W, 3)", min_length=1)
+    model: str = Field("brain-tumor-cnn", description="Named model (GET /api/v1/models)")
+    detector: str | None = Field(None, description="A fitted detector to flag adversarial inputs "
+                                 "(none are available yet: giving one is a 422)")
+
+
+class Prediction(BaseModel):
+    file: str
+    label: int = Field(description="Predicted class index")
+    class_name: str
+    confidences: dict[str, float] = Field(description="Softmax of the logits, by class name")
+    logits: list[float]
+    resized_from: list[int] = Field(description="[height, width] of the upload before it was resized "
+                                    "to the model's input")
+    resized: bool
+
+
+class PredictResult(BaseModel):
+    model: str
+    input_shape: list[int] = Field(description="[height, width, channels] the images were converted to")
+    class_names: list[str]
+    detector: str | None = None
+    predictions: list[Prediction]

@@ -15,29 +15,83 @@ EXAMPLES = 6  # clean/adversarial pairs written as PNGs for an attack job
 class Resources:
     """Named models and data sets, loaded once per app (loading a Keras model is slow)."""
 
-    def __init__(self, registry):
+    def __init__(self, registry, uploads=None):
         self.registry = registry
+        self.uploads = uploads  # uploads.Uploads, or None
         self._lock = threading.Lock()
         self._models: dict[str, object] = {}
         self._data: dict[tuple[str, str | None], object] = {}
 
     def model_names(self) -> list[str]:
-        return self.registry.names("model")
+        up = [m["name"] for m in self.uploads.models()] if self.uploads else []
+        return self.registry.names("model") + up
 
     def dataset_names(self) -> list[str]:
-        return self.registry.names("dataset")
+        up = [d["name"] for d in self.uploads.datasets()] if self.uploads else []
+        return self.registry.names("dataset") + up
+
+    def splits(self, name: str) -> tuple[str, ...]:
+        meta = self.uploads.dataset(name) if self.uploads else None
+        if meta is not None:
+            return tuple(meta.get("splits") or ())
+        return tuple(getattr(self.registry.get("dataset", name), "splits", ()))
+
+    def remember(self, name: str, classifier) -> None:
+        with self._lock:
+            self._models[name] = classifier
 
     def classifier(self, name: str):
         with self._lock:
             if name not in self._models:
-                self._models[name] = self.registry.create("model", name).load()
+                meta = self.uploads.model(name) if self.uploads else None
+                if meta is not None:
+                    from egide.core.classifier import Classifier
+
+                    clf = Classifier.load(self.uploads.model_path(meta), clip=(0.0, 1.0))
+                    clf.name = name
+                    self._models[name] = clf
+                else:
+                    self._models[name] = self.registry.create("model", name).load()
             return self._models[name]
+
+    def class_names(self, name: str, num_classes: int) -> list[str]:
+        """The model's class names: its plugin's `class_names`, else those of the data set it was
+        trained on (its `recipe["data"]`, or the demo pairing), else "0", "1", ..."""
+        meta = self.uploads.model(name) if self.uploads else None
+        if meta is not None:
+            names = list(meta.get("class_names") or ())
+            return names if len(names) == num_classes else [str(i) for i in range(num_classes)]
+        try:
+            cls = self.registry.get("model", name)
+        except Exception:
+            cls = None
+        names = list(getattr(cls, "class_names", None) or ())
+        if len(names) != num_classes:
+            recipe = getattr(cls, "recipe", None) or {}
+            data = recipe.get("data") or ("brain-tumor-phantom" if name == "brain-tumor-cnn" else None)
+            names = []
+            if data and data in self.dataset_names():
+                try:
+                    names = list(self.dataset(data, "test").class_names)
+                except Exception:
+                    names = []
+        if len(names) != num_classes:
+            names = [str(i) for i in range(num_classes)]
+        return names
 
     def dataset(self, name: str, split: str | None):
         with self._lock:
             key = (name, split)
             if key not in self._data:
-                self._data[key] = self.registry.create("dataset", name).load(split=split)
+                meta = self.uploads.dataset(name) if self.uploads else None
+                if meta is not None:
+                    from egide.core.data import load
+
+                    if not meta.get("splits"):
+                        split = None  # one set of images: the job's split (default 'test') is moot
+                    self._data[key] = load(self.uploads.dataset_path(meta), split=split)
+                else:
+                    self._data[key] = self.registry.create("dataset", name).load(split=split)
             return self._data[key]
 
 

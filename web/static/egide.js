@@ -254,4 +254,71 @@
     blobUrl(job.artifacts["report.json"]).then(function (u) { $("eval-json").href = u; });
     $("eval-result").hidden = false;
   }
+  // ---- upload a scan: POST /predict (multipart), then the class and a bar per confidence ----
+  $("scan-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var form = ev.target, file = $("scan-file").files[0];
+    clearErrors(form);
+    if (!file) {
+      showError($("scan-file-error"), "choose an image first");
+      $("scan-file").setAttribute("aria-invalid", "true");
+      return;
+    }
+    var body = new FormData();
+    body.append("image", file, file.name);
+    body.append("model", $("scan-model").value);
+    var headers = {"Accept": "application/json"};
+    if (token()) { headers["Authorization"] = "Bearer " + token(); }
+    $("scan-run").disabled = true;
+    fetch(API + "/predict", {method: "POST", headers: headers, body: body}).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (doc) {
+        $("scan-run").disabled = false;
+        if (!r.ok) {
+          $("scan-result").hidden = true;
+          showProblem(form, doc, function (loc) {
+            if (loc[0] === "image") { return $("scan-file"); }
+            if (loc[0] === "model") { return $("scan-model"); }
+            return null;
+          }, $("scan-error"));
+          return;
+        }
+        showPrediction(doc, file);
+      });
+    }).catch(function (e) {
+      $("scan-run").disabled = false;
+      showError($("scan-error"), "the server did not answer: " + e.message);
+    });
+  });
+
+  function showPrediction(doc, file) {
+    var p = doc.predictions[0], bars = $("scan-bars");
+    $("scan-class").textContent = p.class_name;
+    $("scan-confidence").textContent = pct(p.confidences[p.class_name]);
+    var shape = doc.input_shape;
+    $("scan-resized").textContent = p.resized
+      ? "Resized from " + p.resized_from.join("×") + " to " + shape[0] + "×" + shape[1] + " for " + doc.model
+      : "Classified at " + shape[0] + "×" + shape[1] + " by " + doc.model;
+    bars.textContent = "";
+    doc.class_names.forEach(function (name) {
+      var v = p.confidences[name], li = document.createElement("li");
+      li.dataset.class = name;
+      if (name === p.class_name) { li.className = "top"; }
+      var label = document.createElement("span"); label.textContent = name;
+      var bar = document.createElement("span"); bar.className = "bar";
+      bar.setAttribute("role", "meter"); bar.setAttribute("aria-label", name);
+      bar.setAttribute("aria-valuemin", "0"); bar.setAttribute("aria-valuemax", "1");
+      bar.setAttribute("aria-valuenow", String(v));
+      var fill = document.createElement("span"); fill.style.width = (100 * v).toFixed(1) + "%";
+      bar.appendChild(fill);
+      var value = document.createElement("span"); value.textContent = pct(v);
+      li.appendChild(label); li.appendChild(bar); li.appendChild(value);
+      bars.appendChild(li);
+    });
+    var img = $("scan-preview");
+    if (/\.npy$/i.test(file.name)) { img.hidden = true; } else {
+      if (img.src) { URL.revokeObjectURL(img.src); }
+      img.src = URL.createObjectURL(file); img.hidden = false;
+    }
+    $("scan-result").hidden = false;
+  }
 })();

@@ -1,0 +1,108 @@
+"""Synchronous prediction on uploaded images: decode (PNG, JPEG or a .npy float array) within
+bounds, convert like the data loaders do (grayscale/RGB to the model's channels, resized to its
+input, scaled to [0, 1]), and answer the label and softmax confidences per image.
+
+Every bad upload is a 4xx problem naming the file; nothing here may become a 500."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+
+from .problems import Problem, field_error, validation_problem
+
+NPY_MAGIC = b"\x93NUMPY"
+FORMATS = ("PNG", "JPEG")
+
+
+def _bad(index: int, filename: str, msg: str, type: str = "invalid_image") -> Problem:
+    return validation_problem(
+        [field_error(["image", index], msg, type, filename)], detail=f"{filename}: {msg}"
+    )
+
+
+def _too_big(filename: str, msg: str) -> Problem:
+    return Problem(413, "Image too large", f"{filename}: {msg}", type="image-too-large", file=filename)
+
+
+def decode(data: bytes, filename: str, index: int, channels: int, max_pixels: int) -> np.ndarray:
+    """One upload as float32 (H, W, C) in [0, 1], C being 1 or 3 (or `channels` for arrays)."""
+    if data.startswith(NPY_MAGIC):
+        return _decode_npy(data, filename, index, channels, max_pixels)
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise _too_big(filename, f"{w}x{h} pixels is more than the {max_pixels} allowed")
+                im.load()
+                if im.mode.startswith("I") or im.mode == "F":  # 16-bit/float grayscale: keep precision
+                    top = 65535.0 if im.mode.startswith("I") else 1.0
+                    pixels = np.clip(np.asarray(im, np.float32) / top, 0.0, 1.0)[..., None]
+                else:
+                    im = im.convert("L" if channels == 1 else "RGB")  # drops alpha, expands palettes
+                    pixels = np.asarray(im, np.float32) / 255.0
+    except Problem:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise _too_big(filename, str(exc)) from None
+    except Image.UnidentifiedImageError:
+        raise _bad(index, filename, "not a PNG, JPEG or .npy file (or a corrupt one)") from None
+    except Exception as exc:  # Pillow raises many types for a broken file
+        raise _bad(index, filename, f"a corrupt image ({type(exc).__name__}: {exc})") from None
+    return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
+
+
+def _decode_npy(data: bytes, filename: str, index: int, channels: int, max_pixels: int) -> np.ndarray:
+    from numpy.lib import format as npy
+
+    buf = io.BytesIO(data)
+    try:
+        version = npy.read_magic(buf)
+        read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+        shape, _, dtype = read_header(buf)  # the header only: the shape before any data
+    except Exception as exc:
+        raise _bad(index, filename, f"a corrupt .npy file ({exc})") from None
+    if len(shape) == 2:
+        shape = (*shape, 1)
+    if len(shape) != 3 or shape[2] not in (1, 3):
+        raise _bad(index, filename, f"an array image must be (H, W), (H, W, 1) or (H, W, 3), got {shape}",
+                   "invalid_shape")
+    if shape[0] * shape[1] > max_pixels:
+        raise _too_big(filename, f"{shape[0]}x{shape[1]} pixels is more than the {max_pixels} allowed")
+    if dtype.kind != "f":
+        raise _bad(index, filename, f"an array image must hold floats in [0, 1], got dtype {dtype}",
+                   "invalid_dtype")
+    try:
+        buf.seek(0)
+        x = np.load(buf, allow_pickle=False)
+    except Exception as exc:
+        raise _bad(index, filename, f"a corrupt .npy file ({exc})") from None
+    x = np.asarray(x, np.float32).reshape(shape)
+    if not np.isfinite(x).all() or x.min(initial=0.0) < 0.0 or x.max(initial=0.0) > 1.0:
+        raise _bad(index, filename, "an array image must hold finite values in [0, 1] (for 8-bit "
+                   "pixels: x / 255)", "out_of_range")
+    return x
+
+
+def fit(pixels: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """pixels (H, W, C) converted to the model's (h, w, c), as the data loaders convert files."""
+    from egide.core.data import _fit_images
+
+    h, w, c = input_shape
+    if pixels.shape[-1] != c and not {pixels.shape[-1], c} <= {1, 3}:
+        raise ValueError(f"cannot convert {pixels.shape[-1]} channels to {c}")
+    return _fit_images(pixels[None].astype(np.float32), (h, w), c)[0]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)

@@ -1,0 +1,304 @@
+"""Uploaded models and data sets, kept under the instance folder with generated names.
+
+    <instance>/uploads/models/upload-<hex>.keras (or .h5) + upload-<hex>.json
+    <instance>/uploads/datasets/upload-<hex>.npz (or a folder) + upload-<hex>.json
+
+Only formats that cannot run code are accepted: Keras `.keras`/`.h5` loaded with
+`safe_mode=True`, `.npz` read with `allow_pickle=False`, and zips of PNG/JPEG class folders,
+extracted entry by entry with every path checked and every size bounded. Everything a user
+sends that does not fit is a `Problem` (4xx), and a failed upload leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import stat
+import threading
+import time
+import uuid
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from .problems import Problem, field_error, validation_problem
+
+MODEL_SUFFIXES = (".keras", ".h5")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+ZIP_MAGIC = b"PK\x03\x04"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+REFUSED = {
+    ".zip": "SavedModel folders and zips are refused: a SavedModel holds a TensorFlow graph that can "
+            "run arbitrary operations; save the model with model.save('model.keras')",
+    ".pb": "SavedModel files are refused over the network; save the model with model.save('model.keras')",
+    ".tf": "SavedModel folders are refused over the network; save the model with model.save('model.keras')",
+    ".pkl": "pickles run arbitrary code when loaded: refused; save the model with model.save('model.keras')",
+    ".pickle": "pickles run arbitrary code when loaded: refused; save the model with model.save('model.keras')",
+    ".joblib": "joblib files are pickles, which run arbitrary code when loaded: refused",
+    ".npy": "a model must be a .keras or .h5 file",
+}
+NAME = re.compile(r"^upload-[0-9a-f]{12}$")
+
+
+def _invalid(loc: str, msg: str, type: str = "invalid_upload", input=None) -> Problem:
+    return validation_problem([field_error([loc], msg, type, input)])
+
+
+def _clean_filename(name: str | None) -> str:
+    name = PurePosixPath((name or "").replace("\\", "/")).name
+    return re.sub(r"[^\w.\- ]", "_", name)[:120] or "upload"
+
+
+class Uploads:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.models_dir = self.root / "models"
+        self.data_dir = self.root / "datasets"
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    # ---- listing ------------------------------------------------------------------------------
+    def _list(self, folder: Path) -> list[dict]:
+        out = []
+        for meta in sorted(folder.glob("upload-*.json")):
+            try:
+                doc = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and NAME.match(str(doc.get("name", ""))):
+                out.append(doc)
+        return sorted(out, key=lambda d: d.get("created", 0))
+
+    def models(self) -> list[dict]:
+        return self._list(self.models_dir)
+
+    def datasets(self) -> list[dict]:
+        return self._list(self.data_dir)
+
+    def model(self, name: str) -> dict | None:
+        return next((m for m in self.models() if m["name"] == name), None) if NAME.match(name) else None
+
+    def dataset(self, name: str) -> dict | None:
+        return next((d for d in self.datasets() if d["name"] == name), None) if NAME.match(name) else None
+
+    def model_path(self, meta: dict) -> Path:
+        return self.models_dir / (meta["name"] + meta["format"])
+
+    def dataset_path(self, meta: dict) -> Path:
+        return self.data_dir / (meta["name"] + (".npz" if meta["format"] == ".npz" else ""))
+
+    @staticmethod
+    def new_name() -> str:
+        return "upload-" + uuid.uuid4().hex[:12]
+
+    # ---- models -------------------------------------------------------------------------------
+    def add_model(self, upload, max_bytes: int) -> tuple[dict, object]:
+        """Store and load (safe mode) one uploaded model; returns its metadata and Classifier."""
+        from egide.core.classifier import Classifier
+
+        filename = _clean_filename(upload.filename)
+        suffix = PurePosixPath(filename.lower()).suffix
+        if suffix not in MODEL_SUFFIXES:
+            why = REFUSED.get(suffix, f"unsupported model format {suffix or '(no suffix)'!r}: send a "
+                              ".keras or .h5 file (model.save('model.keras'))")
+            raise _invalid("file", why, "unsupported_format", filename)
+        name = self.new_name()
+        path = self.models_dir / (name + suffix)
+        self._save(upload, path, max_bytes, "file")
+        try:
+            head = path.open("rb").read(8)
+            if suffix == ".keras":
+                if not head.startswith(ZIP_MAGIC):
+                    raise _invalid("file", f"{filename} is not a .keras archive (a zip written by model.save)",
+                                   "invalid_model", filename)
+                self._check_zip(path, "file", max_entries=10_000, max_total=4 * max_bytes, filename=filename)
+            elif not head.startswith(HDF5_MAGIC):
+                raise _invalid("file", f"{filename} is not an HDF5 (.h5) file", "invalid_model", filename)
+            try:
+                clf = Classifier.load(path, clip=(0.0, 1.0))  # keras safe_mode=True, compile=False
+            except Exception as exc:  # ModelError, or anything Keras raises for a hostile file
+                msg = str(exc).replace(str(path), filename)
+                raise _invalid("file", f"could not load {filename} in Keras safe mode: {msg}",
+                               "invalid_model", filename) from None
+            clf.name = name
+            meta = {
+                "name": name, "title": f"Uploaded model ({filename})", "filename": filename,
+                "format": suffix, "bytes": path.stat().st_size, "created": time.time(),
+                "input_shape": list(clf.input_shape), "num_classes": int(clf.num_classes),
+                "source": "upload",
+            }
+            self._write_meta(self.models_dir, meta)
+            return meta, clf
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    # ---- data sets ----------------------------------------------------------------------------
+    def add_dataset(self, upload, max_bytes: int, max_files: int, max_total: int, max_pixels: int,
+                    max_total_pixels: int = 250_000_000) -> dict:
+        from egide.core.data import load
+
+        filename = _clean_filename(upload.filename)
+        suffix = PurePosixPath(filename.lower()).suffix
+        if suffix not in (".npz", ".zip"):
+            raise _invalid("file", "send an .npz (arrays x, y or x_<split>, y_<split>) or a .zip of "
+                           "class folders of PNG/JPEG images", "unsupported_format", filename)
+        name = self.new_name()
+        tmp = self.data_dir / (name + ".part")
+        self._save(upload, tmp, max_bytes, "file")
+        target = self.data_dir / (name + ".npz") if suffix == ".npz" else self.data_dir / name
+        try:
+            if not tmp.open("rb").read(4).startswith(ZIP_MAGIC):
+                raise _invalid("file", f"{filename} is not a {suffix} archive", "invalid_dataset", filename)
+            entries = self._check_zip(tmp, "file", max_entries=max_files, max_total=max_total, filename=filename)
+            if suffix == ".npz":
+                tmp.rename(target)
+                keys = {PurePosixPath(e.filename).stem for e in entries}
+                splits = sorted(k[2:] for k in keys if k.startswith("x_") and "y_" + k[2:] in keys)
+            else:
+                self._extract(tmp, target, entries, max_pixels, filename, max_total_pixels)
+                tmp.unlink()
+                splits = self._folder_splits(target)
+            try:
+                sizes = {}
+                for split in splits or [None]:
+                    ds = load(target, split=split)
+                    sizes[split or "all"] = len(ds.y)
+            except Exception as exc:  # DataError for a malformed set; anything else is bad input too
+                msg = str(exc).replace(str(target), filename)
+                raise _invalid("file", f"{filename}: {msg}", "invalid_dataset", filename) from None
+            meta = {
+                "name": name, "title": f"Uploaded data set ({filename})", "filename": filename,
+                "format": suffix, "created": time.time(), "splits": splits, "images": sizes,
+                "image_shape": list(ds.image_shape), "class_names": list(ds.class_names),
+                "source": "upload",
+            }
+            self._write_meta(self.data_dir, meta)
+            return meta
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    def _folder_splits(root: Path) -> list[str]:
+        """Split folders (<root>/<split>/<class>/img.png) when every top folder holds only folders."""
+        tops = [p for p in root.iterdir() if p.is_dir()]
+        if tops and all(any(c.is_dir() for c in t.iterdir()) and not any(c.is_file() for c in t.iterdir())
+                        for t in tops):
+            return sorted(t.name for t in tops)
+        return []
+
+    def _extract(self, archive: Path, target: Path, entries, max_pixels: int, filename: str,
+                 max_total_pixels: int) -> None:
+        """Entry by entry into `target`: only PNG/JPEG files, each path checked, sizes counted as read."""
+        from PIL import Image
+
+        target.mkdir()
+        pixels = 0
+        names = [PurePosixPath(e.filename) for e in entries if not e.is_dir()]
+        # A zip of one folder (made by zipping the folder itself): strip that folder.
+        strip = 0
+        tops = {n.parts[0] for n in names if len(n.parts) > 1 and not _skipped(n)}
+        if len(tops) == 1 and all(len(n.parts) > 1 for n in names if not _skipped(n)):
+            inner = {n.parts[1] for n in names if len(n.parts) > 2 and not _skipped(n)}
+            if inner and all(len(n.parts) > 2 for n in names if not _skipped(n)):
+                strip = 1
+        with zipfile.ZipFile(archive) as z:
+            for entry in entries:
+                path = PurePosixPath(entry.filename)
+                if entry.is_dir() or _skipped(path):
+                    continue
+                if path.suffix.lower() not in IMAGE_SUFFIXES:
+                    raise _invalid("file", f"{filename}: {entry.filename} is not a PNG or JPEG image; a "
+                                   "data set zip holds only <class>/<image> (or <split>/<class>/<image>)",
+                                   "invalid_dataset", filename)
+                dest = target.joinpath(*path.parts[strip:])
+                if not dest.resolve().is_relative_to(target.resolve()):
+                    raise _invalid("file", f"{filename}: unsafe path {entry.filename!r}", "unsafe_path", filename)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(entry) as src, dest.open("wb") as out:
+                    left = entry.file_size
+                    while chunk := src.read(1 << 16):
+                        left -= len(chunk)
+                        if left < 0:  # more than the header declared: a lying zip
+                            raise _invalid("file", f"{filename}: {entry.filename} is larger than declared",
+                                           "invalid_dataset", filename)
+                        out.write(chunk)
+                try:
+                    with Image.open(dest) as im:
+                        w, h = im.size
+                except Exception:
+                    raise _invalid("file", f"{filename}: {entry.filename} is not a readable image",
+                                   "invalid_dataset", filename) from None
+                if w * h > max_pixels:
+                    raise Problem(413, "Image too large", f"{filename}: {entry.filename} has {w}x{h} pixels, "
+                                  f"more than the {max_pixels} allowed", type="image-too-large")
+                pixels += w * h
+                if pixels > max_total_pixels:  # small files can decode to a lot of memory
+                    raise Problem(413, "Data set too large", f"{filename}: its images hold more than "
+                                  f"{max_total_pixels} pixels together", type="archive-too-large")
+
+    def remove_model(self, meta: dict) -> None:
+        self.model_path(meta).unlink(missing_ok=True)
+        (self.models_dir / (meta["name"] + ".json")).unlink(missing_ok=True)
+
+    def update(self, meta: dict, kind: str) -> None:
+        self._write_meta(self.models_dir if kind == "model" else self.data_dir, meta)
+
+    # ---- shared -------------------------------------------------------------------------------
+    @staticmethod
+    def _save(upload, path: Path, max_bytes: int, field: str) -> None:
+        size = 0
+        with path.open("wb") as out:
+            while chunk := upload.stream.read(1 << 20):
+                size += len(chunk)
+                if size > max_bytes:
+                    out.close()
+                    path.unlink(missing_ok=True)
+                    raise Problem(413, "Upload too large", f"at most {max_bytes} bytes per file",
+                                  type="upload-too-large")
+                out.write(chunk)
+        if size == 0:
+            path.unlink(missing_ok=True)
+            raise _invalid(field, "an empty file", "empty", _clean_filename(upload.filename))
+
+    @staticmethod
+    def _check_zip(path: Path, field: str, *, max_entries: int, max_total: int, filename: str):
+        """The entries of a zip, refused if there are too many, they are too large once unpacked, or
+        any path is absolute, climbs out with '..', or is a symbolic link."""
+        try:
+            with zipfile.ZipFile(path) as z:
+                entries = z.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise _invalid(field, f"{filename} is not a readable zip archive ({exc})", "invalid_archive",
+                           filename) from None
+        if len(entries) > max_entries:
+            raise Problem(413, "Archive too large", f"{filename} holds {len(entries)} entries; at most "
+                          f"{max_entries}", type="archive-too-large")
+        total = sum(e.file_size for e in entries)
+        if total > max_total:
+            raise Problem(413, "Archive too large", f"{filename} unpacks to {total} bytes; at most {max_total}",
+                          type="archive-too-large")
+        for e in entries:
+            raw = e.filename.replace("\\", "/")
+            parts = PurePosixPath(raw).parts
+            mode = e.external_attr >> 16
+            if (raw.startswith("/") or re.match(r"^[A-Za-z]:", raw) or ".." in parts
+                    or stat.S_ISLNK(mode) or "\0" in raw):
+                raise _invalid(field, f"{filename}: unsafe path {e.filename!r} (absolute, '..' or a link)",
+                               "unsafe_path", filename)
+        return entries
+
+    def _write_meta(self, folder: Path, meta: dict) -> None:
+        tmp = folder / (meta["name"] + ".json.part")
+        tmp.write_text(json.dumps(meta, indent=1))
+        tmp.rename(folder / (meta["name"] + ".json"))
+
+
+def _skipped(path: PurePosixPath) -> bool:
+    """macOS and editor litter in zips: __MACOSX/, .DS_Store, hidden files."""
+    return path.parts[0] == "__MACOSX" or any(p.startswith(".") for p in path.parts)
