@@ -1,6 +1,7 @@
 """Attack speed and memory benchmark: what each attack costs next to the model's own gradient.
 
     .venv/bin/python benchmarks/attacks.py [--quick] [--attacks pgd,cw] [--json out.json]
+                                           [--redraw K] [--no-memory]
 
 For every attack configuration, on a small 8x8x1 CNN and on a 64x64x1 brain-MRI-style CNN
 (random weights fixed by seed; speed does not depend on training), it prints the seconds and
@@ -16,7 +17,9 @@ Timing: every function is compiled and warmed up first (including the shape of a
 batch), then the median of a few repeats is reported. The yardstick is the faster of
   loop  - one tf.function that loops T times over forward+backward (no Python in the loop), and
   calls - T Python calls of a tf.function doing one forward+backward,
-so it is never slower than a tight compiled loop.
+so it is never slower than a tight compiled loop (each form is also recompiled until TF runs its
+max-pool gradients on oneDNN: see `pool_grad_kernels` for that TensorFlow compile-time draw,
+which the `eigenMPG` column reports for every attack and which `--redraw` factors out).
 """
 
 from __future__ import annotations
@@ -231,8 +234,11 @@ class Yardstick:
             return x + 1e-6 * grad(x, y)
 
         def loop(x, y, steps):
-            for _ in tf.range(steps):
-                x = x + 1e-6 * grad(x, y)
+            # An explicit tf.while_loop, as the attacks use: the AutoGraph form of the same loop
+            # draws the slow Eigen max-pool gradient far more often (see pool_grad_kernels).
+            _, x = tf.while_loop(
+                lambda t, x: t < steps, lambda t, x: (t + 1, x + 1e-6 * grad(x, y)), (0, x)
+            )
             return x
 
         self.forms = {"loop": loop, "calls": one}
