@@ -9,33 +9,13 @@ Needs the `playwright` Python package and the system Chromium at /usr/bin/chromi
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
 
+from browser import ARGS, CHROMIUM, needs_browser
 from egide.core.report_files import write_report
-
 from test_report_html import make_report
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-MISSING = [
-    reason
-    for missing, reason in [
-        (not os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-        (importlib.util.find_spec("playwright") is None, "the playwright package is not installed"),
-    ]
-    if missing
-]
-if MISSING and os.environ.get("CI"):
-    # CI installs both (scripts/test.sh): a browser test skipped there would hide a failure.
-    raise RuntimeError(f"browser tests cannot run in CI: {'; '.join(MISSING)}")
-pytestmark = pytest.mark.skipif(bool(MISSING), reason="; ".join(MISSING))
+pytestmark = needs_browser
 
 
 @pytest.fixture(scope="module")

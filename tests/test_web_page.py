@@ -9,7 +9,6 @@ tests/test_report_browser.py: skipped locally without them, an error in CI.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import socket
@@ -21,23 +20,9 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
+from browser import ARGS, CHROMIUM, needs_browser
 
-MISSING = [
-    reason
-    for missing, reason in [
-        (not os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-        (importlib.util.find_spec("playwright") is None, "the playwright package is not installed"),
-    ]
-    if missing
-]
-if MISSING and os.environ.get("CI"):
-    raise RuntimeError(f"browser tests cannot run in CI: {'; '.join(MISSING)}")
-pytestmark = pytest.mark.skipif(bool(MISSING), reason="; ".join(MISSING))
+pytestmark = needs_browser
 
 
 def free_port() -> int:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_web_page import MISSING, browser, server  # noqa: F401  (fixtures)
+from browser import needs_browser
+from test_web_page import browser, server  # noqa: F401  (fixtures)
 
-pytestmark = pytest.mark.skipif(bool(MISSING), reason="; ".join(MISSING))
+pytestmark = needs_browser
 
 
 def test_upload_a_scan_shows_the_prediction(server, browser, registry, tmp_path):  # noqa: F811
