@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 import weakref
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -24,6 +24,9 @@ Progress = Callable[[int, int], None]  # (images done, images in all)
 
 class Attack(Plugin):
     kind = "attack"
+    # Declared by each attack, read by the evaluation's sanity checks (never guessed from names):
+    single_step: ClassVar[bool] = False  # one gradient step (FGSM): the floor iterative ones must beat
+    iterative: ClassVar[bool] = False  # many gradient steps inside the eps-ball (PGD, BIM, MIM)
 
     @property
     def targeted(self) -> bool:

@@ -201,6 +201,13 @@ class Classifier:
         )
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from logits (NumPy, numerically stable), one row per image."""
+    z = np.asarray(logits, np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def batches(x: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")

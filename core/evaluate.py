@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .classifier import Classifier
+from .classifier import Classifier, softmax
 from .errors import ParameterError
 from .registry import Registry, registry as default_registry
 
@@ -29,7 +29,6 @@ from .registry import Registry, registry as default_registry
 EvaluationProgress = Callable[[int, int, str], None]
 
 DEFAULT_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
-ITERATIVE = ("pgd", "bim", "mim")  # attacks that must be at least as strong as FGSM
 UNBOUNDED_SUCCESS = 0.95  # an unbounded attack should break nearly every sample
 MONOTONE_SLACK = 0.02  # robust accuracy may wobble this much before a flag is raised
 
@@ -240,12 +239,15 @@ def evaluate(
     plan = [
         (cls, spec, eps, "evaluation") for cls, spec in attacks for eps in _budgets(cls, config.eps)
     ]
-    if config.sanity_checks and "pgd" in reg.names("attack"):
-        # A budget as large as the input range: PGD must then break nearly every sample. It
-        # starts from the image itself: a random start in so large a ball is pure noise, where
-        # a model's gradients say nothing about the image.
-        unbounded = {"steps": 50, "random_start": False, "early_stop": True}
-        plan.append((reg.get("attack", "pgd"), AttackSpec(plugin="pgd", params=unbounded), 1.0, "sanity"))
+    iterative = [cls for cls, _ in attacks if cls.iterative]
+    if config.sanity_checks and iterative:
+        # A budget as large as the input range: an iterative attack must then break nearly every
+        # sample. It starts from the image itself: a random start in so large a ball is pure
+        # noise, where a model's gradients say nothing about the image.
+        cls = iterative[0]
+        wanted = {"steps": 50, "random_start": False, "early_stop": True}
+        params = {k: v for k, v in wanted.items() if k in cls.Params.model_fields}
+        plan.append((cls, AttackSpec(plugin=cls.name, params=params), 1.0, "sanity"))
     total, done = len(plan) * len(x), 0
 
     runs: list[AttackRun] = []
@@ -289,9 +291,18 @@ def evaluate(
     evaluated = [r for r in runs if r.purpose == "evaluation"]
     unbounded = [r for r in runs if r.purpose == "sanity"]
     worst, worst_per_class = _worst_case(evaluated, config.eps, clean_ok, y, names)
-    cw = [r for r in evaluated if r.eps is None and r.attack == "cw"]
-    cw_l2 = [float(v) for v in cw[0].l2[~cw[0].robust & clean_ok]] if cw else []
-    sanity = _sanity_checks(evaluated, unbounded, config.eps, float(clean_ok.mean())) if config.sanity_checks else []
+    # Minimal-perturbation attacks (no eps, e.g. C&W): the L2 each needed to break a sample.
+    minimal = [r for r in evaluated if r.eps is None]
+    cw_l2 = [float(v) for v in minimal[0].l2[~minimal[0].robust & clean_ok]] if minimal else []
+    kinds = {
+        "single_step": {cls.name for cls, _ in attacks if cls.single_step},
+        "iterative": {cls.name for cls, _ in attacks if cls.iterative},
+    }
+    sanity = (
+        _sanity_checks(evaluated, unbounded, config.eps, float(clean_ok.mean()), kinds)
+        if config.sanity_checks
+        else []
+    )
     gallery = _gallery(evaluated, adversarials, clf, x, y, names, clean_ok, config.gallery)
 
     import keras
@@ -371,17 +382,21 @@ def _worst_case(runs, eps_list, clean_ok, y, names):
     return worst, per_class
 
 
-def _sanity_checks(runs, unbounded, eps_list, clean_accuracy) -> list[SanityCheck]:
+def _sanity_checks(runs, unbounded, eps_list, clean_accuracy, kinds) -> list[SanityCheck]:
     checks = []
     by = {(r.attack, r.eps): r for r in runs}
-    # 1. An iterative attack weaker than one FGSM step at the same budget means its steps
-    #    follow a useless gradient: masked, obfuscated or badly tuned.
+    # 1. An iterative attack weaker than one single gradient step at the same budget means its
+    #    steps follow a useless gradient: masked, obfuscated or badly tuned.
     weaker = []
-    for name in ITERATIVE:
-        for eps in eps_list:
-            it, fg = by.get((name, eps)), by.get(("fgsm", eps))
-            if it and fg and it.robust_accuracy > fg.robust_accuracy + MONOTONE_SLACK:
-                weaker.append(f"{name} at {eps_key(eps)}: {it.robust_accuracy:.1%} vs FGSM {fg.robust_accuracy:.1%}")
+    for name in sorted(kinds["iterative"]):
+        for single in sorted(kinds["single_step"]):
+            for eps in eps_list:
+                it, fg = by.get((name, eps)), by.get((single, eps))
+                if it and fg and it.robust_accuracy > fg.robust_accuracy + MONOTONE_SLACK:
+                    weaker.append(
+                        f"{name} at {eps_key(eps)}: {it.robust_accuracy:.1%} vs "
+                        f"{single.upper()} {fg.robust_accuracy:.1%}"
+                    )
     checks.append(
         SanityCheck(
             "iterative-at-least-as-strong-as-fgsm",
@@ -421,7 +436,7 @@ def _sanity_checks(runs, unbounded, eps_list, clean_accuracy) -> list[SanityChec
     # 3. Attacks without a real budget must break (almost) everything.
     weak = [
         f"{r.attack}{' eps=1' if r.purpose == 'sanity' else ''} {r.success_rate:.1%}"
-        for r in unbounded + [r for r in runs if r.attack == "cw"]
+        for r in unbounded + [r for r in runs if r.eps is None]
         if r.success_rate < UNBOUNDED_SUCCESS * clean_accuracy
     ]
     checks.append(
@@ -455,8 +470,8 @@ def _gallery(runs, adversarials, clf, x, y, names, clean_ok, count) -> list[Gall
                 chosen.append(int(idx.pop(0)))
     if not chosen:
         return []
-    p_clean = _softmax(clf.predict_logits(x[chosen]))
-    p_adv = _softmax(clf.predict_logits(x_adv[chosen]))
+    p_clean = softmax(clf.predict_logits(x[chosen]))
+    p_adv = softmax(clf.predict_logits(x_adv[chosen]))
     return [
         GalleryItem(
             index=i,
@@ -472,9 +487,3 @@ def _gallery(runs, adversarials, clf, x, y, names, clean_ok, count) -> list[Gall
         )
         for i, pc, pa in zip(chosen, p_clean, p_adv)
     ]
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-

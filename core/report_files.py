@@ -20,7 +20,7 @@ def write_report(report, out_dir) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     # Render everything first; only then touch the destination files.
     contents = {
-        "report.json": json.dumps(_json_safe(report.to_dict()), indent=2),
+        "report.json": json.dumps(json_safe(report.to_dict()), indent=2),
         "report.html": render_html(report),
     }
     written = {}
@@ -40,12 +40,12 @@ def _atomic_write(path: Path, text: str) -> Path:
     return path
 
 
-def _json_safe(value):
+def json_safe(value):
     """NaN/Inf are not JSON: write them as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value

@@ -27,3 +27,13 @@ if MISSING and os.environ.get("CI"):
     raise RuntimeError(f"browser tests cannot run in CI: {'; '.join(MISSING)}")
 
 needs_browser = pytest.mark.skipif(bool(MISSING), reason="; ".join(MISSING))
+
+
+def launch_chromium():
+    """Yield a headless Chromium browser for a module-scoped fixture; close it afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()

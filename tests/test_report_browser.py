@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from browser import ARGS, CHROMIUM, needs_browser
+from browser import launch_chromium, needs_browser
 from egide.core.report_files import write_report
 from test_report_html import make_report
 
@@ -20,12 +20,7 @@ pytestmark = needs_browser
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
+    yield from launch_chromium()
 
 
 def open_report(browser, report, out_dir):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import ARGS, CHROMIUM, needs_browser
+from browser import launch_chromium, needs_browser
 
 pytestmark = needs_browser
 
@@ -81,12 +81,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
+    yield from launch_chromium()
 
 
 def test_the_lab_page_runs_an_attack(server, browser, tmp_path):

@@ -9,6 +9,7 @@ import json
 from flask import Blueprint, current_app, request, send_from_directory, url_for
 from pydantic import ValidationError
 
+from egide.core.classifier import softmax
 from egide.core.errors import EgideError, ParameterError, PluginNotFoundError
 from egide.core.plugin import KINDS
 
@@ -274,7 +275,7 @@ def predict():
         names.append(filename)
     x = np.stack(batch)
     logits = clf.predict_logits(x, batch_size=64)
-    probs = pred.softmax(np.asarray(logits, np.float64))
+    probs = softmax(logits)
     class_names = st.resources.class_names(model, clf.num_classes)
     results = []
     for i, filename in enumerate(names):

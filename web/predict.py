@@ -100,9 +100,3 @@ def fit(pixels: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarray:
     if pixels.shape[-1] != c and not {pixels.shape[-1], c} <= {1, 3}:
         raise ValueError(f"cannot convert {pixels.shape[-1]} channels to {c}")
     return _fit_images(pixels[None].astype(np.float32), (h, w), c)[0]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)

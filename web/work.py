@@ -9,6 +9,8 @@ from typing import Callable
 
 import numpy as np
 
+from egide.core.report_files import json_safe
+
 EXAMPLES = 6  # clean/adversarial pairs written as PNGs for an attack job
 
 
@@ -171,7 +173,7 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
         "images": report.data["images"],
         "seconds": round(report.seconds, 3),
     }
-    return _finite(headline), ["report.html", "report.json"]
+    return json_safe(headline), ["report.html", "report.json"]
 
 
 def _png(image: np.ndarray, clip, path: Path) -> None:
@@ -184,15 +186,3 @@ def _png(image: np.ndarray, clip, path: Path) -> None:
         Image.fromarray(pixels[..., 0]).save(path)
     else:
         Image.fromarray(np.ascontiguousarray(pixels[..., :3])).save(path)
-
-
-def _finite(value):
-    import math
-
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value

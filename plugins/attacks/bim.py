@@ -24,6 +24,7 @@ class BIM(Attack):
 
     name = "bim"
     title = "Basic Iterative Method"
+    iterative = True
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: float = Field(

@@ -5,14 +5,13 @@ x' = clip(x + eps * sign(grad)) for L-inf, x' = clip(x + eps * grad / ||grad||_2
 Targeted mode descends the loss of the target class instead.
 """
 
-from typing import Literal
-
 import tensorflow as tf
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl
 from egide.core.gradients import cross_entropy_pass
 from egide.core.norms import steepest_direction
+from egide.core.params import Norm
 
 
 class FGSM(Attack):
@@ -20,20 +19,16 @@ class FGSM(Attack):
 
     name = "fgsm"
     title = "Fast Gradient Sign Method"
+    single_step = True
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: float = Field(
             8 / 255, gt=0, le=1e3, description="Perturbation budget, in input units (8/255 ≈ 0.031)"
         )
-        norm: Literal["inf", "2"] = Field("inf", description="Norm of the budget: L-inf or L2")
+        norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
         targeted: bool = Field(
             False, description="Aim at given target labels instead of away from the true ones"
         )
-
-        @field_validator("norm", mode="before")
-        @classmethod
-        def _norm_as_text(cls, value):
-            return str(value).lower().removeprefix("l") if value is not None else value
 
     def perturb(self, clf, x, y, target, seed):
         labels = y if target is None else target

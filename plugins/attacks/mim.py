@@ -11,14 +11,13 @@ The default step size, eps / steps, is the paper's: the steps add up to exactly 
 Cost: `steps` forward+backward passes, in one compiled tf.function per classifier.
 """
 
-from typing import Literal
-
 import tensorflow as tf
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl
 from egide.core.gradients import cross_entropy_pass
 from egide.core.norms import clip_to_ball, per_sample_l1, steepest_direction
+from egide.core.params import Norm
 
 
 _TINY = 1e-12
@@ -29,12 +28,13 @@ class MIM(Attack):
 
     name = "mim"
     title = "Momentum Iterative Method"
+    iterative = True
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: float = Field(
             8 / 255, gt=0, le=1e3, description="Perturbation budget, in input units (8/255 ≈ 0.031)"
         )
-        norm: Literal["inf", "2"] = Field("inf", description="Norm of the budget: L-inf or L2")
+        norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
         step_size: float | None = Field(
             None,
             gt=0,
@@ -51,11 +51,6 @@ class MIM(Attack):
         targeted: bool = Field(
             False, description="Aim at given target labels instead of away from the true ones"
         )
-
-        @field_validator("norm", mode="before")
-        @classmethod
-        def _norm_as_text(cls, value):
-            return str(value).lower().removeprefix("l") if value is not None else value
 
     @property
     def step_size(self) -> float:

@@ -22,14 +22,13 @@ Cost: one compiled tf.function per classifier runs everything (all restarts, all
 when restarts > 1.
 """
 
-from typing import Literal
-
 import tensorflow as tf
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from egide.core import Attack, hookimpl
 from egide.core.gradients import cross_entropy_pass
 from egide.core.norms import clip_to_ball, random_in_ball, steepest_direction
+from egide.core.params import Norm
 
 
 class PGD(Attack):
@@ -37,12 +36,13 @@ class PGD(Attack):
 
     name = "pgd"
     title = "Projected Gradient Descent"
+    iterative = True
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: float = Field(
             8 / 255, gt=0, le=1e3, description="Perturbation budget, in input units (8/255 ≈ 0.031)"
         )
-        norm: Literal["inf", "2"] = Field("inf", description="Norm of the budget: L-inf or L2")
+        norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
         step_size: float | None = Field(
             None,
             gt=0,
@@ -68,10 +68,6 @@ class PGD(Attack):
             "on target) and stop when all are; otherwise every sample takes every step",
         )
 
-        @field_validator("norm", mode="before")
-        @classmethod
-        def _norm_as_text(cls, value):
-            return str(value).lower().removeprefix("l") if value is not None else value
 
         @model_validator(mode="after")
         def _restarts_need_random_start(self):
