@@ -3,7 +3,9 @@
 from .attack import Attack, Progress
 from .classifier import Classifier
 from .defense import Defense
-from .detector import Detector
+from .detector import Detector, load_detector
+from .guard import Guard, GuardedPrediction
+from .preprocess import PreprocessedClassifier, Preprocessor
 from .errors import (
     DataError,
     EgideError,
@@ -30,6 +32,8 @@ __all__ = [
     "Defense",
     "Detector",
     "EgideError",
+    "Guard",
+    "GuardedPrediction",
     "InputError",
     "ModelError",
     "ModelSource",
@@ -40,8 +44,11 @@ __all__ = [
     "PluginLoadError",
     "PluginNotFoundError",
     "PluginSource",
+    "PreprocessedClassifier",
+    "Preprocessor",
     "Progress",
     "Registry",
     "hookimpl",
+    "load_detector",
     "registry",
 ]

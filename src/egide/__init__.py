@@ -17,9 +17,11 @@ from egide.core import (
     Defense,
     Detector,
     EgideError,
+    Guard,
     Plugin,
     Registry,
     hookimpl,
+    load_detector,
     registry,
 )
 from egide.core.data import Dataset
@@ -37,9 +39,11 @@ __all__ = [
     "Defense",
     "Detector",
     "EgideError",
+    "Guard",
     "Plugin",
     "Registry",
     "datasets",
     "hookimpl",
+    "load_detector",
     "registry",
 ]
