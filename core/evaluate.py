@@ -12,6 +12,7 @@ attack broke it). Sanity checks flag the signs of gradient masking.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import time
@@ -22,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .classifier import Classifier, softmax
+from .results import AttackResult
 from .errors import ParameterError
 from .registry import Registry, registry as default_registry
 
@@ -39,6 +41,22 @@ class AttackSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     plugin: str = Field(description="Attack plugin name, e.g. 'pgd'")
     params: dict[str, Any] = Field(default_factory=dict, description="Parameters other than eps")
+
+
+class DefenseSpec(BaseModel):
+    """A preprocessing defense to evaluate: its plugin name and parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    plugin: str = Field(description="Defense plugin name, e.g. 'jpeg'")
+    params: dict[str, Any] = Field(default_factory=dict, description="The defense's parameters")
+
+
+class DetectorSpec(BaseModel):
+    """A detector to evaluate: its plugin name and parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    plugin: str = Field(description="Detector plugin name, e.g. 'mahalanobis'")
+    params: dict[str, Any] = Field(default_factory=dict, description="The detector's parameters")
 
 
 def default_attacks() -> list[AttackSpec]:
@@ -69,6 +87,25 @@ class EvaluationConfig(BaseModel):
     clip: tuple[float, float] = Field((0.0, 1.0), description="Input range of a model file")
     gallery: int = Field(8, ge=0, le=64, description="Examples shown in the report's gallery")
     sanity_checks: bool = Field(True, description="Run the gradient-masking sanity checks")
+    defenses: list[DefenseSpec] = Field(
+        default_factory=list,
+        description="Preprocessing defenses, each attacked non-adaptively and adaptively (BPDA/EOT)",
+    )
+    eot_samples: int = Field(
+        8, ge=1, le=256, description="Draws averaged by EOT when attacking a randomized defense"
+    )
+    detectors: list[DetectorSpec] = Field(
+        default_factory=list, description="Detectors to fit and score (ROC AUC per attack and eps)"
+    )
+    detector_fit_split: str = Field("train", description="Split the detectors are fitted on")
+    detector_fit_limit: int | None = Field(
+        1024, ge=16, description="Fit detectors on at most this many images of that split"
+    )
+    detection_eps: float | None = Field(
+        None, gt=0, le=1,
+        description="Budget of the adversarial examples supervised detectors are fitted on, and "
+        "of the transfer table (default: 4/255 if listed in eps, else the middle epsilon)",
+    )
 
     @field_validator("eps")
     @classmethod
@@ -84,11 +121,26 @@ class EvaluationConfig(BaseModel):
         return sorted(set(eps))
 
     @model_validator(mode="after")
-    def _distinct_attacks(self):
-        names = [a.plugin for a in self.attacks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"each attack may appear once; got {names}")
+    def _distinct_plugins(self):
+        for what, specs in (("attack", self.attacks), ("defense", self.defenses),
+                            ("detector", self.detectors)):
+            names = [s.plugin for s in specs]
+            if len(set(names)) != len(names):
+                raise ValueError(f"each {what} may appear once; got {names}")
+        if self.detection_eps is not None and not any(
+                math.isclose(self.detection_eps, e) for e in self.eps):
+            raise ValueError(
+                f"detection_eps {self.detection_eps:g} must be one of the evaluated eps {self.eps}")
         return self
+
+    def detection_budget(self) -> float:
+        """The epsilon supervised detectors are fitted at (and the transfer table is shown at)."""
+        if self.detection_eps is not None:
+            return self.detection_eps
+        for eps in self.eps:
+            if math.isclose(eps, 4 / 255):
+                return eps
+        return self.eps[len(self.eps) // 2]
 
 
 @dataclass
@@ -166,6 +218,8 @@ class Report:
     sanity: list[SanityCheck]
     gallery: list[GalleryItem]
     seconds: float
+    defenses: list = field(default_factory=list)  # DefenseReport, one per preprocessing defense
+    detectors: list = field(default_factory=list)  # DetectorReport, one per detector
 
     def to_dict(self) -> dict:
         return {
@@ -184,6 +238,8 @@ class Report:
                 {k: v for k, v in vars(g).items() if k not in ("clean", "adversarial")}
                 for g in self.gallery
             ],
+            "defenses": [d.to_dict() for d in self.defenses],
+            "detectors": [d.to_dict() for d in self.detectors],
             "seconds": round(self.seconds, 3),
         }
 
@@ -207,12 +263,17 @@ def evaluate(
     registry: Registry | None = None,
     classifier: Classifier | None = None,
     dataset=None,
+    detector_dataset=None,
 ) -> Report:
-    """Run every attack at every epsilon on the model and data of `config`.
+    """Run every attack at every epsilon on the model and data of `config`; then each defense
+    (non-adaptive and adaptive) and each detector (ROC per attack and epsilon).
 
-    `classifier` and `dataset` replace loading `config.model` / `config.data` when the caller
-    already holds them (a server with models in memory, a notebook, a test).
+    `classifier`, `dataset` and `detector_dataset` (the split detectors are fitted on) replace
+    loading them from `config` when the caller already holds them (a server, a notebook, a test).
     """
+    from .evaluate_defenses import defense_classifier, evaluate_defense
+    from .evaluate_detectors import check_detector, evaluate_detectors, fit_images
+
     from .data import load as load_data
 
     started = time.perf_counter()
@@ -248,45 +309,31 @@ def evaluate(
         wanted = {"steps": 50, "random_start": False, "early_stop": True}
         params = {k: v for k, v in wanted.items() if k in cls.Params.model_fields}
         plan.append((cls, AttackSpec(plugin=cls.name, params=params), 1.0, "sanity"))
-    total, done = len(plan) * len(x), 0
+    defended = [defense_classifier(reg, spec, clf) for spec in config.defenses]
+    detectors = [check_detector(reg, spec) for spec in config.detectors]
+    if detectors:
+        fit_x, fit_y = fit_images(config, clf, detector_dataset)
+    evaluation_plan = [p for p in plan if p[3] == "evaluation"]
+    total = len(plan) * len(x) + 2 * len(defended) * len(evaluation_plan) * len(x)
 
+    counter = _Counter(total, progress)
     runs: list[AttackRun] = []
-    adversarials: dict[tuple[str, float | None], np.ndarray] = {}
+    adversarials: dict[tuple[str, float | None], AttackResult] = {}
     for cls, spec, eps, purpose in plan:
-        params = dict(spec.params) if eps is None else {**spec.params, "eps": eps}
-        attack = cls(**params)
-        label = cls.name if eps is None else f"{cls.name} eps={eps_key(eps)}"
-        if purpose == "sanity":
-            label += " (unbounded sanity check)"
-        base = done
-
-        def step(n_done, n_total, base=base, label=label):
-            if progress:
-                progress(base + n_done, total, label)
-
-        result = attack.run(clf, x, y, batch_size=config.batch_size, seed=config.seed, progress=step)
-        done += len(x)
-        robust = (result.y_pred_adv == y) & clean_ok
-        runs.append(
-            AttackRun(
-                attack=cls.name,
-                eps=eps,
-                params=attack.params.model_dump(mode="json"),
-                version=cls.version,
-                robust_accuracy=float(robust.mean()),
-                success_rate=result.success_rate,
-                l2_mean=float(result.l2.mean()),
-                linf_max=float(result.linf.max()),
-                seconds=result.seconds,
-                per_class=_per_class(robust, y, names),
-                robust=robust,
-                l2=result.l2,
-                norm=str(getattr(attack.params, "norm", "inf")) if eps is not None else "2",
-                purpose=purpose,
-            )
-        )
+        run, result = run_attack(cls, spec, eps, clf, clf, x, y, clean_ok, names, config,
+                                 counter, purpose)
+        runs.append(run)
         if purpose == "evaluation":
-            adversarials[(cls.name, eps)] = result.x_adv
+            adversarials[(cls.name, eps)] = result
+
+    defense_reports = [
+        evaluate_defense(d, evaluation_plan, x, y, names, config, counter) for d in defended
+    ]
+    detector_reports = (
+        evaluate_detectors(detectors, reg, clf, x, y, clean_ok, adversarials, attacks, fit_x,
+                           fit_y, config, counter)
+        if detectors else []
+    )
 
     evaluated = [r for r in runs if r.purpose == "evaluation"]
     unbounded = [r for r in runs if r.purpose == "sanity"]
@@ -319,7 +366,11 @@ def evaluate(
             "numpy": np.__version__,
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "plugins": {cls.name: cls.version for cls, _ in attacks},
+            "plugins": {
+                **{cls.name: cls.version for cls, _ in attacks},
+                **{d.name: d.config["version"] for d in defense_reports},
+                **{d.name: d.config["version"] for d in detector_reports},
+            },
         },
         model=clf.describe(),
         data={
@@ -339,7 +390,72 @@ def evaluate(
         sanity=sanity,
         gallery=gallery,
         seconds=time.perf_counter() - started,
+        defenses=defense_reports,
+        detectors=detector_reports,
     )
+
+
+class _Counter:
+    """Progress over the whole evaluation: images processed by every run so far."""
+
+    def __init__(self, total: int, progress: EvaluationProgress | None):
+        self.total, self.done, self.progress = total, 0, progress
+
+    def step(self, label: str):
+        base = self.done
+
+        def report(n_done, n_total):
+            if self.progress:
+                self.progress(base + n_done, self.total, label)
+
+        return report
+
+    def finished(self, n: int) -> None:
+        self.done += n
+
+    def progress_label(self, label: str) -> None:
+        """Say what runs now, without advancing (work that is not counted in images)."""
+        if self.progress:
+            self.progress(self.done, self.total, label)
+
+
+def run_attack(cls, spec, eps, attacked: Classifier, measured: Classifier, x, y, clean_ok, names,
+               config, counter: _Counter, purpose: str = "evaluation", label_suffix: str = ""):
+    """Run one attack at one budget on `attacked`; robust accuracy is measured on `measured`
+    (the same classifier, or the real defense when `attacked` is its adaptive view)."""
+    params = dict(spec.params) if eps is None else {**spec.params, "eps": eps}
+    attack = cls(**params)
+    label = (cls.name if eps is None else f"{cls.name} eps={eps_key(eps)}") + label_suffix
+    if purpose == "sanity":
+        label += " (unbounded sanity check)"
+    result = attack.run(attacked, x, y, batch_size=config.batch_size, seed=config.seed,
+                        progress=counter.step(label))
+    counter.finished(len(x))
+    if measured is not attacked:
+        # Measured on the real defended classifier: an adaptive view's own predictions (BPDA's
+        # stand-in, EOT's average) are how the attacker sees it, not what the defense answers.
+        if hasattr(measured, "reseed"):
+            measured.reseed(config.seed)
+        y_pred_adv = measured.predict(result.x_adv, batch_size=config.batch_size)
+        result = dataclasses.replace(result, y_pred_adv=y_pred_adv, success=y_pred_adv != y)
+    robust = (result.y_pred_adv == y) & clean_ok
+    run = AttackRun(
+        attack=cls.name,
+        eps=eps,
+        params=attack.params.model_dump(mode="json"),
+        version=cls.version,
+        robust_accuracy=float(robust.mean()),
+        success_rate=float(result.success.mean()),
+        l2_mean=float(result.l2.mean()),
+        linf_max=float(result.linf.max()),
+        seconds=result.seconds,
+        per_class=_per_class(robust, y, names),
+        robust=robust,
+        l2=result.l2,
+        norm=str(getattr(attack.params, "norm", "inf")) if eps is not None else "2",
+        purpose=purpose,
+    )
+    return run, result
 
 
 # ---- planning -------------------------------------------------------------------------------
@@ -461,7 +577,7 @@ def _gallery(runs, adversarials, clf, x, y, names, clean_ok, count) -> list[Gall
         return []
     top = max(r.eps for r in linf)
     strongest = min((r for r in linf if r.eps == top), key=lambda r: r.robust_accuracy)
-    x_adv = adversarials[(strongest.attack, strongest.eps)]
+    x_adv = adversarials[(strongest.attack, strongest.eps)].x_adv
     chosen: list[int] = []
     per_class = [list(np.flatnonzero((y == i) & clean_ok)) for i in range(len(names))]
     while len(chosen) < count and any(per_class):

@@ -11,6 +11,8 @@ Content-Security-Policy forbids any fetch and any script. Sections, in reading o
     per class       worst-case robust accuracy per class and epsilon, as a heat map
     gallery         clean / adversarial / amplified perturbation, with predictions
     C&W             distribution of the minimal L2 perturbations
+    defenses        non-adaptive and adaptive robust accuracy side by side (report_html_guards)
+    detectors       ROC AUC per attack and ε, ROC curves, transfer table (report_html_guards)
     footer          the configuration as JSON, to replay the run
 
 Every string that comes from a user (class names, paths, plugin names, parameters) goes
@@ -38,6 +40,8 @@ LINF_TOLERANCE = 1e-5  # float32 rounding, relative; a larger max L-inf breaks t
 
 def render_html(report) -> str:
     """The whole page for `report` (an `egide.core.evaluate.Report`)."""
+    from .report_html_guards import defenses_section, detectors_section
+
     sections = [
         _header(report),
         _sanity_section(report),
@@ -46,6 +50,8 @@ def render_html(report) -> str:
         _per_class_section(report),
         _gallery_section(report),
         _cw_section(report),
+        defenses_section(report),
+        detectors_section(report),
         _footer(report),
     ]
     title = f"Égide robustness report: {report.model.get('name', 'model')}"
@@ -109,7 +115,7 @@ images that the model classifies correctly before the attack and still after it;
   <dt>Environment</dt><dd>{" · ".join(versions)}<br><span class="muted">{_e(env.get("platform", ""))}</span></dd>
   <dt>Plugins</dt><dd>{" · ".join(f"{_e(k)} {_e(v)}" for k, v in plugins.items()) or "?"}</dd>
 </dl>
-<nav>{" · ".join(f'<a href="#{a}">{t}</a>' for a, t in NAV)}</nav>
+<nav>{" · ".join(f'<a href="#{a}">{t}</a>' for a, t in NAV if _present(report, a))}</nav>
 </header>"""
 
 
@@ -120,8 +126,15 @@ NAV = (
     ("per-class", "Per class"),
     ("gallery", "Gallery"),
     ("cw", "C&amp;W minimal L2"),
+    ("defenses", "Defenses"),
+    ("detectors", "Detectors"),
     ("config", "Configuration"),
 )
+
+
+def _present(report, anchor: str) -> bool:
+    """Defense and detector sections exist only when the evaluation had some."""
+    return {"defenses": bool(report.defenses), "detectors": bool(report.detectors)}.get(anchor, True)
 
 
 def _worst_summary(report) -> str:
@@ -684,6 +697,7 @@ li.check.pass { border-left:5px solid transparent; }
 li.check.flag .check-message { color:#7a1a10; font-weight:550; }
 figure { margin:0; }
 figure.plot svg { display:block; width:100%; max-width:860px; height:auto; }
+figure.plot.roc svg { max-width:560px; }
 figure.plot figcaption { font-size:13.5px; color:var(--muted); margin-top:6px; max-width:860px; }
 table { border-collapse:collapse; font-size:14px; margin:4px 0 8px; }
 th, td { padding:5px 10px; border:1px solid var(--line); text-align:left; }

@@ -162,7 +162,8 @@ class CarliniWagnerL2(Attack):
             other_hot = tf.one_hot(tf.argmax(z_masked, axis=1), num_classes)
             down = other_hot - label_hot if targeted else label_hot - other_hot
             grad_z = weight[:, None] * down
-            return margin, tape.gradient(z, x_adv, output_gradients=grad_z)
+            return margin, tape.gradient(z, x_adv, output_gradients=grad_z,
+                                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
         def attack(x, labels):
             batch = tf.shape(x)[0]

@@ -1,0 +1,136 @@
+"""Evaluating preprocessing defenses honestly: every attack twice, non-adaptive and adaptive.
+
+Non-adaptive: the attack differentiates the defended classifier as it is — a quantiser or a JPEG
+round trip hands it a zero gradient, a random transform one draw's gradient. Adaptive: the
+attack differentiates the defense's adaptive view (BPDA for a non-differentiable transform, EOT
+over draws for a randomized one; see core/preprocess.py). Either way, robust accuracy is what
+the real defended classifier answers on the adversarial images. The two numbers side by side
+show when a defense only hides gradients; no robustness number is reported without its
+adaptive counterpart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ParameterError
+from .preprocess import PreprocessedClassifier, Preprocessor
+
+MASKING_GAP = 0.10  # non-adaptive above adaptive by more than this: the defense masks gradients
+
+
+@dataclass
+class DefenseRun:
+    """One attack at one budget against one defense, attacked both ways."""
+
+    attack: str
+    eps: float | None
+    non_adaptive: float  # robust accuracy of the defended classifier
+    adaptive: float
+    non_adaptive_success: float
+    adaptive_success: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {
+            "attack": self.attack,
+            "eps": self.eps,
+            "robust_accuracy": {"non_adaptive": self.non_adaptive, "adaptive": self.adaptive},
+            "success_rate": {"non_adaptive": self.non_adaptive_success, "adaptive": self.adaptive_success},
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class DefenseReport:
+    config: dict  # plugin, version, params
+    title: str
+    view: str  # how the adaptive attacker sees it: BPDA, EOT, exact gradient
+    clean_accuracy: float
+    runs: list[DefenseRun]
+    worst_case: dict[str, dict[str, float]]  # eps key -> {"non_adaptive": .., "adaptive": ..}
+    masking: str | None  # a sentence when non-adaptive numbers overstate the defense
+
+    @property
+    def name(self) -> str:
+        return self.config["plugin"]
+
+    def to_dict(self) -> dict:
+        return {
+            "defense": self.config,
+            "title": self.title,
+            "adaptive_view": self.view,
+            "clean_accuracy": self.clean_accuracy,
+            "runs": [r.to_dict() for r in self.runs],
+            "worst_case_robust_accuracy": self.worst_case,
+            "gradient_masking": self.masking,
+        }
+
+
+def defense_classifier(reg, spec, clf) -> PreprocessedClassifier:
+    """Create the defense of `spec` and wrap `clf` with it; trainers are refused with the way out."""
+    cls = reg.get("defense", spec.plugin)
+    if cls.needs_training_data or not issubclass(cls, Preprocessor):
+        raise ParameterError(
+            f"defense '{spec.plugin}' trains a new model: run `egide defend --defense "
+            f"{spec.plugin} ... --out defended.keras`, then evaluate that model with --model"
+        )
+    return reg.create("defense", spec.plugin, **spec.params).apply(clf)
+
+
+def evaluate_defense(defended: PreprocessedClassifier, plan, x, y, names, config,
+                     counter) -> DefenseReport:
+    """Clean accuracy of the defended classifier, then each planned attack both ways."""
+    from .evaluate import eps_key, run_attack  # the pipeline's own runner (imports this module)
+
+    defense = defended.defense
+    defended.reseed(config.seed)
+    clean_ok = defended.predict(x, batch_size=config.batch_size) == y
+    adaptive = defended.adaptive(eot_samples=config.eot_samples)
+    runs, robust_by = [], {}
+    for cls, spec, eps, _ in plan:
+        tag = f" vs {defense.name}"
+        plain, _ = run_attack(cls, spec, eps, defended, defended, x, y, clean_ok, names, config,
+                              counter, label_suffix=tag)
+        adaptive.reseed(config.seed)
+        strong, _ = run_attack(cls, spec, eps, adaptive, defended, x, y, clean_ok, names, config,
+                               counter, label_suffix=tag + " (adaptive)")
+        runs.append(DefenseRun(cls.name, eps, plain.robust_accuracy, strong.robust_accuracy,
+                               plain.success_rate, strong.success_rate,
+                               plain.seconds + strong.seconds))
+        robust_by[(cls.name, eps, "inf" if eps is None else plain.norm)] = (plain.robust, strong.robust)
+
+    worst = {}
+    for eps in config.eps:
+        at_eps = [v for (name, e, norm), v in robust_by.items()
+                  if e is not None and math.isclose(e, eps) and norm == "inf"]
+        if at_eps:
+            worst[eps_key(eps)] = {
+                "non_adaptive": float(np.logical_and.reduce([p for p, _ in at_eps]).mean()),
+                "adaptive": float(np.logical_and.reduce([a for _, a in at_eps]).mean()),
+            }
+    gaps = [(r.non_adaptive - r.adaptive, r) for r in runs]
+    gap, worst_run = max(gaps, key=lambda g: g[0]) if gaps else (0.0, None)
+    masking = None
+    if worst_run is not None and gap > MASKING_GAP:
+        at = "" if worst_run.eps is None else f" at ε={eps_key(worst_run.eps)}"
+        masking = (
+            f"{worst_run.attack}{at}: {worst_run.non_adaptive:.1%} non-adaptive but "
+            f"{worst_run.adaptive:.1%} adaptive. The non-adaptive number only measures how well "
+            f"{defense.name} hides its gradient; the adaptive one is the robustness."
+        )
+    view = "EOT" if defense.randomized else ("exact gradient" if defense.differentiable else "BPDA")
+    if defense.randomized and not defense.differentiable:
+        view = "BPDA + EOT"
+    return DefenseReport(
+        config=defense.config(),
+        title=defense.title,
+        view=view,
+        clean_accuracy=float(clean_ok.mean()),
+        runs=runs,
+        worst_case=worst,
+        masking=masking,
+    )

@@ -1,0 +1,232 @@
+"""Evaluating detectors: ROC per attack and epsilon, and a transfer table for supervised ones.
+
+As in the papers, positives are adversarial examples that fooled the model (made from images it
+classified correctly), negatives are the clean test images. Detectors are fitted on another split
+(the training split by default), never on the images they are scored on.
+
+An unsupervised detector is fitted once, on clean images, and one threshold serves every attack.
+A supervised detector is fitted once per attack, on that attack's adversarial examples at the
+detection budget, and then tested on every attack: the transfer table shows whether it learned
+to detect attacks or only to recognise the one it saw.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DataError, InputError
+
+ROC_POINTS = 120  # points kept per ROC curve in the report
+TARGET_FPR = 0.05  # the operating point the tables quote
+
+
+@dataclass
+class DetectionRun:
+    """One fitted detector against one attack at one budget."""
+
+    attack: str
+    eps: float | None
+    fitted_on: str | None  # the attack a supervised detector was fitted on; None if unsupervised
+    auc: float
+    tpr_at_fpr: float  # true-positive rate where the ROC's false-positive rate is TARGET_FPR
+    detection_rate: float  # share of positives above the fitted threshold
+    false_positive_rate: float  # share of clean test images above the fitted threshold
+    threshold: float
+    positives: int
+    roc: list[list[float]] = field(repr=False, default_factory=list)  # [[fpr, tpr], ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "attack": self.attack,
+            "eps": self.eps,
+            "fitted_on": self.fitted_on,
+            "roc_auc": self.auc,
+            f"tpr_at_{round(100 * TARGET_FPR)}pct_fpr": self.tpr_at_fpr,
+            "detection_rate_at_threshold": self.detection_rate,
+            "false_positive_rate_at_threshold": self.false_positive_rate,
+            "threshold": self.threshold,
+            "positives": self.positives,
+            "roc": self.roc,
+        }
+
+
+@dataclass
+class DetectorReport:
+    config: dict
+    title: str
+    supervised: bool
+    fit_images: int
+    fit_seconds: float  # for a supervised detector: the mean over its fits
+    score_rate: float  # images scored per second
+    runs: list[DetectionRun]
+    transfer: dict[str, dict[str, float]]  # fitted on -> tested on -> AUC, at the detection eps
+    detection_eps: float
+    note: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config["plugin"]
+
+    def to_dict(self) -> dict:
+        return {
+            "detector": self.config,
+            "title": self.title,
+            "supervised": self.supervised,
+            "fit_images": self.fit_images,
+            "fit_seconds": round(self.fit_seconds, 3),
+            "score_images_per_second": round(self.score_rate, 1),
+            "detection_eps": self.detection_eps,
+            "runs": [r.to_dict() for r in self.runs],
+            "transfer_auc": self.transfer,
+            "note": self.note,
+        }
+
+
+def check_detector(reg, spec):
+    """The detector class, with its parameters validated before any work starts."""
+    cls = reg.get("detector", spec.plugin)
+    cls.validate_params(dict(spec.params))
+    return cls, spec
+
+
+def fit_images(config, clf, dataset=None):
+    """The clean images detectors are fitted on: a seeded sample of the fit split."""
+    from .data import load as load_data
+
+    if dataset is None:
+        try:
+            dataset = load_data(config.data, split=config.detector_fit_split)
+        except DataError as exc:
+            raise DataError(
+                f"{exc}. Detectors are fitted on the '{config.detector_fit_split}' split; "
+                "set detector_fit_split to a split this data set has"
+            ) from None
+    data = dataset.for_classifier(clf)
+    n = len(data)
+    if config.detector_fit_limit and n > config.detector_fit_limit:
+        pick = np.sort(np.random.default_rng(config.seed).choice(n, config.detector_fit_limit, replace=False))
+        data = data.subset(pick)
+    return data.x, data.y
+
+
+def evaluate_detectors(specs, reg, clf, x, y, clean_ok, adversarials, attacks, fit_x, fit_y,
+                       config, counter) -> list[DetectorReport]:
+    """Fit each detector and score it against every (attack, eps) of the evaluation."""
+    detection_eps = config.detection_budget()
+    positives = {
+        key: res.x_adv[res.success & clean_ok] for key, res in adversarials.items()
+    }
+    fit_clean_ok = clf.predict(fit_x, batch_size=config.batch_size) == fit_y
+    supervised_cache: dict[str, np.ndarray] = {}
+    reports = []
+    for cls, spec in specs:
+        if cls.supervised:
+            reports.append(_supervised(cls, spec, reg, clf, x, positives, attacks, fit_x, fit_y,
+                                       fit_clean_ok, supervised_cache, detection_eps, config, counter))
+        else:
+            reports.append(_unsupervised(cls, spec, reg, clf, x, positives, fit_x, detection_eps,
+                                         config, counter))
+    return reports
+
+
+def _unsupervised(cls, spec, reg, clf, x, positives, fit_x, detection_eps, config, counter):
+    det = reg.create("detector", cls.name, **spec.params)
+    counter.progress_label(f"fit {cls.name} on {len(fit_x)} clean images")
+    started = time.perf_counter()
+    det.fit(clf, fit_x)
+    fit_seconds = time.perf_counter() - started
+    clean_scores, rate = _timed_scores(det, clf, x)
+    runs = [_run(det, clf, clean_scores, adv, attack, eps, None)
+            for (attack, eps), adv in positives.items()]
+    return DetectorReport(
+        config=det.config(), title=cls.title, supervised=False, fit_images=len(fit_x),
+        fit_seconds=fit_seconds, score_rate=rate, runs=[r for r in runs if r],
+        transfer={}, detection_eps=detection_eps,
+    )
+
+
+def _supervised(cls, spec, reg, clf, x, positives, attacks, fit_x, fit_y, fit_clean_ok, cache,
+                detection_eps, config, counter):
+    runs, transfer, fit_times, rates, skipped = [], {}, [], [], []
+    for attack_cls, attack_spec in attacks:
+        budget = detection_eps if "eps" in attack_cls.Params.model_fields else None
+        if attack_cls.name not in cache:
+            counter.progress_label(f"{attack_cls.name} on {len(fit_x)} fit images for supervised detectors")
+            params = dict(attack_spec.params) if budget is None else {**attack_spec.params, "eps": budget}
+            res = attack_cls(**params).run(clf, fit_x, fit_y, batch_size=config.batch_size,
+                                           seed=config.seed)
+            cache[attack_cls.name] = res.x_adv[res.success & fit_clean_ok]
+        fit_adv = cache[attack_cls.name]
+        if len(fit_adv) < 8:
+            skipped.append(f"{attack_cls.name} ({len(fit_adv)} successful adversarial examples)")
+            continue
+        det = reg.create("detector", cls.name, **spec.params)
+        counter.progress_label(f"fit {cls.name} on {attack_cls.name}")
+        started = time.perf_counter()
+        det.fit(clf, fit_x[fit_clean_ok], fit_adv)
+        fit_times.append(time.perf_counter() - started)
+        clean_scores, rate = _timed_scores(det, clf, x)
+        rates.append(rate)
+        row = {}
+        for (attack, eps), adv in positives.items():
+            run = _run(det, clf, clean_scores, adv, attack, eps, attack_cls.name)
+            if run is None:
+                continue
+            if attack == attack_cls.name:  # the main table: fitted on the attack it is tested on
+                runs.append(run)
+            if eps is None or math.isclose(eps, detection_eps):
+                row[attack] = run.auc
+        transfer[attack_cls.name] = row
+    note = None
+    if skipped:
+        note = "Not fitted on " + ", ".join(skipped) + ": too few to learn from."
+    return DetectorReport(
+        config=reg.create("detector", cls.name, **spec.params).config(), title=cls.title,
+        supervised=True, fit_images=int(fit_clean_ok.sum()),
+        fit_seconds=float(np.mean(fit_times)) if fit_times else 0.0,
+        score_rate=float(np.mean(rates)) if rates else 0.0, runs=runs, transfer=transfer,
+        detection_eps=detection_eps, note=note,
+    )
+
+
+def _timed_scores(det, clf, x):
+    started = time.perf_counter()
+    scores = det.score(clf, x)
+    return scores, len(x) / max(time.perf_counter() - started, 1e-9)
+
+
+def _run(det, clf, clean_scores, adv, attack, eps, fitted_on) -> DetectionRun | None:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    if len(adv) == 0:
+        return None  # the attack fooled no image: nothing to detect
+    adv_scores = det.score(clf, adv)
+    labels = np.r_[np.zeros(len(clean_scores)), np.ones(len(adv_scores))]
+    scores = np.r_[clean_scores, adv_scores]
+    if not np.all(np.isfinite(scores)):
+        raise InputError(f"detector {det.name} returned NaN or Inf scores")
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return DetectionRun(
+        attack=attack,
+        eps=eps,
+        fitted_on=fitted_on,
+        auc=float(roc_auc_score(labels, scores)),
+        tpr_at_fpr=float(tpr[fpr <= TARGET_FPR].max()),
+        detection_rate=float((adv_scores > det.threshold).mean()),
+        false_positive_rate=float((clean_scores > det.threshold).mean()),
+        threshold=float(det.threshold),
+        positives=len(adv),
+        roc=_thin(fpr, tpr),
+    )
+
+
+def _thin(fpr: np.ndarray, tpr: np.ndarray) -> list[list[float]]:
+    """At most ROC_POINTS points of the curve, always keeping both ends."""
+    if len(fpr) > ROC_POINTS:
+        keep = np.unique(np.r_[np.linspace(0, len(fpr) - 1, ROC_POINTS).round().astype(int)])
+        fpr, tpr = fpr[keep], tpr[keep]
+    return [[round(float(a), 5), round(float(b), 5)] for a, b in zip(fpr, tpr)]
