@@ -21,6 +21,7 @@ from .plugin import KINDS, Plugin
 from .registry import PluginFailure, PluginSource, Registry, registry
 from .results import AttackResult
 from .sources import DatasetSource, ModelSource
+from .trainer import Trainer, TrainerParams
 
 __all__ = [
     "KINDS",
@@ -48,6 +49,8 @@ __all__ = [
     "Preprocessor",
     "Progress",
     "Registry",
+    "Trainer",
+    "TrainerParams",
     "hookimpl",
     "load_detector",
     "registry",

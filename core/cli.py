@@ -2,8 +2,10 @@
 
     egide plugins [--json]
     egide attack --model M --data D --attack NAME [--param key=value ...] --out adv.npz
+                 [--defense NAME [--defense-param key=value ...] [--adaptive]]
     egide evaluate [--model M] [--data D] [--attacks a,b] [--eps 1/255,4/255] [--out DIR]
     egide train --data brain-tumor-phantom --out model.keras
+    egide defend --defense adversarial-training --model M --data D --out defended.keras
     egide serve [--host 127.0.0.1] [--port 5000] [--instance PATH] [--token T]
 
 User errors (bad names, parameters, files, data) print one clear message and exit with 2;
@@ -28,6 +30,7 @@ EXIT_USER_ERROR = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
+    _quiet_retracing_warnings()
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -41,6 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("egide: interrupted", file=sys.stderr)
         return 130
+
+
+def _quiet_retracing_warnings() -> None:
+    """An evaluation compiles each attack once per budget and per defense view, on purpose;
+    TensorFlow's "triggered tf.function retracing" warning about it is noise to a CLI user."""
+    import logging
+
+    logging.getLogger("tensorflow").addFilter(
+        lambda record: "triggered tf.function retracing" not in record.getMessage()
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +87,15 @@ def _parser() -> argparse.ArgumentParser:
         help="targeted attacks: a class index or name for every image, or 'next' for (y+1) mod K",
     )
     p.add_argument("--clip", default="0,1", help="the model's input range LOW,HIGH (default 0,1)")
+    p.add_argument("--defense", default=None, help="a preprocessing defense to put in front of the model (see `egide plugins`)")
+    p.add_argument(
+        "--defense-param", action="append", default=[], metavar="KEY=VALUE",
+        help="defense parameter, repeatable; values are JSON or fractions (sigma=1/255)",
+    )
+    p.add_argument(
+        "--adaptive", action="store_true",
+        help="attack the defense adaptively (BPDA/EOT); accuracy is still measured on the real defended model",
+    )
     p.add_argument("--out", required=True, help="where to write the result (.npz; a .json summary is written beside)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -95,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--batch-size", type=int, help="images per batch (default 128)")
+    p.add_argument("--defenses", help="comma-separated preprocessing defenses, or 'all'; each is attacked non-adaptively and adaptively (params: use --config)")
+    p.add_argument("--eot-samples", type=int, help="draws averaged by EOT against randomized defenses (default 8)")
+    p.add_argument("--detectors", help="comma-separated detectors, or 'all', to fit and score (params: use --config)")
     p.add_argument("--out", default="egide-report", help="folder for report.json and report.html")
     p.add_argument("--json", action="store_true", help="print report.json's content instead of the table")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -110,6 +135,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
     p.add_argument("--no-progress", action="store_true", help="hide the per-batch progress bar")
     p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser(
+        "defend",
+        help="train a defended copy of a model with a trainer defense (e.g. adversarial-training)",
+        description="Fit a more robust copy of the model with a trainer defense, on the data's "
+        "train split (validated on its val split, or on 10% of train held out). A checkpoint "
+        "is written beside --out after every epoch: rerun the same command to resume.",
+    )
+    p.add_argument("--defense", required=True, help="trainer name (see `egide plugins`)")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="defense parameter, repeatable; values are JSON or fractions (eps=4/255)",
+    )
+    p.add_argument("--model", required=True, help="named model or .keras/.h5 file to start from")
+    p.add_argument("--data", required=True, help="named data set, .npz or folder with a train split")
+    p.add_argument("--out", required=True, help="where to save the defended model (.keras)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (default: <out>.ckpt)")
+    p.add_argument("--no-checkpoint", action="store_true", help="do not write a checkpoint")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--clip", default="0,1", help="the model's input range LOW,HIGH (default 0,1)")
+    p.add_argument("--no-progress", action="store_true", help="hide the per-batch progress bar")
+    p.set_defaults(handler=_cmd_defend)
 
     p = sub.add_parser("serve", help="run the web lab and JSON API (http://127.0.0.1:5000 by default)")
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; any other needs a token)")
@@ -198,18 +245,25 @@ def _cmd_attack(args) -> int:
 
     params = dict(parse_param(p) for p in args.param)
     attack = registry().create("attack", args.attack, **params)  # fail fast on bad params
+    defense = _attack_defense(args)
     clf = Classifier.load(args.model, clip=_parse_clip(args.clip))
+    if defense is not None:
+        clf = defense.apply(clf, seed=args.seed)
+    attacked = clf.adaptive() if args.adaptive else clf
     data = load_data(args.data, split=args.split, limit=args.limit).for_classifier(clf)
     target = _targets(args.target, data.y, data.class_names, clf.num_classes)
 
     with _progress_bar(len(data), f"{attack.name}", disabled=args.no_progress) as progress:
         result = attack.run(
-            clf, data.x, data.y, target=target, batch_size=args.batch_size, seed=args.seed,
+            attacked, data.x, data.y, target=target, batch_size=args.batch_size, seed=args.seed,
             progress=progress,
         )
+    if attacked is not clf:
+        result = _measured_on(clf, result, data.x, args.batch_size)
     out = result.save(args.out)
     summary = {
         **result.summary(),
+        "defense": None if defense is None else {**defense.config(), "adaptive": args.adaptive},
         "model": clf.describe(),
         "data": {"source": str(args.data), "split": args.split, "class_names": list(data.class_names)},
         "output": str(out),
@@ -223,8 +277,45 @@ def _cmd_attack(args) -> int:
     return 0
 
 
+def _attack_defense(args):
+    """The preprocessor named by --defense (validated before any model loads), or None."""
+    from .preprocess import Preprocessor
+    from .registry import registry
+
+    if args.defense is None:
+        if args.defense_param or args.adaptive:
+            flag = "--defense-param" if args.defense_param else "--adaptive"
+            raise InputError(f"{flag} needs --defense NAME: the preprocessing defense to attack")
+        return None
+    params = dict(parse_param(p) for p in args.defense_param)
+    defense = registry().create("defense", args.defense, **params)
+    if not isinstance(defense, Preprocessor):
+        raise InputError(
+            f"--defense {args.defense} trains a new model rather than preprocessing inputs: run "
+            f"`egide defend --defense {args.defense} ...` first, then attack its output with --model"
+        )
+    return defense
+
+
+def _measured_on(defended, result, x, batch_size: int):
+    """The adaptive view was attacked; predictions (and so success and accuracy) must be the
+    real defended classifier's, never the attacker's surrogate."""
+    import dataclasses
+
+    y_pred = defended.predict(x, batch_size)
+    y_pred_adv = defended.predict(result.x_adv, batch_size)
+    target = result.target
+    success = y_pred_adv == target if target is not None else y_pred_adv != result.y
+    return dataclasses.replace(result, y_pred=y_pred, y_pred_adv=y_pred_adv, success=success)
+
+
 def _print_summary(s: dict, out: Path, summary_path: Path) -> None:
     print(f"{s['attack']} on {s['images']} images ({s['seconds']:.2f} s, {s['images_per_second']} images/s)")
+    if s.get("defense"):
+        d = s["defense"]
+        settings = ", ".join(f"{k}={v}" for k, v in d["params"].items())
+        view = "adaptive attack (BPDA/EOT)" if d["adaptive"] else "non-adaptive attack"
+        print(f"  defense          {d['plugin']} ({settings}), {view}")
     print(f"  clean accuracy   {s['clean_accuracy']:.2%}")
     print(f"  robust accuracy  {s['robust_accuracy']:.2%}")
     print(f"  success rate     {s['success_rate']:.2%}")
@@ -267,6 +358,16 @@ def evaluation_config(args):
         settings["split"] = None
     if args.eps is not None:
         settings["eps"] = [_number(v) for v in args.eps.split(",") if v.strip()]
+    if args.eot_samples is not None:
+        settings["eot_samples"] = args.eot_samples
+    for key in ("defenses", "detectors"):
+        names = getattr(args, key)
+        if names == "all":
+            names = ",".join(_all_of(key))
+        if names is not None:
+            given = {s.get("plugin"): s for s in settings.get(key, []) if isinstance(s, dict)}
+            settings[key] = [given.get(n, {"plugin": n})
+                             for n in (n.strip() for n in names.split(",")) if n]
     if args.attacks is not None:
         by_name = {a.plugin: a for a in EvaluationConfig().attacks}
         settings["attacks"] = [
@@ -314,8 +415,60 @@ def _cmd_evaluate(args) -> int:
             print(f"  {run.attack}: success {run.success_rate:.1%}, mean L2 {run.l2_mean:.4g} (minimal perturbations)")
     for check in report.sanity:
         print(f"  [{'ok' if check.passed else 'FLAG'}] {check.name}: {check.message}")
+    _print_defenses(report, eps_list)
+    _print_detectors(report)
     print(f"wrote {written['report.json']} and {written['report.html']} ({report.seconds:.1f} s)")
     return 0
+
+
+def _all_of(key: str) -> list[str]:
+    """Every installed preprocessing defense, or every detector: what `--defenses all` means."""
+    from .preprocess import Preprocessor
+    from .registry import registry
+
+    reg = registry()
+    if key == "defenses":
+        return [c.name for c in reg.plugins("defense") if issubclass(c, Preprocessor)]
+    return reg.names("detector")
+
+
+def _print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _print_defenses(report, eps_list: list[str]) -> None:
+    if not report.defenses:
+        return
+    print("defenses, worst case over L-inf attacks: adaptive (non-adaptive)")
+    rows = [["defense", "clean"] + [f"eps {e}" for e in eps_list]]
+    rows.append(["none", f"{report.clean_accuracy:.1%}"]
+                + [f"{report.worst_case[e]:.1%}" if e in report.worst_case else "-" for e in eps_list])
+    for d in report.defenses:
+        cells = [f"{d.worst_case[e]['adaptive']:.1%} ({d.worst_case[e]['non_adaptive']:.1%})"
+                 if e in d.worst_case else "-" for e in eps_list]
+        rows.append([d.name, f"{d.clean_accuracy:.1%}"] + cells)
+    _print_table(rows)
+    for d in report.defenses:
+        if d.masking:
+            print(f"  [FLAG] {d.name} masks gradients: {d.masking}")
+
+
+def _print_detectors(report) -> None:
+    if not report.detectors:
+        return
+    from .evaluate import eps_key
+
+    det_eps = report.detectors[0].detection_eps
+    print(f"detectors, ROC AUC at eps {eps_key(det_eps)} (C&W unbounded)")
+    attacks = list(dict.fromkeys(r.attack for d in report.detectors for r in d.runs))
+    rows = [["detector"] + attacks + ["fit", "scoring"]]
+    for d in report.detectors:
+        at = {r.attack: r.auc for r in d.runs if r.eps is None or abs(r.eps - det_eps) < 1e-9}
+        rows.append([d.name] + [f"{at[a]:.3f}" if a in at else "-" for a in attacks]
+                    + [f"{d.fit_seconds:.1f} s", f"{d.score_rate:.0f}/s"])
+    _print_table(rows)
 
 
 # ---- egide train ----------------------------------------------------------------------
@@ -373,6 +526,91 @@ def _cmd_train(args) -> int:
         accuracy = float((clf.predict(test.x) == test.y).mean())
         print(f"test accuracy {accuracy:.2%} on {len(test)} images")
     print(f"wrote {out} ({result.seconds:.0f} s)")
+    return 0
+
+
+# ---- egide defend ---------------------------------------------------------------------
+def _cmd_defend(args) -> int:
+    import time
+
+    from egide.core.data import load as load_data
+
+    from .classifier import Classifier
+    from .errors import DataError
+    from .registry import registry
+    from .train import save_model
+
+    params = dict(parse_param(p) for p in args.param)
+    defense = registry().create("defense", args.defense, **params)  # fail fast on bad params
+    if not defense.needs_training_data:
+        raise InputError(
+            f"'{defense.name}' is a preprocessor: it wraps a model's inputs and has nothing to "
+            f"train; apply it by name where the model is used: `egide attack --defense "
+            f"{defense.name} ...`, `egide evaluate --defenses {defense.name} ...` or the server"
+        )
+    out = Path(args.out)
+    if out.suffix not in (".keras", ".h5"):
+        raise InputError(f"--out {out}: save the defended model as .keras (or .h5)")
+    if args.seed < 0:
+        raise InputError(f"--seed must be a non-negative integer, got {args.seed}")
+    clf = Classifier.load(args.model, clip=_parse_clip(args.clip))
+    train = load_data(args.data, split="train")
+    try:
+        val = load_data(args.data, split="val")
+    except DataError:
+        val = None  # the trainer holds out a seeded 10% of train
+    checkpoint = None if args.no_checkpoint else Path(args.checkpoint or f"{out}.ckpt")
+    print(f"{defense.name} on {clf.name}: {len(train)} training images of {args.data} "
+          f"({len(val) if val is not None else 'a 10% hold-out'} for validation), "
+          f"params {defense.params.model_dump(mode='json')}", flush=True)
+    if checkpoint is not None and checkpoint.exists():
+        print(f"resuming from the checkpoint {checkpoint}", flush=True)
+
+    started = time.perf_counter()
+    bar = _progress_bar(0, defense.name, disabled=args.no_progress)
+    shown = 0
+    with bar as on_batch:
+        bar.bar.unit = "batch"
+
+        def progress(done, total, label):
+            nonlocal shown
+            history = getattr(defense, "history", [])
+            while shown < len(history):  # an epoch finished: one line for it
+                m = history[shown]
+                line = (f"epoch {m['epoch']}/{defense.params.epochs}  loss {m['loss']:.4f}  "
+                        f"val clean {m['val_clean_accuracy']:.1%}  "
+                        f"val adversarial {m['val_adversarial_accuracy']:.1%}  ({m['seconds']:.0f} s)")
+                if bar.bar.disable:
+                    print(line, flush=True)
+                else:
+                    bar.bar.write(line)
+                shown += 1
+            on_batch(done, total, label)
+
+        try:
+            result = defense.apply(clf, train=train, val=val, progress=progress,
+                                   checkpoint=checkpoint, seed=args.seed)
+        except KeyboardInterrupt:
+            if checkpoint is not None and checkpoint.exists():
+                print(f"egide: the finished epochs are kept in {checkpoint}; rerun the same "
+                      "command to resume", file=sys.stderr)
+            raise
+    saved = save_model(result.model, out)
+    best = defense.best
+    print(f"best epoch {best['epoch']}: val clean {best['val_clean_accuracy']:.2%}, val adversarial "
+          f"{best['val_adversarial_accuracy']:.2%} (PGD-{defense.params.val_steps} at eps "
+          f"{defense.params.eps:.4g})")
+    try:
+        test = load_data(args.data, split="test").for_classifier(result)
+    except DataError:
+        test = None
+    if test is not None:
+        accuracy = float((result.predict(test.x) == test.y).mean())
+        print(f"test clean accuracy {accuracy:.2%} on {len(test)} images")
+    if checkpoint is not None and checkpoint.exists():
+        checkpoint.unlink()  # the saved model is the result now
+    print(f"wrote {saved} ({time.perf_counter() - started:.0f} s); measure its robustness with "
+          f"`egide evaluate --model {saved}`")
     return 0
 
 

@@ -8,7 +8,9 @@
 Checks: the declaration follows the contract; the parameter schema is valid JSON Schema and
 renders as a form; the defaults validate; unknown parameters are refused; and behaviour on a
 small real Keras model: results are deterministic under a seed, shape/dtype/range are kept,
-and an attack's budget holds.
+and an attack's budget holds; a preprocessor stays in range, replays under a seed, and its
+adaptive view is the same defense with a usable gradient; a detector scores the same after
+save and load, refuses to score before fit, and refuses a false-positive rate outside (0, 1).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from .attack import Attack
 from .classifier import Classifier
 from .defense import Defense
 from .detector import Detector
-from .errors import ParameterError
+from .errors import EgideError, ParameterError
 from .plugin import Plugin
+from .preprocess import Preprocessor
 from .schema import form_fields
 from .sources import DatasetSource, ModelSource
 
@@ -80,7 +83,12 @@ def plugin_checks(cls: type[Plugin], data: tuple | None = None) -> list[Check]:
     elif issubclass(cls, Defense) and not cls.needs_training_data:
         checks.append(("defense-keeps-classifier", lambda: _check_defense(cls, *fixture())))
     elif issubclass(cls, Detector):
-        checks.append(("detector-scores", lambda: _check_detector(cls, *fixture())))
+        checks += [
+            ("detector-scores", lambda: _check_detector(cls, *fixture())),
+            ("detector-save-load", lambda: _check_detector_save_load(cls, *fixture())),
+            ("detector-unfitted-refused", lambda: _check_detector_unfitted(cls, *fixture())),
+            ("detector-fpr-validated", lambda: _check_detector_fpr(cls)),
+        ]
     elif issubclass(cls, DatasetSource):
         checks.append(("dataset-loads-splits", lambda: _check_dataset(cls)))
     elif issubclass(cls, ModelSource):
@@ -207,18 +215,117 @@ def _check_defense(cls, clf, x, y) -> None:
     _require(defended.num_classes == clf.num_classes, "the number of classes changed")
     labels = defended.predict(x)
     _require(labels.shape == (len(x),), "predictions have the wrong shape")
+    if issubclass(cls, Preprocessor):
+        _check_preprocessor(cls, clf, x)
+
+
+def _check_preprocessor(cls, clf, x) -> None:
+    """What attacks and the evaluation rely on: the transform stays in any declared range, a
+    seed replays the defense, and the adaptive view is the same defense with a usable gradient."""
+    import tensorflow as tf
+
+    pre = cls()
+    for lo, hi in ((0.0, 1.0), (-1.0, 1.0)):
+        xs = tf.constant(lo + x * (hi - lo))
+        z = pre.transform(xs, tf.random.Generator.from_seed(0), (lo, hi))
+        _require(tuple(z.shape) == x.shape, f"transform changed the shape to {tuple(z.shape)}")
+        _require(z.dtype == tf.float32, f"transform returned {z.dtype.name}, expected float32")
+        z = z.numpy()
+        _require(
+            bool(np.isfinite(z).all()) and z.min() >= lo and z.max() <= hi,
+            f"transform leaves the classifier's range ({lo:g}, {hi:g}): "
+            f"[{z.min():.4g}, {z.max():.4g}]",
+        )
+    first, again = pre.apply(clf, seed=5), pre.apply(clf, seed=5)
+    _require(
+        np.array_equal(first.predict_logits(x), again.predict_logits(x)),
+        "two defended classifiers with the same seed give different logits",
+    )
+    adaptive = pre.apply(clf, seed=5).adaptive()
+    if not pre.randomized:
+        _require(
+            np.array_equal(adaptive.predict(x), first.predict(x)),
+            "the adaptive view predicts differently from the defended classifier: its forward "
+            "pass must be the real transform (BPDA changes only the backward pass)",
+        )
+    xs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xs)
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.constant(clf.predict(x)), logits=tf.cast(adaptive.logits(xs), tf.float32)
+        )
+    grad = tape.gradient(loss, xs)
+    _require(
+        grad is not None and bool(np.isfinite(grad.numpy()).all()) and bool(np.any(grad.numpy())),
+        "the adaptive view gives no usable gradient (None, zero or not finite): an adaptive "
+        "attacker must be able to differentiate it (BPDA for non-differentiable transforms)",
+    )
+
+
+def _fitted_detector(cls, clf, x) -> Detector:
+    det = cls()
+    adv = np.clip(x + 0.1 * np.sign(np.random.default_rng(0).normal(size=x.shape)), 0, 1)
+    return det.fit(clf, x, adv.astype(np.float32) if det.supervised else None)
 
 
 def _check_detector(cls, clf, x, y) -> None:
-    det = cls()
-    adv = np.clip(x + 0.1 * np.sign(np.random.default_rng(0).normal(size=x.shape)), 0, 1)
-    det.fit(clf, x, adv.astype(np.float32) if det.supervised else None)
+    det = _fitted_detector(cls, clf, x)
     scores = det.score(clf, x)
     _require(scores.shape == (len(x),), f"score() returned shape {scores.shape}, expected ({len(x)},)")
     _require(bool(np.all(np.isfinite(scores))), "score() returned NaN or Inf")
     _require(np.array_equal(scores, det.score(clf, x)), "scores differ between two calls")
     flags = det.detect(clf, x)
     _require(flags.dtype == bool and flags.shape == (len(x),), "detect() must return one bool per image")
+
+
+class _OnePluginRegistry:
+    """Just enough of a registry for load_detector to recreate one (maybe unregistered) class."""
+
+    def __init__(self, cls):
+        self.cls = cls
+
+    def create(self, kind, name, **params):
+        _require(name == self.cls.name,
+                 f"the saved file names plugin {name!r}, not {self.cls.name!r}")
+        return self.cls(**params)
+
+
+def _check_detector_save_load(cls, clf, x, y) -> None:
+    """A saved detector, loaded for the same model, scores exactly as the one that was saved."""
+    import tempfile
+    from pathlib import Path
+
+    from .detector import load_detector
+
+    det = _fitted_detector(cls, clf, x)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = det.save(Path(tmp) / "detector.npz")
+        loaded = load_detector(path, clf, registry=_OnePluginRegistry(cls))
+    _require(type(loaded) is cls, f"load_detector returned a {type(loaded).__name__}")
+    _require(loaded.threshold == det.threshold,
+             f"threshold {loaded.threshold} after loading, {det.threshold} before saving")
+    _require(np.array_equal(loaded.score(clf, x), det.score(clf, x)),
+             "scores after save and load differ from the scores before")
+
+
+def _check_detector_unfitted(cls, clf, x, y) -> None:
+    try:
+        cls().score(clf, x)
+    except EgideError as exc:
+        _require("fit" in str(exc), f"the error for scoring before fit does not say to fit: {exc}")
+        return
+    raise ConformanceError("score() before fit() did not raise a clear error (an EgideError)")
+
+
+def _check_detector_fpr(cls) -> None:
+    _require("fpr" in cls.Params.model_fields,
+             "declare the target false-positive rate: fpr: float = Field(0.05, gt=0, lt=1)")
+    for bad in (0.0, 1.0, -0.1, 1.5):
+        try:
+            cls(fpr=bad)
+        except ParameterError:
+            continue
+        raise ConformanceError(f"fpr={bad} was accepted; a false-positive rate lies in (0, 1)")
 
 
 def _check_dataset(cls) -> None:

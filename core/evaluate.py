@@ -97,7 +97,10 @@ class EvaluationConfig(BaseModel):
     detectors: list[DetectorSpec] = Field(
         default_factory=list, description="Detectors to fit and score (ROC AUC per attack and eps)"
     )
-    detector_fit_split: str = Field("train", description="Split the detectors are fitted on")
+    detector_fit_split: str = Field(
+        "val", description="Split the detectors are fitted on: held-out images, so the threshold "
+        "chosen for a false-positive rate holds on new images (a model is over-confident on the "
+        "images it was trained on)")
     detector_fit_limit: int | None = Field(
         1024, ge=16, description="Fit detectors on at most this many images of that split"
     )

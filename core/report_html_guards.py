@@ -148,7 +148,7 @@ def detectors_section(report) -> str:
 <p class="lead">Positives are adversarial images that fooled the model (from images it classified
 correctly); negatives are the {_e(report.data.get("images", "?"))} clean test images. Detectors were
 fitted on up to {_e(report.config.get("detector_fit_limit") or "all")} images of the
-'{_e(report.config.get("detector_fit_split", "train"))}' split, never on the images they are scored on.</p>
+'{_e(report.config.get("detector_fit_split", "val"))}' split, never on the images they are scored on.</p>
 <table class="matrix"><thead><tr><th>ROC AUC at ε = {_e(_eps_text(report, det_eps))}</th>{head}
 <th>lowest (one threshold)</th><th>fit time</th><th>scoring</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
 <p class="note">AUC 0.5 is chance, 1.0 perfect; cells at or above {GOOD_AUC} are bold. "Lowest" is the

@@ -131,3 +131,63 @@ def test_user_error_from_a_real_process_has_no_traceback(files, tmp_path):
 )
 def test_param_values_parse_like_a_user_means_them(text, expected):
     assert parse_param(text) == expected
+
+
+# ---- egide attack --defense ----------------------------------------------------------------
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_attack_through_a_preprocessing_defense_is_measured_on_the_defended_model(
+    files, tmp_path, capsys, clf, adaptive
+):
+    import egide
+
+    model, data = files
+    out = tmp_path / "def.npz"
+    argv = ["attack", "--model", str(model), "--data", str(data), "--split", "test",
+            "--attack", "pgd", "--param", "eps=0.15", "--param", "steps=5",
+            "--defense", "bit-depth", "--defense-param", "bits=3", "--out", str(out),
+            "--json", "--no-progress"] + (["--adaptive"] if adaptive else [])
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    saved = np.load(out)
+    defended = egide.registry().create("defense", "bit-depth", bits=3).apply(clf)
+    # Accuracy is that of the real defended model, whichever view the attack differentiated.
+    np.testing.assert_array_equal(saved["y_pred_adv"], defended.predict(saved["x_adv"]))
+    assert summary["robust_accuracy"] == pytest.approx(np.mean(saved["y_pred_adv"] == saved["y"]))
+    assert summary["defense"] == {**defended.defense.config(), "adaptive": adaptive}
+    assert np.abs(saved["x_adv"] - np.load(data)["x_test"]).max() <= 0.15 + 1e-6
+
+
+def test_adaptive_attack_from_the_cli_breaks_a_quantiser_the_plain_one_cannot(files, tmp_path):
+    model, data = files
+
+    def robust(*extra):
+        out = tmp_path / "r.npz"
+        code = main(["attack", "--model", str(model), "--data", str(data), "--split", "test",
+                     "--attack", "pgd", "--param", "eps=0.15", "--param", "steps=10",
+                     "--defense", "bit-depth", "--defense-param", "bits=3", "--out", str(out),
+                     "--no-progress", *extra])
+        assert code == 0
+        saved = np.load(out)
+        return np.mean(saved["y_pred_adv"] == saved["y"])
+
+    assert robust("--adaptive") < robust() - 0.3
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--defense", "jpg"], "Did you mean 'jpeg'"),
+        (["--defense", "jpeg", "--defense-param", "quality=0"], "quality"),
+        (["--defense", "bit-depth", "--defense-param", "bits=9"], "bits"),
+        (["--adaptive"], "--adaptive needs --defense"),
+        (["--defense-param", "bits=3"], "--defense-param needs --defense"),
+        (["--defense", "adversarial-training"], "egide defend --defense adversarial-training"),
+    ],
+)
+def test_bad_defense_flags_are_one_clear_line(files, tmp_path, capsys, extra, message):
+    model, data = files
+    code = main(["attack", "--model", str(model), "--data", str(data), "--attack", "fgsm",
+                 "--out", str(tmp_path / "o.npz"), "--no-progress", *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err

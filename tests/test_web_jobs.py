@@ -60,6 +60,12 @@ def test_attack_job_runs_to_done(attack_job):
     assert 0 <= s["robust_accuracy"] <= 1 and 0 <= s["success_rate"] <= 1
     assert s["linf_max"] <= EPS + 1e-6
     assert len(s["examples"]) == 6 and s["class_names"][0] == "glioma"
+    for ex in s["examples"]:  # what the gallery shows: labels and confidences of both images
+        assert set(ex["confidences"]["clean"]) == set(s["class_names"])
+        assert sum(ex["confidences"]["adversarial"].values()) == pytest.approx(1, abs=1e-4)
+        assert ex["clean_confidence"] == pytest.approx(ex["confidences"]["clean"][ex["clean_pred"]])
+        assert ex["adv_confidence"] == max(ex["confidences"]["adversarial"].values())
+        assert ex["success"] == (ex["adv_pred"] != ex["label"])
 
 
 def test_attack_artifacts_download_and_are_valid(app, attack_job):
@@ -79,6 +85,12 @@ def test_attack_artifacts_download_and_are_valid(app, attack_job):
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     png = client.get(links["adversarial-0.png"])
     assert png.mimetype == "image/png" and Image.open(io.BytesIO(png.data)).size == (64, 64)
+    # The perturbation, amplified to the full range: mid-grey is no change, and the largest
+    # change of the image reaches black or white.
+    pert = np.asarray(Image.open(io.BytesIO(client.get(links["perturbation-0.png"]).data)), np.float32) / 255
+    delta = x_adv[0, ..., 0] - ds.x[0, ..., 0]
+    assert pert.shape == (64, 64) and (pert.min() <= 0.01 or pert.max() >= 0.99)
+    assert np.abs((pert - 0.5) * 2 * np.abs(delta).max() - delta).max() < 2 / 255 * np.abs(delta).max() + 1e-6
     assert client.get(attack_job["url"] + "/artifacts/..%2Fjobs.sqlite3").status_code == 404
 
 
@@ -100,6 +112,8 @@ def test_evaluation_job_writes_its_report(app):
     assert html.status_code == 200 and b"<html" in html.data.lower()
     report = client.get(job["artifacts"]["report.json"]).get_json()
     assert report["data"]["images"] == 8
+    plot = client.get(job["artifacts"]["robustness.png"])  # accuracy versus epsilon, for the page
+    assert plot.mimetype == "image/png" and plot.data.startswith(b"\x89PNG")
 
 
 def test_cancel_a_running_attack_job(app, attack_job):
@@ -132,6 +146,55 @@ def test_restart_keeps_finished_jobs_and_marks_running_ones_interrupted(app, ins
         job = client.get(f"/api/v1/jobs/{job_id}").get_json()
         assert job["state"] == "interrupted" and "stopped" in job["error"]
     again.extensions["egide"].runner.shutdown()
+
+
+def test_an_interrupted_job_can_be_rerun_after_a_restart(tmp_path, registry):
+    """Two app instances over one SQLite file: the first stops with a job running, the second
+    marks it interrupted and re-runs it on request."""
+    first = create_app({"EGIDE_INSTANCE_PATH": str(tmp_path), "EGIDE_REGISTRY": registry, "EGIDE_WORKERS": 0})
+    body = {"kind": "attack", "plugin": "fgsm", "params": {"eps": EPS}, "limit": 4}
+    created = first.test_client().post("/api/v1/jobs", json=body).get_json()
+    first.extensions["egide"].store.start(created["id"])  # it was running when the server stopped
+    first.extensions["egide"].runner.shutdown()
+
+    second = create_app({"EGIDE_INSTANCE_PATH": str(tmp_path), "EGIDE_REGISTRY": registry, "EGIDE_WORKERS": 1})
+    try:
+        client = second.test_client()
+        old = client.get(created["url"]).get_json()
+        assert old["state"] == "interrupted"
+        resp = client.post(created["url"] + "/rerun")
+        assert resp.status_code == 202, resp.get_json()
+        new = resp.get_json()
+        assert new["rerun_of"] == created["id"] and new["id"] != created["id"]
+        assert resp.headers["Location"] == new["url"]
+        job = wait(client, new["url"])
+        assert job["state"] == "done" and job["result"]["images"] == 4
+        assert job["request"] == old["request"]
+        assert client.get(created["url"]).get_json()["state"] == "interrupted"  # history is kept
+
+        # A done job is not re-run (submit it again instead): 409, as a problem document.
+        done = client.post(new["url"] + "/rerun")
+        assert done.status_code == 409 and done.mimetype == "application/problem+json"
+        assert done.get_json()["state"] == "done" and "interrupted" in done.get_json()["detail"]
+        assert client.post("/api/v1/jobs/nope/rerun").status_code == 404
+    finally:
+        second.extensions["egide"].runner.shutdown()
+
+
+def test_a_rerun_checks_the_request_again(tmp_path, registry):
+    app = create_app({"EGIDE_INSTANCE_PATH": str(tmp_path), "EGIDE_REGISTRY": registry, "EGIDE_WORKERS": 0})
+    try:
+        store = app.extensions["egide"].store
+        gone = store.create("attack", {"kind": "attack", "plugin": "no-longer-installed", "params": {}})
+        store.finish(gone, "failed", error="boom")
+        resp = app.test_client().post(f"/api/v1/jobs/{gone}/rerun")
+        assert resp.status_code == 422 and resp.get_json()["errors"][0]["loc"] == ["plugin"]
+        cancelled = app.test_client().post("/api/v1/jobs", json={"kind": "attack", "plugin": "fgsm", "limit": 2})
+        url = cancelled.get_json()["url"]
+        app.test_client().delete(url)
+        assert app.test_client().post(url + "/rerun").status_code == 202
+    finally:
+        app.extensions["egide"].runner.shutdown()
 
 
 def test_cancel_a_queued_job_and_queue_full(tmp_path, registry):

@@ -69,8 +69,18 @@ def test_schemas_come_from_the_request_models_and_the_plugins(doc, registry):
     assert {"eps", "norm"} <= set(schemas["AttackParams_fgsm"]["properties"])
     body = doc["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["discriminator"]["propertyName"] == "kind"
+    assert set(body["discriminator"]["mapping"]) == {"attack", "evaluate", "defend"}
+    assert "defense" in schemas["AttackJob"]["properties"] and "plugin" in schemas["DefendJob"]["properties"]
+    for name in registry.names("defense"):  # preprocessors and trainers alike
+        assert f"DefenseParams_{name}" in schemas
+    rerun = doc["paths"]["/jobs/{job_id}/rerun"]["post"]
+    assert {"202", "404", "409"} <= set(rerun["responses"])
     predict = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]
-    assert resolve(doc, predict["schema"]["$ref"])["properties"]["image"]["items"]["format"] == "binary"
+    form = resolve(doc, predict["schema"]["$ref"])
+    assert form["properties"]["image"]["items"]["format"] == "binary"
+    assert {"detector", "detector_params"} <= set(form["properties"])
+    result = schemas["PredictResult"]["properties"]["detector"]
+    assert "DetectorInfo" in str(result) and "flagged" in schemas["Prediction"]["properties"]
 
 
 def test_document_is_valid_for_jsonschema_metaschema(doc):

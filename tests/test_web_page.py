@@ -41,6 +41,15 @@ def egide_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from egide.core.cli import main; sys.exit(main())"]
 
 
+class Server(str):
+    """The server's base URL (a str, as the tests use it), with its instance folder."""
+
+    def __new__(cls, base: str, instance: Path):
+        self = super().__new__(cls, base)
+        self.instance = instance
+        return self
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port = free_port()
@@ -68,7 +77,7 @@ def server(tmp_path_factory):
             if time.monotonic() > deadline:
                 raise RuntimeError("egide serve did not answer within 90 s")
             time.sleep(0.3)
-        yield base
+        yield Server(base, instance)
     finally:
         proc.terminate()
         try:
@@ -97,13 +106,13 @@ def test_the_lab_page_runs_an_attack(server, browser, tmp_path):
     assert page.locator("#data").input_value() == "brain-tumor-phantom"
     assert page.locator("#split").input_value() == "test"
     assert page.locator("#attack").input_value() == "fgsm"
-    eps = page.get_by_role("spinbutton", name="Eps", exact=True)  # hidden fieldsets are not in the a11y tree
+    eps = page.locator("#attack-form").get_by_role("spinbutton", name="Eps", exact=True)  # hidden fieldsets are not in the a11y tree
     assert eps.is_visible() and eps.get_attribute("type") == "number"
     assert "Perturbation budget" in page.locator("#p-fgsm-eps-help").text_content()
     norm = page.locator("#p-fgsm-norm")
     assert norm.evaluate("e => e.tagName") == "SELECT"
     assert norm.locator("option").all_text_contents() == ["inf", "2"]
-    targeted = page.get_by_role("checkbox", name="Targeted")
+    targeted = page.locator("#attack-form").get_by_role("checkbox", name="Targeted")
     assert targeted.get_attribute("type") == "checkbox" and not targeted.is_checked()
 
     # Switching the attack switches the fields.
@@ -113,6 +122,16 @@ def test_the_lab_page_runs_an_attack(server, browser, tmp_path):
     assert page.locator("#p-pgd-step_size").get_attribute("placeholder") == "automatic"  # optional
     page.select_option("#attack", "fgsm")
     assert page.locator("#p-fgsm-eps").is_visible() and not page.locator("#p-pgd-steps").is_visible()
+
+    # A defense in front of the model: its generated form and the adaptive-attack choice appear
+    # only when one is chosen (whichever preprocessing defenses are installed).
+    if page.locator("#defense").count():
+        assert not page.locator("#defense-adaptive").is_visible()
+        name = page.locator("#defense option").nth(1).get_attribute("value")
+        page.select_option("#defense", name)
+        assert page.locator(f"#defense-params-{name}").is_visible() and page.locator("#defense-adaptive").is_checked()
+        page.select_option("#defense", "")
+        assert not page.locator(f"#defense-params-{name}").is_visible()
 
     # An invalid value: the server's 422 message appears at the field.
     eps.fill("-0.5")
@@ -132,28 +151,146 @@ def test_the_lab_page_runs_an_attack(server, browser, tmp_path):
     page.locator("#attack-result").wait_for(state="visible")
     metrics = page.locator("#attack-metrics").text_content()
     assert "Robust accuracy" in metrics and "Success rate" in metrics and "Mean L2" in metrics
+    # The gallery: per example the clean, adversarial and amplified-perturbation images, each
+    # loaded (decoded by the browser), with the predicted labels and confidences.
     page.wait_for_function(
-        "() => [...document.querySelectorAll('#attack-gallery img')].every(i => i.complete && i.naturalWidth === 64)"
-        " && document.querySelectorAll('#attack-gallery img').length === 12",
+        "() => [...document.querySelectorAll('#attack-gallery img')].every(i => i.complete && i.naturalWidth > 0)"
+        " && document.querySelectorAll('#attack-gallery img').length === 18",
         timeout=10_000,
     )
-    assert "true: " in page.locator("#attack-gallery figcaption").first.text_content()
+    card = page.locator("#attack-gallery figure").first
+    assert [i.get_attribute("data-role") for i in card.locator("img").all()] == ["clean", "adversarial", "perturbation"]
+    assert card.locator("img").evaluate_all("els => els.map(e => e.naturalWidth)") == [64, 64, 64]
+    captions = card.locator(".pred").all_text_contents()
+    assert captions[0].startswith("clean → ") and captions[0].endswith("%")
+    assert captions[1].startswith("adv. → ") and captions[1].endswith("%")
+    assert captions[2].startswith("perturbation ±")
+    assert "true: " in card.locator("figcaption").text_content()
+    assert "predicted" in card.locator("img").first.get_attribute("alt")
 
     # The evaluation panel: one attack, one epsilon; its report links appear when done.
     page.uncheck("#eval-form input[value=pgd]")
+    page.check("#eval-form input[name=detectors][value=example-max-softmax]")  # the test plugin's
     page.fill("#eval-eps", "4/255")
     page.fill("#eval-limit", "8")
     page.click("#eval-run")
     page.locator("#eval-state.done").wait_for(timeout=60_000)
     page.wait_for_function("() => document.getElementById('eval-report').href.startsWith('blob:')", timeout=10_000)
     assert "Worst case at 4/255" in page.locator("#eval-metrics").text_content()
+    # The accuracy-versus-epsilon plot is drawn (a decoded image), next to the full report's link.
+    page.wait_for_function("() => document.getElementById('eval-plot').naturalWidth > 0", timeout=10_000)
+    assert page.locator("#eval-figure").is_visible()
+    assert "full report" in page.locator("#eval-report").text_content()
+    # The detector's ROC curve is drawn too.
+    page.wait_for_function("() => [...document.querySelectorAll('#eval-rocs img')].some(i => i.naturalWidth > 0)",
+                           timeout=10_000)
+    assert page.locator("#eval-rocs img").get_attribute("data-detector") == "example-max-softmax"
 
     shot = Path(os.environ.get("EGIDE_SCREENSHOT_DIR", tmp_path)) / "web-lab.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+    page.locator("#attack-result").screenshot(path=str(shot.with_name("web-lab-gallery.png")))
 
     # Chromium logs every 4xx answer as a console error: the one 422 above is expected.
     assert [e for e in errors if "status of 422" not in e] == []
     assert all(u.startswith((server, "blob:", "data:")) for u in requests), requests
+    page.close()
+
+
+# What the page's keyboard and layout checks read from the DOM.
+VISIBLE_CONTROLS = """() => [...document.querySelectorAll('input, select, button, a[href], textarea')]
+    .filter(e => e.offsetParent !== null && !e.disabled && e.tabIndex >= 0 && e.getAttribute('aria-hidden') !== 'true')"""
+UNLABELLED = "() => (" + VISIBLE_CONTROLS + """)().filter(e => {
+    if (e.tagName === 'A' || e.tagName === 'BUTTON') return !(e.textContent.trim() || e.getAttribute('aria-label'));
+    return !((e.labels && e.labels.length) || e.getAttribute('aria-label') || e.getAttribute('aria-labelledby'));
+}).map(e => e.outerHTML.slice(0, 120))"""
+FOCUSED = "() => { const all = (" + VISIBLE_CONTROLS + """)(), e = document.activeElement, s = getComputedStyle(e);
+    return {index: all.indexOf(e), key: e.id || e.name || e.textContent.trim().slice(0, 30), tag: e.tagName,
+            ring: s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2}; }"""
+
+
+def test_the_page_works_by_keyboard_on_a_laptop_screen(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.goto(server + "/", wait_until="load")
+    page.locator("#jobs-list li").first.wait_for()
+
+    # Every visible control has a label (a <label>, aria-label, or its own text).
+    assert page.evaluate(UNLABELLED) == []
+
+    # Tab reaches every visible control, each with a visible focus ring.
+    wanted = page.evaluate("() => (" + VISIBLE_CONTROLS + ")().length")
+    reached, no_ring = set(), []
+    page.locator("body").focus()
+    for _ in range(wanted + 5):
+        page.keyboard.press("Tab")
+        f = page.evaluate(FOCUSED)
+        if f["tag"] == "BODY":
+            break
+        reached.add(f["index"])
+        if not f["ring"]:
+            no_ring.append(f["key"])
+    missed = page.evaluate("(reached) => (" + VISIBLE_CONTROLS + ")().filter((e, i) => !reached.includes(i))"
+                           ".map(e => e.outerHTML.slice(0, 120))", sorted(reached))
+    assert missed == [] and -1 not in reached
+    assert no_ring == []
+
+    # Readable on a laptop screen: nothing wider than the window, the two panels side by side.
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    attack_box = page.locator("#attack-title").bounding_box()
+    eval_box = page.locator("#eval-title").bounding_box()
+    assert eval_box["x"] > attack_box["x"] + 300 and abs(eval_box["y"] - attack_box["y"]) < 5
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(Path(os.environ.get("EGIDE_SCREENSHOT_DIR", tmp_path)) / "web-lab-laptop.png"))
+    page.close()
+
+
+def test_an_interrupted_job_is_rerun_from_the_page(server, browser):
+    """A job the server never finished (as after a restart) shows as interrupted with a Re-run
+    button; re-running it shows the new job's progress and results in its panel."""
+    from egide.web.jobs import JobStore
+
+    store = JobStore(Path(server.instance) / "jobs.sqlite3")
+    job_id = store.create("attack", {"kind": "attack", "plugin": "fgsm", "params": {"eps": 0.0157},
+                                     "model": "brain-tumor-cnn", "data": "brain-tumor-phantom",
+                                     "split": "test", "limit": 4, "batch_size": 128, "seed": 0,
+                                     "target": None, "defense": None})
+    store.mark_interrupted()
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(server + "/", wait_until="load")
+    row = page.locator(f"#jobs-list li[data-job='{job_id}']")
+    row.wait_for()
+    assert row.get_attribute("data-state") == "interrupted"
+    button = row.get_by_role("button", name="Re-run interrupted attack fgsm on brain-tumor-cnn")
+    button.focus()
+    page.keyboard.press("Enter")
+    page.locator("#attack-state.done").wait_for(timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('#attack-gallery figure').length === 4", timeout=10_000)
+    page.locator(f"#jobs-list li[data-state='done']").first.wait_for()
+    page.close()
+
+
+def test_a_trainer_from_its_generated_form_adds_a_model(server, browser):
+    """"Train a defense": the first installed trainer, from its generated form, trains a small
+    model; the new model joins the model lists, ready to be attacked or classified with."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(server + "/", wait_until="load")
+    if not page.locator("#trainer").count():
+        pytest.skip("no trainer plugin is installed")
+    trainer = page.locator("#trainer").input_value()
+    form = page.locator(f"#trainer-params-{trainer}")
+    for param, value in (("epochs", "1"), ("steps", "1"), ("val_steps", "1"), ("batch_size", "32")):
+        field = form.locator(f".field[data-param='{param}'] input")
+        if field.count():  # a trainer without it keeps its own default
+            field.fill(value)
+    page.fill("#defend-limit", "32")
+    models_before = page.locator("#model option").count()
+    page.click("#defend-run")
+    page.locator("#defend-state.done").wait_for(timeout=180_000)
+    metrics = page.locator("#defend-metrics").text_content()
+    assert "New model" in metrics and "Validation accuracy" in metrics
+    assert page.locator("#model option").count() == models_before + 1
+    new = page.locator("#model option").last.get_attribute("value")
+    assert new.startswith("upload-") and page.locator(f"#scan-model option[value='{new}']").count() == 1
+    page.wait_for_function("() => document.getElementById('defend-model').href.startsWith('blob:')", timeout=10_000)
     page.close()

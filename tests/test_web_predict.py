@@ -89,12 +89,12 @@ def test_rgb_jpeg_of_another_size_is_converted_and_says_so(client, demo):
     assert p["class_name"] in doc["class_names"]
 
 
-def test_detector_field_is_a_clear_422(client, demo, registry):
+def test_an_unknown_detector_is_a_clear_422(client, demo, registry):
     data, _ = demo
-    doc = problem(post(client, [("a.png", png(data.x[0]))], detector="mahalanobis"), 422)
-    assert doc["errors"][0]["loc"] == ["detector"]
-    if not registry.names("detector"):
-        assert "no detectors are installed yet" in doc["detail"]
+    doc = problem(post(client, [("a.png", png(data.x[0]))], detector="no-such-detector"), 422)
+    assert doc["errors"][0]["loc"] == ["detector"] and "no-such-detector" in doc["detail"]
+    for name in registry.names("detector"):
+        assert name in doc["detail"]  # the installed ones are named
 
 
 @pytest.mark.parametrize("name,payload,status,words", [

@@ -55,6 +55,20 @@ def test_upload_a_scan_shows_the_prediction(server, browser, registry, tmp_path)
     assert abs(sum(values) - 1) < 1e-4 and max(values) == values[data.class_names.index(expected)]
     page.wait_for_function("() => document.getElementById('scan-preview').naturalWidth === 64", timeout=10_000)
 
+    assert not page.locator("#scan-verdict").is_visible()  # no detector chosen, no verdict
+
+    # With a detector (the example plugin's, installed like any third-party one): its generated
+    # parameter form appears, and the answer carries its verdict. It is fitted on first use.
+    page.select_option("#scan-detector", "example-max-softmax")
+    fpr = page.locator("#k-example-max-softmax-fpr")
+    assert fpr.is_visible() and fpr.input_value() == "0.05"
+    page.click("#scan-run")
+    verdict = page.locator("#scan-verdict")
+    verdict.wait_for(state="visible", timeout=60_000)
+    text = verdict.text_content()
+    assert "example-max-softmax" in text and "score" in text and "threshold" in text
+    assert text.startswith(("Flagged", "Not flagged"))
+
     shot = Path(os.environ.get("EGIDE_SCREENSHOT_DIR", tmp_path)) / "web-lab-scan.png"
     page.locator("#scan-card").screenshot(path=str(shot))
     assert [e for e in errors if "status of 422" not in e] == []

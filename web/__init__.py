@@ -21,6 +21,10 @@ Configuration comes from `config` and from `EGIDE_*` environment variables (the 
     EGIDE_MAX_DATASET_FILES    most entries in an uploaded zip (default 20000)
     EGIDE_MAX_DATASET_UNPACKED most bytes an uploaded zip may unpack to (default 1 GB)
     EGIDE_MAX_DATASET_PIXELS   most pixels the images of an uploaded zip may hold (default 250 M)
+    EGIDE_DETECTOR_FIT_IMAGES  train images a /predict detector is fitted on, the first time it is
+                               asked for (default 512; a supervised detector also gets PGD examples
+                               of each, so its first request takes a while). Fitted detectors are
+                               kept in memory and under <instance>/detectors/.
 
 The app's state (registry, job store, runner, cached models and data) is one `EgideState` in
 `app.extensions["egide"]`; nothing is global.
@@ -50,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "EGIDE_MAX_DATASET_FILES": 20_000,
     "EGIDE_MAX_DATASET_UNPACKED": 1024 * 1024 * 1024,
     "EGIDE_MAX_DATASET_PIXELS": 250_000_000,
+    "EGIDE_DETECTOR_FIT_IMAGES": 512,
 }
 
 
@@ -110,7 +115,8 @@ def create_app(config: dict | None = None) -> Flask:
     from .uploads import Uploads
 
     uploads = Uploads(instance_path / "uploads")
-    resources = Resources(registry, uploads)
+    resources = Resources(registry, uploads, detector_dir=instance_path / "detectors",
+                          detector_images=max(1, int(cfg["EGIDE_DETECTOR_FIT_IMAGES"])))
     runner = JobRunner(
         store,
         lambda job, progress: run_job(resources, job_dir, job, progress),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hmac
 import json
+import shutil
 
 from flask import Blueprint, current_app, request, send_from_directory, url_for
 from pydantic import ValidationError
@@ -15,7 +16,7 @@ from egide.core.plugin import KINDS
 
 from .jobs import QueueFull
 from .problems import Problem, field_error, from_parameter_error, from_pydantic, validation_problem
-from .schemas import AttackJob, EvaluateJob
+from .schemas import AttackJob, DefendJob, EvaluateJob
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -114,7 +115,8 @@ def datasets():
 def _uploaded(meta: dict) -> dict:
     out = {"name": meta["name"], "title": meta["title"], "description": f"uploaded as {meta['filename']}",
            "version": None, "source": "upload"}
-    for key in ("input_shape", "num_classes", "class_names", "image_shape", "images", "created"):
+    for key in ("input_shape", "num_classes", "class_names", "image_shape", "images", "created", "data",
+                "made_by"):
         if key in meta:
             out[key] = meta[key]
     return out
@@ -242,16 +244,24 @@ def predict():
     elif len(files) > most:
         errors.append(field_error(["image"], f"at most {most} images per request on this server",
                                   "too_long", len(files)))
-    detector = form.get("detector")
+    detector = form.get("detector") or None
+    detector_params = _detector_params(form.get("detector_params"), errors) if detector else {}
     if detector:
         installed = st.registry.names("detector")
-        if not installed:
-            msg = "no detectors are installed yet"
-        elif detector not in installed:
-            msg = _unknown("detector", detector, installed)
-        else:
-            msg = f"detector {detector!r} must be fitted to {model!r} first; fitted detectors are not available yet"
-        errors.append(field_error(["detector"], msg, "detector_unavailable", detector))
+        if detector not in installed:
+            msg = _unknown("detector", detector, installed) if installed else "no detectors are installed"
+            errors.append(field_error(["detector"], msg, "unknown_plugin", detector))
+        elif detector_params is not None:
+            try:
+                detector_params = st.registry.create("detector", detector, **detector_params).params.model_dump(
+                    mode="json")
+            except ParameterError as exc:
+                errors.extend(from_parameter_error(exc, ("detector_params",)).errors)
+        if not errors and st.resources.training_data(model) is None:
+            errors.append(field_error(["detector"], f"a detector is fitted on the data {model} was trained on, "
+                                      "and that is unknown for this model", "detector_unavailable", detector))
+    elif form.get("detector_params"):
+        errors.append(field_error(["detector_params"], "detector parameters need a detector", "missing"))
     if errors:
         raise validation_problem(errors)
 
@@ -276,11 +286,26 @@ def predict():
     x = np.stack(batch)
     logits = clf.predict_logits(x, batch_size=64)
     probs = softmax(logits)
+    guarded, info = None, None
+    if detector:
+        from egide.core.guard import Guard
+
+        try:
+            det = st.resources.detector(model, detector, detector_params)  # fitted on first use
+        except EgideError:
+            raise  # a user error (e.g. a data set that does not fit the model): a 422
+        except Exception as exc:  # a broken detector plugin: say which, keep serving
+            current_app.logger.exception("detector %s failed to fit to %s", detector, model)
+            raise Problem(500, "Detector failed", f"detector {detector!r} could not be fitted to {model!r}: "
+                          f"{type(exc).__name__}: {exc}", type="detector-failed") from None
+        guarded = Guard(clf, det)(x, batch_size=64)
+        info = {"plugin": det.name, "version": det.version, "params": det.params.model_dump(mode="json"),
+                "threshold": float(det.threshold), "fpr": det.fpr, "fitted": getattr(det, "fit_info", None)}
     class_names = st.resources.class_names(model, clf.num_classes)
     results = []
     for i, filename in enumerate(names):
         label = int(np.argmax(probs[i]))
-        results.append({
+        row = {
             "file": filename,
             "label": label,
             "class_name": class_names[label],
@@ -288,36 +313,115 @@ def predict():
             "logits": [float(v) for v in logits[i]],
             "resized_from": sizes[i],
             "resized": sizes[i] != list(shape[:2]),
-        })
+        }
+        if guarded is not None:
+            row["adversarial_score"] = float(guarded.scores[i])
+            row["flagged"] = bool(guarded.flagged[i])
+        results.append(row)
     return {"model": model, "input_shape": list(shape), "class_names": class_names,
-            "detector": None, "predictions": results}
+            "detector": info, "predictions": results}
+
+
+def _detector_params(raw: str | None, errors: list) -> dict | None:
+    """The multipart field `detector_params`: a JSON object (absent or empty: the defaults)."""
+    if not raw or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        errors.append(field_error(["detector_params"], f"malformed JSON: {exc}", "json_invalid"))
+        return None
+    if not isinstance(value, dict):
+        errors.append(field_error(["detector_params"], "must be a JSON object", "model_type"))
+        return None
+    return value
 
 
 # ---- jobs ------------------------------------------------------------------------------------
+JOB_KINDS = {"attack": AttackJob, "evaluate": EvaluateJob, "defend": DefendJob}
+RERUNNABLE = ("interrupted", "failed", "cancelled")
+
+
 @api.post("/jobs")
 def submit_job():
-    body = _json_body()
-    kind = body.get("kind") if isinstance(body, dict) else None
+    kind, request_doc = _validated_job(_json_body())
+    return _submit(kind, request_doc)
+
+
+@api.post("/jobs/<job_id>/rerun")
+def rerun_job(job_id: str):
+    """Submit an interrupted, failed or cancelled job again, as a new job with the same request
+    (checked again: a model or plugin may have gone since)."""
+    job = _job(job_id)
+    if job["state"] not in RERUNNABLE:
+        raise Problem(409, "Job cannot be re-run",
+                      f"job {job_id} is {job['state']}; only {', '.join(RERUNNABLE)} jobs can be re-run"
+                      + (" (submit a new job to run it again)" if job["state"] == "done" else ""),
+                      type="job-not-rerunnable", state=job["state"])
+    kind, request_doc = _validated_job(job["request"])
+    return _submit(kind, request_doc, rerun_of=job_id)
+
+
+def _resume_from(old_id: str):
+    """A re-run starts from the old job's checkpoint, when it left one (a trainer stopped
+    mid-way resumes after its last finished epoch instead of starting over)."""
+    from .work import CHECKPOINT
+
+    def prepare(new_id: str) -> None:
+        old = state().job_dir / old_id / CHECKPOINT
+        if old.is_file():
+            new = state().job_dir / new_id
+            new.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(old, new / CHECKPOINT)
+
+    return prepare
+
+
+def _validated_job(body) -> tuple[str, dict]:
+    """(kind, the request to store) for a job body, or a 422 naming each bad field."""
     if not isinstance(body, dict):
         raise validation_problem([field_error([], "the body must be a JSON object", "model_type")])
-    if kind not in ("attack", "evaluate"):
+    kind = body.get("kind")
+    if kind not in JOB_KINDS:
         raise validation_problem([field_error(
-            ["kind"], "must be 'attack' or 'evaluate'", "literal_error",
+            ["kind"], f"must be one of {', '.join(map(repr, JOB_KINDS))}", "literal_error",
             kind if isinstance(kind, str) else None)])
-    model = AttackJob if kind == "attack" else EvaluateJob
     try:
-        job = model.model_validate(body)
+        job = JOB_KINDS[kind].model_validate(body)
     except ValidationError as exc:
         raise from_pydantic(exc) from None
-    request_doc = _check_attack(job) if kind == "attack" else _check_evaluation(job)
+    check = {"attack": _check_attack, "evaluate": _check_evaluation, "defend": _check_defend}[kind]
+    return kind, check(job)
+
+
+def _submit(kind: str, request_doc: dict, rerun_of: str | None = None):
     try:
-        job_id = state().runner.submit(kind, request_doc)
+        job_id = state().runner.submit(kind, request_doc, _resume_from(rerun_of) if rerun_of else None)
     except QueueFull:
         raise Problem(429, "Too many jobs", "the job queue is full; wait for a job to finish, "
                       "or cancel one, and submit again", type="queue-full",
                       headers={"Retry-After": "10"}) from None
     url = url_for("api.get_job", job_id=job_id)
-    return {"id": job_id, "url": url, "state": "queued"}, 202, {"Location": url}
+    doc = {"id": job_id, "url": url, "state": "queued"}
+    if rerun_of:
+        doc["rerun_of"] = rerun_of
+    return doc, 202, {"Location": url}
+
+
+def _defense_class(name: str, loc: list, trainer: bool):
+    """The defense plugin class, or a 422: unknown, or the wrong sort for this job (a trainer
+    where a preprocessor is wanted, or the reverse) — read from `needs_training_data`."""
+    st = state()
+    try:
+        cls = st.registry.get("defense", name)
+    except PluginNotFoundError as exc:
+        raise validation_problem([field_error(loc, str(exc), "unknown_plugin", name)]) from None
+    if bool(getattr(cls, "needs_training_data", False)) != trainer:
+        msg = (f"{name} trains a new model: run it as a job of kind 'defend', then attack the model it makes"
+               if not trainer else
+               f"{name} transforms inputs and trains nothing: give it as an attack job's 'defense'")
+        raise validation_problem([field_error(loc, msg, "wrong_defense_kind", name)])
+    return cls
 
 
 def _check_attack(job: AttackJob) -> dict:
@@ -345,6 +449,32 @@ def _check_attack(job: AttackJob) -> dict:
     doc["params"] = attack.params.model_dump(mode="json")
     if not attack.targeted and job.target is not None:
         raise validation_problem([field_error(["target"], "target labels need params.targeted = true")])
+    if job.defense is not None:
+        _defense_class(job.defense.plugin, ["defense", "plugin"], trainer=False)
+        try:
+            defense = st.registry.create("defense", job.defense.plugin, **job.defense.params)
+        except ParameterError as exc:
+            raise from_parameter_error(exc, ("defense", "params")) from None
+        doc["defense"]["params"] = defense.params.model_dump(mode="json")
+    return doc
+
+
+def _check_defend(job: DefendJob) -> dict:
+    st = state()
+    errors = _check_sources(job.model, job.data, None, job.limit, ())
+    if not errors and "train" not in st.resources.splits(job.data):
+        errors.append(field_error(["data"], f"{job.data} has no train split to train on", "no_train_split",
+                                  job.data))
+    if errors:
+        raise validation_problem(errors)
+    _defense_class(job.plugin, ["plugin"], trainer=True)
+    try:
+        trainer = st.registry.create("defense", job.plugin, **job.params)
+    except ParameterError as exc:
+        raise from_parameter_error(exc) from None
+    _check_classes(job.model, job.data, ("data",))
+    doc = job.model_dump(mode="json")
+    doc["params"] = trainer.params.model_dump(mode="json")
     return doc
 
 
@@ -362,10 +492,31 @@ def _check_evaluation(job: EvaluateJob) -> dict:
         except ParameterError as exc:
             p = from_parameter_error(exc, ("config", "attacks", i, "params"))
             errors.extend(p.errors)
+    for kind, specs in (("defense", cfg.defenses), ("detector", cfg.detectors)):
+        for i, spec in enumerate(specs):
+            errors.extend(_plugin_spec_errors(kind, spec.plugin, spec.params, ("config", kind + "s", i)))
     if errors:
         raise validation_problem(errors)
     _check_classes(cfg.model, cfg.data, ("config", "data"))
     return job.model_dump(mode="json")
+
+
+def _plugin_spec_errors(kind: str, name: str, params: dict, loc: tuple) -> list[dict]:
+    """Field errors of one {plugin, params} entry of an evaluation (empty when it is fine).
+    An evaluation's defenses are preprocessors; a trainer makes a model in a defend job."""
+    st = state()
+    try:
+        cls = st.registry.get(kind, name)
+    except PluginNotFoundError as exc:
+        return [field_error([*loc, "plugin"], str(exc), "unknown_plugin", name)]
+    if kind == "defense" and getattr(cls, "needs_training_data", False):
+        return [field_error([*loc, "plugin"], f"{name} trains a new model: run it as a job of kind "
+                            "'defend', then evaluate the model it makes", "wrong_defense_kind", name)]
+    try:
+        st.registry.create(kind, name, **params)
+    except ParameterError as exc:
+        return from_parameter_error(exc, (*loc, "params")).errors
+    return []
 
 
 def _check_classes(model: str, data: str, loc: tuple) -> None:

@@ -168,8 +168,15 @@ class JobRunner:
         for t in self.threads:
             t.start()
 
-    def submit(self, kind: str, request: dict) -> str:
+    def submit(self, kind: str, request: dict, prepare: Callable[[str], None] | None = None) -> str:
+        """Store and queue a job; `prepare(job_id)` runs before it is queued (so before it can start)."""
         job_id = self.store.create(kind, request)
+        if prepare is not None:
+            try:
+                prepare(job_id)
+            except Exception as exc:
+                self.store.finish(job_id, "failed", error=f"could not be prepared: {type(exc).__name__}: {exc}")
+                raise
         try:
             self.queue.put_nowait(job_id)
         except queue.Full:

@@ -11,7 +11,7 @@ from . import schemas as s
 
 PREFIX = "/api/v1"
 REF = "#/components/schemas/{model}"
-MODELS = (s.AttackJob, s.EvaluateJob, s.ProblemDoc, s.PluginInfo, s.PluginList, s.ModelList,
+MODELS = (s.AttackJob, s.EvaluateJob, s.DefendJob, s.ProblemDoc, s.PluginInfo, s.PluginList, s.ModelList,
           s.DatasetList, s.JobCreated, s.Job, s.JobList, s.PredictForm, s.PredictResult,
           s.NamedSource, s.ModelUploadForm, s.DatasetUploadForm)
 
@@ -26,7 +26,8 @@ def _json(name: str, description: str) -> dict:
 
 def _problems(*codes: int) -> dict:
     why = {400: "Bad request", 401: "Missing or wrong token", 403: "Refused (no token set, not loopback)",
-           404: "Not found", 405: "Method not allowed", 409: "Plugin conflict", 413: "Too large",
+           404: "Not found", 405: "Method not allowed", 409: "Conflict with the current state",
+           413: "Too large",
            422: "Invalid request: `errors` names each bad field", 429: "The job queue is full"}
     return {str(c): {"description": why.get(c, "Problem"),
                      "content": {"application/problem+json": {"schema": _ref("ProblemDoc")}}}
@@ -87,10 +88,11 @@ def document(registry, version: str = "0.1.0", extra_paths: dict | None = None) 
     schemas, failures = _components(registry)
     attack_params = sorted(n for n in schemas if n.startswith("AttackParams_") and "__" not in n)
     job_body = {"required": True, "content": {"application/json": {"schema": {
-        "oneOf": [_ref("AttackJob"), _ref("EvaluateJob")],
+        "oneOf": [_ref("AttackJob"), _ref("EvaluateJob"), _ref("DefendJob")],
         "discriminator": {"propertyName": "kind",
                           "mapping": {"attack": REF.format(model="AttackJob"),
-                                      "evaluate": REF.format(model="EvaluateJob")}}}}}}
+                                      "evaluate": REF.format(model="EvaluateJob"),
+                                      "defend": REF.format(model="DefendJob")}}}}}}
     paths: dict[str, dict] = {
         "/plugins": {"get": _op("Every installed plugin, by kind, with its parameter schema",
                                 {"200": _json("PluginList", "The plugins")}, tag="plugins")},
@@ -121,12 +123,15 @@ def document(registry, version: str = "0.1.0", extra_paths: dict | None = None) 
             tag="predict", changes=True,
             description="Images are converted like the data loaders convert files: grayscale/RGB to "
                         "the model's channels, resized to its input size (each prediction gives "
-                        "`resized_from`), scaled to [0, 1]. Bounded in bytes, pixels and images.",
+                        "`resized_from`), scaled to [0, 1]. Bounded in bytes, pixels and images. "
+                        "With a `detector`, each prediction also has the detector's "
+                        "`adversarial_score` and `flagged`; the detector is fitted to the model the "
+                        "first time it is asked for (that request waits), then kept.",
             body={"required": True, "content": {"multipart/form-data": {
                 "schema": _ref("PredictForm"),
                 "encoding": {"image": {"contentType": "image/png, image/jpeg, application/octet-stream"}}}}})},
         "/jobs": {
-            "post": _op("Submit an attack or evaluation job",
+            "post": _op("Submit an attack, evaluation or defend (training) job",
                         {"202": {**_json("JobCreated", "Queued; poll its url"),
                                  "headers": {"Location": {"schema": {"type": "string"}}}},
                          **_problems(422, 429)},
@@ -145,6 +150,14 @@ def document(registry, version: str = "0.1.0", extra_paths: dict | None = None) 
                            "202": _json("Job", "Stopping"), **_problems(404)},
                           tag="jobs", params=[_param("job_id")], changes=True),
         },
+        "/jobs/{job_id}/rerun": {"post": _op(
+            "Re-run an interrupted, failed or cancelled job as a new job",
+            {"202": {**_json("JobCreated", "Queued again (its request checked again); poll its url"),
+                     "headers": {"Location": {"schema": {"type": "string"}}}},
+             **_problems(404, 409, 422, 429)},
+            tag="jobs", params=[_param("job_id")], changes=True,
+            description="Jobs a stopped server left running are marked `interrupted`; this submits the "
+                        "same request again. A queued, running or done job is a 409.")},
         "/jobs/{job_id}/artifacts/{name}": {"get": _op(
             "Download one artifact a job listed",
             {"200": {"description": "The file (PNG, .npz, HTML or JSON)",

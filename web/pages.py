@@ -13,21 +13,30 @@ pages = Blueprint("pages", __name__, template_folder="templates")
 DEMO_MODEL, DEMO_DATA = "brain-tumor-cnn", "brain-tumor-phantom"
 
 
+def _entry(cls) -> dict:
+    """What the page needs of one plugin: its name and title, and its form fields generated from
+    its parameter schema (or why they could not be)."""
+    try:
+        fields = form_fields(cls.schema())
+        problem = None
+    except SchemaRenderError as exc:
+        fields, problem = [], str(exc)
+    except Exception as exc:  # a plugin whose schema cannot even be built: show, don't crash
+        fields, problem = [], f"its parameter schema could not be built: {type(exc).__name__}: {exc}"
+    return {"name": cls.name, "title": cls.title, "description": cls.summary(),
+            "version": cls.version, "fields": fields, "problem": problem}
+
+
 @pages.get("/")
 def index():
     st = current_app.extensions["egide"]
     reg = st.registry
-    attacks = []
-    for cls in reg.plugins("attack"):
-        try:
-            fields = form_fields(cls.schema())
-            problem = None
-        except SchemaRenderError as exc:
-            fields, problem = [], str(exc)
-        except Exception as exc:  # a plugin whose schema cannot even be built: show, don't crash
-            fields, problem = [], f"its parameter schema could not be built: {type(exc).__name__}: {exc}"
-        attacks.append({"name": cls.name, "title": cls.title, "description": cls.summary(),
-                        "version": cls.version, "fields": fields, "problem": problem})
+    attacks = [_entry(cls) for cls in reg.plugins("attack")]
+    # Defenses split by what they declare: preprocessors go in front of an attacked model,
+    # trainers (needs_training_data) make a new model in a defend job.
+    defenses = [_entry(cls) for cls in reg.plugins("defense") if not getattr(cls, "needs_training_data", False)]
+    trainers = [_entry(cls) for cls in reg.plugins("defense") if getattr(cls, "needs_training_data", False)]
+    detectors = [_entry(cls) for cls in reg.plugins("detector")]
     uploads = st.resources.uploads
     models = list(reg.plugins("model")) + [
         SimpleNamespace(name=m["name"], title=m["title"]) for m in (uploads.models() if uploads else [])]
@@ -35,14 +44,26 @@ def index():
         SimpleNamespace(name=d["name"], title=d["title"], splits=tuple(d.get("splits") or ()))
         for d in (uploads.datasets() if uploads else [])]
     names = {c.name for c in models}
+    model_default = DEMO_MODEL if DEMO_MODEL in names else (models[0].name if models else None)
+    data_default = DEMO_DATA if DEMO_DATA in {c.name for c in datasets} else (datasets[0].name if datasets else None)
+    st.resources.warm(model_default, data_default, "test")  # loaded while the user fills a form
     return render_template(
         "index.html",
         attacks=attacks,
+        defenses=defenses,
+        trainers=trainers,
+        detectors=detectors,
         models=models,
         datasets=datasets,
-        model_default=DEMO_MODEL if DEMO_MODEL in names else (models[0].name if models else None),
-        data_default=DEMO_DATA if DEMO_DATA in {c.name for c in datasets} else (datasets[0].name if datasets else None),
-        default_attack="fgsm" if "fgsm" in reg.names("attack") else (attacks[0]["name"] if attacks else None),
+        model_default=model_default,
+        data_default=data_default,
+        default_attack=_quickest_attack(reg, attacks),
         failures=reg.failures,
         token_required=bool(current_app.config.get("EGIDE_TOKEN")),
     )
+
+
+def _quickest_attack(reg, attacks) -> str | None:
+    """Preselect a single-step attack (it answers in a second), as declared by the plugin."""
+    quick = [cls.name for cls in reg.plugins("attack") if getattr(cls, "single_step", False)]
+    return quick[0] if quick else (attacks[0]["name"] if attacks else None)

@@ -11,8 +11,20 @@ from egide.core.evaluate import EvaluationConfig
 MAX_IMAGES = 2048  # images one job may attack (EGIDE_MAX_IMAGES)
 
 
+class JobDefense(BaseModel):
+    """A preprocessing defense the attacked model sits behind."""
+
+    model_config = ConfigDict(extra="forbid")
+    plugin: str = Field(description="Defense plugin name (a preprocessor: GET /api/v1/plugins)")
+    params: dict[str, Any] = Field(default_factory=dict, description="The defense's parameters")
+    adaptive: bool = Field(True, description="Attack the defense's adaptive view (BPDA for a "
+                           "non-differentiable transform, EOT for a randomized one); false attacks it "
+                           "as it is, which overstates a defense that hides gradients")
+
+
 class AttackJob(BaseModel):
-    """Run one attack on a named model and data set."""
+    """Run one attack on a named model and data set (optionally behind a preprocessing defense).
+    Robust accuracy is always what the defended model answers on the adversarial images."""
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["attack"]
@@ -27,6 +39,22 @@ class AttackJob(BaseModel):
     target: int | str | None = Field(
         None, description="Targeted attacks: a class index or name for every image, or 'next'"
     )
+    defense: JobDefense | None = Field(None, description="A preprocessing defense in front of the model")
+
+
+class DefendJob(BaseModel):
+    """Train a defended model with a trainer plugin (a defense that needs training data) on the
+    train split of a named data set (validated on its val split). The trained model is saved as the
+    job's artifact `model.keras` and registered as an uploaded model (its name is in the result)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["defend"]
+    plugin: str = Field(description="Trainer plugin name (a defense with needs_training_data)")
+    params: dict[str, Any] = Field(default_factory=dict, description="The trainer's parameters")
+    model: str = Field("brain-tumor-cnn", description="Named model to start from (GET /api/v1/models)")
+    data: str = Field("brain-tumor-phantom", description="Named data set with a train split")
+    limit: int | None = Field(None, ge=1, description="Train on the first N training images only")
+    seed: int = Field(0, ge=0)
 
 
 class EvaluateJob(BaseModel):
@@ -86,6 +114,9 @@ class NamedSource(BaseModel):
     class_names: list[str] | None = None
     image_shape: list[int] | None = Field(None, description="Uploaded data sets")
     images: dict[str, int] | None = Field(None, description="Uploaded data sets: images per split")
+    data: str | None = Field(None, description="Models trained by a defend job: their data set")
+    made_by: dict[str, Any] | None = Field(None, description="Models trained by a defend job: the job "
+                                           "and the trainer's configuration")
 
 
 class ModelUploadForm(BaseModel):
@@ -115,6 +146,7 @@ class JobCreated(BaseModel):
     id: str
     url: str
     state: Literal["queued"]
+    rerun_of: str | None = Field(None, description="POST /jobs/{id}/rerun: the job this one re-runs")
 
 
 class JobProgress(BaseModel):
@@ -127,7 +159,7 @@ class JobProgress(BaseModel):
 class Job(BaseModel):
     id: str
     url: str
-    kind: Literal["attack", "evaluate"]
+    kind: Literal["attack", "evaluate", "defend"]
     state: Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
     request: dict[str, Any]
     created: float | str | None = None
@@ -149,8 +181,11 @@ class PredictForm(BaseModel):
     image: list[bytes] = Field(description="One or more files: PNG, JPEG, or .npy float arrays in [0, 1] "
                                "shaped (H, W), (H, W, 1) or (H, W, 3)", min_length=1)
     model: str = Field("brain-tumor-cnn", description="Named model (GET /api/v1/models)")
-    detector: str | None = Field(None, description="A fitted detector to flag adversarial inputs "
-                                 "(none are available yet: giving one is a 422)")
+    detector: str | None = Field(None, description="A detector plugin to flag adversarial inputs. "
+                                 "Fitted to the model on first use, on up to EGIDE_DETECTOR_FIT_IMAGES "
+                                 "train images of the model's data set (a supervised one also on PGD "
+                                 "examples at eps 4/255), then kept; the first request waits for the fit")
+    detector_params: str | None = Field(None, description="The detector's parameters, as a JSON object")
 
 
 class Prediction(BaseModel):
@@ -162,11 +197,24 @@ class Prediction(BaseModel):
     resized_from: list[int] = Field(description="[height, width] of the upload before it was resized "
                                     "to the model's input")
     resized: bool
+    adversarial_score: float | None = Field(None, description="With a detector: its score, higher "
+                                            "is more likely adversarial")
+    flagged: bool | None = Field(None, description="With a detector: score above its threshold")
+
+
+class DetectorInfo(BaseModel):
+    plugin: str
+    version: str | None = None
+    params: dict[str, Any]
+    threshold: float = Field(description="Scores above this are flagged")
+    fpr: float = Field(description="Target false-positive rate on clean images the threshold was set at")
+    fitted: dict[str, Any] | None = Field(None, description="What it was fitted on (images, data set, "
+                                          "adversarial examples, seconds), when fitted by this server run")
 
 
 class PredictResult(BaseModel):
     model: str
     input_shape: list[int] = Field(description="[height, width, channels] the images were converted to")
     class_names: list[str]
-    detector: str | None = None
+    detector: DetectorInfo | None = None
     predictions: list[Prediction]

@@ -94,8 +94,6 @@ class Uploads:
     # ---- models -------------------------------------------------------------------------------
     def add_model(self, upload, max_bytes: int) -> tuple[dict, object]:
         """Store and load (safe mode) one uploaded model; returns its metadata and Classifier."""
-        from egide.core.classifier import Classifier
-
         filename = _clean_filename(upload.filename)
         suffix = PurePosixPath(filename.lower()).suffix
         if suffix not in MODEL_SUFFIXES:
@@ -115,7 +113,7 @@ class Uploads:
             elif not head.startswith(HDF5_MAGIC):
                 raise _invalid("file", f"{filename} is not an HDF5 (.h5) file", "invalid_model", filename)
             try:
-                clf = Classifier.load(path, clip=(0.0, 1.0))  # keras safe_mode=True, compile=False
+                clf = self.load_model_file(path)
             except Exception as exc:  # ModelError, or anything Keras raises for a hostile file
                 msg = str(exc).replace(str(path), filename)
                 raise _invalid("file", f"could not load {filename} in Keras safe mode: {msg}",
@@ -241,6 +239,36 @@ class Uploads:
                 if pixels > max_total_pixels:  # small files can decode to a lot of memory
                     raise Problem(413, "Data set too large", f"{filename}: its images hold more than "
                                   f"{max_total_pixels} pixels together", type="archive-too-large")
+
+    def add_trained_model(self, path: Path, *, title: str, data: str, class_names: list[str],
+                          made_by: dict) -> tuple[dict, object]:
+        """Register a model a defend job trained (a copy of its `model.keras`) as an uploaded
+        model; `data` names the data set it was trained on (for its class names and detectors).
+        Returns its metadata and Classifier, loaded from the copy as after a restart."""
+        name = self.new_name()
+        target = self.models_dir / (name + ".keras")
+        shutil.copyfile(path, target)
+        clf = self.load_model_file(target)
+        clf.name = name
+        meta = {
+            "name": name, "title": title, "filename": Path(path).name, "format": ".keras",
+            "bytes": target.stat().st_size, "created": time.time(),
+            "input_shape": list(clf.input_shape), "num_classes": int(clf.num_classes),
+            "class_names": list(class_names), "data": data, "made_by": made_by, "source": "upload",
+        }
+        self._write_meta(self.models_dir, meta)
+        return meta, clf
+
+    def load_model(self, meta: dict):
+        clf = self.load_model_file(self.model_path(meta))
+        clf.name = meta["name"]
+        return clf
+
+    @staticmethod
+    def load_model_file(path: Path):
+        from egide.core.classifier import Classifier
+
+        return Classifier.load(path, clip=(0.0, 1.0))  # keras safe_mode=True, compile=False
 
     def remove_model(self, meta: dict) -> None:
         self.model_path(meta).unlink(missing_ok=True)

@@ -1,9 +1,21 @@
-"""What a job does: load (and cache) the model and data, run an attack or an evaluation, and
-write its artifacts into the job's folder. Runs in a worker thread; never touches Flask."""
+"""What a job does: load (and cache) the model and data, run an attack (optionally through a
+preprocessing defense), an evaluation or a trainer, and write its artifacts into the job's
+folder. Runs in a worker thread; never touches Flask.
+
+`Resources` also keeps what is slow to make and safe to share between requests and jobs: loaded
+models and data sets, attack objects (each keeps its compiled TensorFlow functions per
+classifier, so a second job with the same parameters does not recompile), defended classifiers,
+and fitted detectors (in memory, and saved under the instance folder so a restart does not refit).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
@@ -11,18 +23,35 @@ import numpy as np
 
 from egide.core.report_files import json_safe
 
-EXAMPLES = 6  # clean/adversarial pairs written as PNGs for an attack job
+log = logging.getLogger("egide.web")
+
+EXAMPLES = 6  # clean / adversarial / perturbation triples written as PNGs for an attack job
+CACHED_PLUGINS = 32  # attack objects and defended classifiers kept, least recently used dropped
+CHECKPOINT = "checkpoint.npz"  # a trainer's resumable state; a re-run starts from a copy
+DETECTOR_EPS = 4 / 255  # budget of the PGD examples a supervised detector is fitted on
+
+
+def _key(name: str, params: dict) -> str:
+    return name + json.dumps(params, sort_keys=True)
 
 
 class Resources:
-    """Named models and data sets, loaded once per app (loading a Keras model is slow)."""
+    """What jobs and requests share within one app: named models and data sets (loading a Keras
+    model is slow), attack objects and defended classifiers (they keep compiled functions), and
+    detectors fitted to a model."""
 
-    def __init__(self, registry, uploads=None):
+    def __init__(self, registry, uploads=None, detector_dir: Path | None = None, detector_images: int = 512):
         self.registry = registry
         self.uploads = uploads  # uploads.Uploads, or None
+        self.detector_dir = Path(detector_dir) if detector_dir else None
+        self.detector_images = int(detector_images)  # images a detector is fitted on
         self._lock = threading.Lock()
         self._models: dict[str, object] = {}
         self._data: dict[tuple[str, str | None], object] = {}
+        self._plugins: OrderedDict[tuple, object] = OrderedDict()
+        self._detectors: dict[tuple, object] = {}
+        self._loading: dict[tuple, threading.Lock] = {}  # one lock per thing being loaded
+        self._warmed: set[tuple] = set()
 
     def model_names(self) -> list[str]:
         up = [m["name"] for m in self.uploads.models()] if self.uploads else []
@@ -43,18 +72,44 @@ class Resources:
             self._models[name] = classifier
 
     def classifier(self, name: str):
-        with self._lock:
-            if name not in self._models:
-                meta = self.uploads.model(name) if self.uploads else None
-                if meta is not None:
-                    from egide.core.classifier import Classifier
+        def load():
+            meta = self.uploads.model(name) if self.uploads else None
+            if meta is not None:
+                return self.uploads.load_model(meta)
+            return self.registry.create("model", name).load()
 
-                    clf = Classifier.load(self.uploads.model_path(meta), clip=(0.0, 1.0))
-                    clf.name = name
-                    self._models[name] = clf
-                else:
-                    self._models[name] = self.registry.create("model", name).load()
-            return self._models[name]
+        return self._once(self._models, name, load)
+
+    def _once(self, table: dict, key, make: Callable):
+        """table[key], made by make() the first time. Each key has its own lock, so a slow load
+        (a model, a generated data set, a detector's fit) holds up only those waiting for it."""
+        with self._lock:
+            if key in table:
+                return table[key]
+            lock = self._loading.setdefault((id(table), key), threading.Lock())
+        with lock:
+            with self._lock:
+                if key in table:
+                    return table[key]
+            value = make()
+            with self._lock:
+                table[key] = value
+            return value
+
+    def training_data(self, name: str) -> str | None:
+        """The named data set a model was trained on: an upload's `data` (models made by a defend
+        job), a plugin's `recipe["data"]`, or the demo pairing; None when unknown."""
+        meta = self.uploads.model(name) if self.uploads else None
+        if meta is not None:
+            data = meta.get("data")
+        else:
+            try:
+                cls = self.registry.get("model", name)
+            except Exception:
+                cls = None
+            recipe = getattr(cls, "recipe", None) or {}
+            data = recipe.get("data") or ("brain-tumor-phantom" if name == "brain-tumor-cnn" else None)
+        return data if data and data in self.dataset_names() else None
 
     def class_names(self, name: str, num_classes: int) -> list[str]:
         """The model's class names: its plugin's `class_names`, else those of the data set it was
@@ -69,10 +124,9 @@ class Resources:
             cls = None
         names = list(getattr(cls, "class_names", None) or ())
         if len(names) != num_classes:
-            recipe = getattr(cls, "recipe", None) or {}
-            data = recipe.get("data") or ("brain-tumor-phantom" if name == "brain-tumor-cnn" else None)
+            data = self.training_data(name)
             names = []
-            if data and data in self.dataset_names():
+            if data:
                 try:
                     names = list(self.dataset(data, "test").class_names)
                 except Exception:
@@ -82,31 +136,147 @@ class Resources:
         return names
 
     def dataset(self, name: str, split: str | None):
-        with self._lock:
-            key = (name, split)
-            if key not in self._data:
-                meta = self.uploads.dataset(name) if self.uploads else None
-                if meta is not None:
-                    from egide.core.data import load
+        def load():
+            meta = self.uploads.dataset(name) if self.uploads else None
+            if meta is not None:
+                from egide.core.data import load as load_file
 
-                    if not meta.get("splits"):
-                        split = None  # one set of images: the job's split (default 'test') is moot
-                    self._data[key] = load(self.uploads.dataset_path(meta), split=split)
-                else:
-                    self._data[key] = self.registry.create("dataset", name).load(split=split)
-            return self._data[key]
+                # One set of images (no splits): the job's split (default 'test') is moot.
+                return load_file(self.uploads.dataset_path(meta), split=split if meta.get("splits") else None)
+            return self.registry.create("dataset", name).load(split=split)
+
+        return self._once(self._data, (name, split), load)
+
+    def warm(self, model: str | None, data: str | None, split: str | None) -> None:
+        """Load a model and a data set in a background thread (once each), so the first job on
+        them does not wait for it: the page calls this for its preselected pair when first served."""
+        key = (model, data, split)
+        with self._lock:
+            if key in self._warmed:
+                return
+            self._warmed.add(key)
+
+        def load():
+            try:
+                if model:
+                    self.classifier(model)
+                if data:
+                    self.dataset(data, split if split in self.splits(data) else None)
+            except Exception:  # a job on them will report the problem properly
+                pass
+
+        threading.Thread(target=load, name="egide-warm", daemon=True).start()
+
+    def _cached(self, key: tuple, make: Callable):
+        with self._lock:
+            if key in self._plugins:
+                self._plugins.move_to_end(key)
+                return self._plugins[key]
+        value = make()
+        with self._lock:
+            value = self._plugins.setdefault(key, value)
+            while len(self._plugins) > CACHED_PLUGINS:
+                self._plugins.popitem(last=False)
+        return value
+
+    def attack(self, name: str, params: dict):
+        """The attack object for these parameters, shared between jobs: it keeps its compiled
+        functions per classifier, so the same attack on the same model compiles once."""
+        return self._cached(("attack", _key(name, params)),
+                            lambda: self.registry.create("attack", name, **params))
+
+    def defended(self, model: str, name: str, params: dict, adaptive: bool = False):
+        """The model behind a preprocessing defense (a Classifier), or its adaptive view (what an
+        adaptive attacker differentiates: BPDA / EOT), shared between jobs."""
+        key = _key(name, params)
+        real = self._cached(("defense", model, key),
+                            lambda: self.registry.create("defense", name, **params).apply(self.classifier(model)))
+        return self._cached(("adaptive", model, key), real.adaptive) if adaptive else real
+
+    def detector(self, model: str, name: str, params: dict):
+        """A detector fitted to `model`: from memory, else from its file under the instance folder,
+        else fitted now on the val (else train) split of the model's data set (and saved). A supervised
+        detector also needs adversarial examples: PGD at eps 4/255 on the same images."""
+        return self._once(self._detectors, (model, _key(name, params)),
+                          lambda: self._load_or_fit_detector(model, name, params))
+
+    def detector_path(self, model: str, name: str, params: dict) -> Path | None:
+        if self.detector_dir is None:
+            return None
+        digest = hashlib.sha256(_key(name, params).encode()).hexdigest()[:12]
+        return self.detector_dir / model / f"{name}-{digest}.npz"
+
+    def _load_or_fit_detector(self, model: str, name: str, params: dict):
+        from egide.core.detector import load_detector
+        from egide.core.errors import InputError
+
+        clf = self.classifier(model)
+        path = self.detector_path(model, name, params)
+        if path is not None and path.is_file():
+            try:
+                return load_detector(path, clf, self.registry)
+            except InputError:  # fitted on other weights (an upload replaced): fit again
+                pass
+        det = self.registry.create("detector", name, **params)
+        data = self.training_data(model)
+        if data is None:
+            raise InputError(f"the data set {model} was trained on is unknown, so detector {name} "
+                             "cannot be fitted to it")
+        splits = self.splits(data)
+        # Held-out images first, as `egide evaluate` does: a threshold set on the images the
+        # model was trained on lets through more clean false positives on new scans.
+        split = next((s for s in ("val", "train") if s in splits), None)
+        train = self.dataset(data, split)
+        train = train.take(min(len(train), self.detector_images)).for_classifier(clf)
+        started = time.perf_counter()
+        x_adv = None
+        adversarial = None
+        if getattr(det, "supervised", False):
+            attack = self._detector_attack()
+            x_adv = self.attack(attack, {"eps": DETECTOR_EPS}).run(clf, train.x, train.y, seed=0).x_adv
+            adversarial = f"{attack} eps={DETECTOR_EPS:.6g}"
+        det.fit(clf, train.x, x_adv)
+        det.fit_info = {"images": len(train), "data": data, "split": split,
+                        "adversarial": adversarial, "seconds": round(time.perf_counter() - started, 3)}
+        if path is not None:
+            try:
+                det.save(path)
+            except NotImplementedError:  # a detector that cannot be saved is refitted after a restart
+                pass
+        return det
+
+    def _detector_attack(self) -> str:
+        """The attack that makes a supervised detector's adversarial examples: an iterative attack
+        with an eps, preferring one with a random start (PGD, the usual choice in the detection
+        literature) — read from what plugins declare, never from their names."""
+        from egide.core.errors import InputError
+
+        candidates = [cls.name for cls in self.registry.plugins("attack")
+                      if getattr(cls, "iterative", False) and "eps" in cls.Params.model_fields]
+        if candidates:
+            random_start = [name for name in candidates
+                            if "random_start" in self.registry.get("attack", name).Params.model_fields]
+            return (random_start or candidates)[0]
+        raise InputError("a supervised detector needs an iterative attack to make adversarial examples; "
+                         "none is installed")
 
 
 def run_job(resources: Resources, job_dir: Path, job: dict, progress: Callable):
     """Run one stored job; returns (result summary, artifact names)."""
     out = job_dir / job["id"]
     out.mkdir(parents=True, exist_ok=True)
-    if job["kind"] == "attack":
+    kind = job["kind"]
+    if kind == "attack":
         return _attack(resources, out, job["request"], progress)
+    if kind == "defend":
+        return _defend(resources, out, job, progress)
     return _evaluate(resources, out, job["request"], progress)
 
 
 def _attack(res: Resources, out: Path, req: dict, progress):
+    import dataclasses
+
+    from egide.core.classifier import softmax
     from egide.core.errors import InputError
 
     clf = res.classifier(req["model"])
@@ -114,7 +284,7 @@ def _attack(res: Resources, out: Path, req: dict, progress):
     if req.get("limit"):
         data = data.take(req["limit"])
     data = data.for_classifier(clf)
-    attack = res.registry.create("attack", req["plugin"], **req.get("params", {}))
+    attack = res.attack(req["plugin"], req.get("params", {}))
     target = None
     if attack.targeted:
         k = len(data.class_names)
@@ -127,31 +297,71 @@ def _attack(res: Resources, out: Path, req: dict, progress):
             target = np.full(len(data.y), data.class_names.index(spec), np.int64)
         else:
             raise InputError(f"target {spec!r} is not a class index or name of {', '.join(data.class_names)}")
-    result = attack.run(clf, data.x, data.y, target=target, batch_size=req.get("batch_size", 128),
-                        seed=req.get("seed", 0), progress=progress)
+    seed, batch_size = req.get("seed", 0), req.get("batch_size", 128)
+    defense = req.get("defense")
+    measured = attacked = clf
+    if defense:
+        measured = res.defended(req["model"], defense["plugin"], defense.get("params", {}))
+        attacked = res.defended(req["model"], defense["plugin"], defense.get("params", {}),
+                                adaptive=defense.get("adaptive", True))
+        attacked.reseed(seed)  # a randomized defense draws the same noise for the same request
+    result = attack.run(attacked, data.x, data.y, target=target, batch_size=batch_size, seed=seed,
+                        progress=progress)
+    if measured is not attacked:
+        # Robust accuracy is what the real defended classifier answers; the adaptive view (BPDA's
+        # stand-in, EOT's average) is only how the attacker sees it.
+        measured.reseed(seed)
+        y_pred = measured.predict(data.x, batch_size=batch_size)
+        y_pred_adv = measured.predict(result.x_adv, batch_size=batch_size)
+        success = y_pred_adv == target if target is not None else y_pred_adv != data.y
+        result = dataclasses.replace(result, y_pred=y_pred, y_pred_adv=y_pred_adv, success=success)
     result.save(out / "adversarial.npz")
     names = list(data.class_names)
     summary = result.summary()
     summary["class_names"] = names
+    summary["model"] = req["model"]
+    if defense:
+        summary["defense"] = {**measured.defense.config(), "adaptive": bool(defense.get("adaptive", True))}
+    n_shown = min(EXAMPLES, len(result))
+    shown = np.arange(n_shown)
+    p_clean = softmax(measured.predict_logits(data.x[shown]))
+    p_adv = softmax(measured.predict_logits(result.x_adv[shown]))
     examples, artifacts = [], ["adversarial.npz"]
-    for n, i in enumerate(range(min(EXAMPLES, len(result)))):
-        clean_png, adv_png = f"clean-{n}.png", f"adversarial-{n}.png"
-        _png(data.x[i], clf.clip, out / clean_png)
-        _png(result.x_adv[i], clf.clip, out / adv_png)
-        artifacts += [clean_png, adv_png]
+    for n, i in enumerate(shown):
+        files = {"clean": f"clean-{n}.png", "adversarial": f"adversarial-{n}.png",
+                 "perturbation": f"perturbation-{n}.png"}
+        _png(data.x[i], clf.clip, out / files["clean"])
+        _png(result.x_adv[i], clf.clip, out / files["adversarial"])
+        amplified = _amplified(result.x_adv[i] - data.x[i])
+        _png(amplified, (0.0, 1.0), out / files["perturbation"])
+        artifacts += list(files.values())
+        clean_pred, adv_pred = int(result.y_pred[i]), int(result.y_pred_adv[i])
         examples.append({
-            "index": i,
+            "index": int(i),
             "label": names[int(result.y[i])],
-            "clean_pred": names[int(result.y_pred[i])],
-            "adv_pred": names[int(result.y_pred_adv[i])],
+            "clean_pred": names[clean_pred],
+            "adv_pred": names[adv_pred],
+            "clean_confidence": float(p_clean[n, clean_pred]),
+            "adv_confidence": float(p_adv[n, adv_pred]),
+            "confidences": {"clean": dict(zip(names, map(float, p_clean[n]))),
+                            "adversarial": dict(zip(names, map(float, p_adv[n])))},
             "success": bool(result.success[i]),
             "linf": float(result.linf[i]),
             "l2": float(result.l2[i]),
-            "clean": clean_png,
-            "adversarial": adv_png,
+            "perturbation_scale": float(np.abs(result.x_adv[i] - data.x[i]).max()),
+            **files,
         })
     summary["examples"] = examples
-    return summary, artifacts
+    return json_safe(summary), artifacts
+
+
+def _amplified(delta: np.ndarray) -> np.ndarray:
+    """A perturbation stretched to the full range for display: 0.5 is no change, 0 and 1 the
+    largest change down and up in this image."""
+    scale = float(np.abs(delta).max())
+    if scale == 0.0:
+        return np.full_like(delta, 0.5)
+    return 0.5 + 0.5 * delta / scale
 
 
 def _evaluate(res: Resources, out: Path, req: dict, progress):
@@ -162,6 +372,14 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
     data = res.dataset(config.data, config.split)
     report = evaluate(config, progress=progress, registry=res.registry, classifier=clf, dataset=data)
     report.write(out)
+    artifacts = ["report.html", "report.json"]
+    if _plot(_robustness_png, report, out / "robustness.png"):
+        artifacts.append("robustness.png")
+    defenses, detectors = getattr(report, "defenses", []), getattr(report, "detectors", [])
+    for d in detectors:
+        name = f"roc-{d.name}.png"
+        if _plot(_roc_png, d, out / name):
+            artifacts.append(name)
     headline = {
         "clean_accuracy": report.clean_accuracy,
         "worst_case_robust_accuracy": report.worst_case,
@@ -172,8 +390,114 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
         "sanity_checks": [s.to_dict() for s in report.sanity],
         "images": report.data["images"],
         "seconds": round(report.seconds, 3),
+        "defenses": [{"plugin": d.name, "worst_case_robust_accuracy": d.worst_case, "masking": d.masking}
+                     for d in defenses],
+        "detectors": [{"plugin": d.name, "supervised": d.supervised, "detection_eps": d.detection_eps,
+                       "runs": [{"attack": r.attack, "eps": r.eps, "roc_auc": r.auc,
+                                 "detection_rate": r.detection_rate} for r in d.runs]}
+                      for d in detectors],
     }
-    return json_safe(headline), ["report.html", "report.json"]
+    return json_safe(headline), artifacts
+
+
+def _plot(draw: Callable, what, path: Path) -> bool:
+    """Draw one of the page's plots; a plot that fails is logged and left out, never the job's
+    failure (report.html holds every figure anyway)."""
+    try:
+        return draw(what, path)
+    except Exception:
+        log.exception("could not draw %s", path.name)
+        return False
+
+
+def _robustness_png(report, path: Path) -> bool:
+    """The report's accuracy-versus-epsilon plot as a PNG, for the page; False when there is no
+    curve to draw (no L-inf attack with a budget ran)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from egide.core import report_html
+
+    runs = report_html._bounded_linf_runs(report)
+    if not runs:
+        return False
+    with matplotlib.rc_context({"font.size": 10}):
+        fig = Figure(figsize=(5.2, 4.0), layout="constrained")
+        ax = fig.add_subplot()
+        ax.spines[["top", "right"]].set_visible(False)
+        report_html._draw_robustness(fig, ax, report, runs)
+        # The report puts the legend at the right of a wide plot; the page's column is narrow,
+        # so it goes underneath.
+        for legend in list(fig.legends):
+            handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+            legend.remove()
+            fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
+        fig.savefig(path, format="png", dpi=120, metadata={"Software": None})
+    return True
+
+
+def _roc_png(detector_report, path: Path) -> bool:
+    """One detector's ROC curves at its detection budget (one per attack), as a PNG for the page;
+    False when no attack fooled the model (nothing to detect)."""
+    import math
+
+    from matplotlib.figure import Figure
+
+    d = detector_report
+    runs = [r for r in d.runs if r.roc and (r.eps is None or math.isclose(r.eps, d.detection_eps))]
+    if not runs:
+        return False
+    fig = Figure(figsize=(4.6, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.spines[["top", "right"]].set_visible(False)
+    for r in runs:
+        fpr, tpr = zip(*r.roc)
+        budget = "" if r.eps is None else f" ε={r.eps:.4g}"
+        ax.plot(fpr, tpr, linewidth=1.8, label=f"{r.attack}{budget} (AUC {r.auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1, label="chance")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), title=f"{d.name}: ROC",
+           xlabel="false-positive rate (clean flagged)", ylabel="true-positive rate (adversarial flagged)")
+    ax.grid(True, color="#e4e4e4", linewidth=0.8)
+    ax.legend(loc="lower right", frameon=False, fontsize=8)
+    fig.savefig(path, format="png", dpi=110, metadata={"Software": None})
+    return True
+
+
+def _defend(res: Resources, out: Path, job: dict, progress):
+    """Train a defended model with a trainer plugin; save it as model.keras and register it as an
+    uploaded model, so it can be picked, attacked and evaluated afterwards."""
+    from egide.core.errors import InputError
+    from egide.core.train import save_model
+
+    req = job["request"]
+    clf = res.classifier(req["model"])
+    splits = res.splits(req["data"])
+    if "train" not in splits:
+        raise InputError(f"{req['data']} has no train split to train on")
+    train = res.dataset(req["data"], "train")
+    if req.get("limit"):
+        train = train.take(req["limit"])
+    val = res.dataset(req["data"], "val") if "val" in splits else None
+    train = train.for_classifier(clf)
+    val = val.for_classifier(clf) if val is not None else None
+    trainer = res.registry.create("defense", req["plugin"], **req.get("params", {}))
+    started = time.perf_counter()
+    trained = trainer.apply(clf, train=train, val=val, progress=progress,
+                            checkpoint=out / CHECKPOINT, seed=req.get("seed", 0))
+    seconds = time.perf_counter() - started
+    model_file = save_model(trained.model, out / "model.keras")  # atomic, no optimizer state
+    (out / CHECKPOINT).unlink(missing_ok=True)  # done: nothing left to resume
+    names = res.class_names(req["model"], clf.num_classes)
+    meta, registered = res.uploads.add_trained_model(
+        model_file, title=f"{trainer.title} of {req['model']} (job {job['id']})",
+        data=req["data"], class_names=names, made_by={"job": job["id"], **trainer.config(),
+                                                      "base_model": req["model"]})
+    res.remember(meta["name"], registered)
+    val_acc = float(np.mean(registered.predict(val.x) == val.y)) if val is not None else None
+    summary = {"defense": trainer.config(), "base_model": req["model"], "data": req["data"],
+               "model": meta["name"], "model_title": meta["title"], "train_images": len(train),
+               "val_accuracy": val_acc, "seconds": round(seconds, 3)}
+    return json_safe(summary), ["model.keras"]
 
 
 def _png(image: np.ndarray, clip, path: Path) -> None:

@@ -81,17 +81,26 @@
   fillSplits();
   function chosenSplit() { return $("split").value || null; }
 
-  // ---- attack form: one generated fieldset per attack, the chosen one enabled -------------
-  var attackSelect = $("attack");
-  function currentFieldset() { return document.querySelector("fieldset.params:not([hidden])"); }
-  function switchAttack() {
-    document.querySelectorAll("fieldset.params").forEach(function (fs) {
-      var on = fs.dataset.attack === attackSelect.value;
-      fs.hidden = !on; fs.disabled = !on;
-    });
+  // ---- generated forms: one fieldset per plugin, the one its <select data-picks> names enabled --
+  function chosenFieldset(group) {
+    var sel = document.querySelector("select[data-picks='" + group + "']");
+    if (!sel || !sel.value) { return null; }
+    return document.querySelector("fieldset[data-group='" + group + "'][data-plugin='" + sel.value + "']");
   }
-  attackSelect.addEventListener("change", switchAttack);
-  switchAttack();
+  document.querySelectorAll("select[data-picks]").forEach(function (sel) {
+    var group = sel.dataset.picks;
+    function sync() {
+      document.querySelectorAll("fieldset[data-group='" + group + "']").forEach(function (fs) {
+        var on = fs.dataset.plugin === sel.value;
+        fs.hidden = !on; fs.disabled = !on;
+      });
+      if (group === "defense") { $("adaptive-field").hidden = !sel.value; }
+    }
+    sel.addEventListener("change", sync);
+    sync();
+  });
+  var attackSelect = $("attack");
+  function currentFieldset() { return chosenFieldset("attack"); }
 
   document.querySelectorAll("input[type=range][data-mirror]").forEach(function (range) {
     var box = $(range.dataset.mirror);
@@ -119,7 +128,7 @@
   }
 
   // ---- jobs ---------------------------------------------------------------------------------
-  function watch(prefix, jobUrl, onDone) {
+  function watch(prefix, jobUrl, onDone, unit) {
     var box = $(prefix + "-job"), bar = $(prefix + "-progress");
     box.hidden = false; $(prefix + "-result").hidden = true;
     function tick() {
@@ -127,18 +136,19 @@
         var job = r.doc, p = job.progress || {};
         $(prefix + "-state").textContent = job.state || "error";
         $(prefix + "-state").className = "state " + (job.state || "failed");
-        $(prefix + "-label").textContent = job.error || (p.total ? p.done + " / " + p.total + " images" + (p.label && job.state === "running" ? " · " + p.label : "") : "");
+        $(prefix + "-label").textContent = job.error || (p.total ? p.done + " / " + p.total + " " + (unit || "images") + (p.label && job.state === "running" ? " · " + p.label : "") : "");
         bar.value = job.state === "done" ? 1 : (p.fraction || 0);
         if (job.state === "queued" || job.state === "running") { setTimeout(tick, 400); return; }
         if (job.state === "done") { onDone(job); }
         finished(prefix);
+        listJobs();
       });
     }
     tick();
   }
 
   function finished(prefix) {
-    var run = $(prefix + "-run"); run.disabled = false;
+    var run = $(prefix + "-run"); if (run) { run.disabled = false; }
     var cancel = $(prefix + "-cancel"); if (cancel) { cancel.hidden = true; }
   }
 
@@ -158,6 +168,10 @@
       model: $("model").value, data: $("data").value, split: chosenSplit(),
       limit: limitRaw === "" ? null : Number(limitRaw)
     };
+    var defenseFs = chosenFieldset("defense");
+    if (defenseFs) {
+      body.defense = {plugin: $("defense").value, params: readParams(defenseFs), adaptive: $("defense-adaptive").checked};
+    }
     $("attack-run").disabled = true;
     call("POST", "/jobs", body).then(function (r) {
       if (!r.ok) {
@@ -165,6 +179,10 @@
         showProblem(form, r.doc, function (loc) {
           if (loc[0] === "params" && loc.length > 1) { return fs.querySelector(".field[data-param='" + loc[1] + "']"); }
           if (loc[0] === "limit") { return $("attack-limit"); }
+          if (loc[0] === "defense" && loc[1] === "params" && loc.length > 2 && defenseFs) {
+            return defenseFs.querySelector(".field[data-param='" + loc[2] + "']");
+          }
+          if (loc[0] === "defense") { return $("defense"); }
           return null;
         }, $("attack-error"));
         return;
@@ -185,21 +203,31 @@
     metric(dl, "Mean L2", num(s.l2_mean));
     metric(dl, "Max L∞", num(s.linf_max));
     metric(dl, "Time", s.seconds.toFixed(2) + " s");
+    if (s.defense) {
+      metric(dl, "Defense", s.defense.plugin + (s.defense.adaptive ? " (adaptive attack)" : " (non-adaptive attack)"));
+    }
     var gallery = $("attack-gallery"); gallery.textContent = "";
     s.examples.forEach(function (ex) {
       var fig = document.createElement("figure");
-      fig.className = ex.success ? "pair broken" : "pair held";
-      [["clean", ex.clean, ex.clean_pred], ["adversarial", ex.adversarial, ex.adv_pred]].forEach(function (it) {
+      fig.className = ex.success ? "triple broken" : "triple held";
+      var cells = [
+        ["clean", ex.clean, "clean → " + ex.clean_pred + " " + pct(ex.clean_confidence),
+         "Clean image " + ex.index + " (true " + ex.label + "), predicted " + ex.clean_pred + " at " + pct(ex.clean_confidence)],
+        ["adversarial", ex.adversarial, "adv. → " + ex.adv_pred + " " + pct(ex.adv_confidence),
+         "Adversarial image " + ex.index + ", predicted " + ex.adv_pred + " at " + pct(ex.adv_confidence)],
+        ["perturbation", ex.perturbation, "perturbation ±" + num(ex.perturbation_scale),
+         "Perturbation of image " + ex.index + ", stretched from ±" + num(ex.perturbation_scale) + " to the full grey range"]
+      ];
+      cells.forEach(function (it) {
         var cell = document.createElement("div"), img = document.createElement("img"), cap = document.createElement("span");
-        img.alt = it[0] + " image " + ex.index + " (true " + ex.label + "), predicted " + it[2];
-        img.width = 112; img.height = 112;
+        img.alt = it[3]; img.width = 80; img.height = 80; img.dataset.role = it[0];
         blobUrl(job.artifacts[it[1]]).then(function (u) { img.src = u; });
-        cap.textContent = it[0] === "clean" ? "clean → " + it[2] : "adv. → " + it[2];
-        cap.className = it[0] === "adversarial" && it[2] !== ex.label ? "pred wrong" : "pred";
+        cap.textContent = it[2];
+        cap.className = it[0] === "adversarial" && ex.adv_pred !== ex.label ? "pred wrong" : "pred";
         cell.appendChild(img); cell.appendChild(cap); fig.appendChild(cell);
       });
       var fc = document.createElement("figcaption");
-      fc.textContent = "#" + ex.index + " · true: " + ex.label;
+      fc.textContent = "#" + ex.index + " · true: " + ex.label + (ex.success ? " · attack succeeded" : " · held");
       fig.appendChild(fc); gallery.appendChild(fig);
     });
     blobUrl(job.artifacts["adversarial.npz"]).then(function (u) { $("attack-npz").href = u; });
@@ -225,6 +253,11 @@
     var limitRaw = $("eval-limit").value.trim();
     var config = {model: $("model").value, data: $("data").value, split: chosenSplit(), attacks: attacks, eps: eps,
                   limit: limitRaw === "" ? null : Number(limitRaw)};
+    ["defenses", "detectors"].forEach(function (group) {
+      config[group] = Array.prototype.map.call(form.querySelectorAll("input[name=" + group + "]:checked"), function (c) {
+        return {plugin: c.value};
+      });
+    });
     $("eval-run").disabled = true;
     call("POST", "/jobs", {kind: "evaluate", config: config}).then(function (r) {
       if (!r.ok) {
@@ -248,8 +281,25 @@
     });
     var flagged = (s.sanity_checks || []).filter(function (c) { return !c.passed; }).length;
     metric(dl, "Sanity checks", flagged ? flagged + " flagged" : "all passed");
+    (s.defenses || []).forEach(function (d) {
+      var keys = Object.keys(d.worst_case_robust_accuracy || {}), last = keys[keys.length - 1];
+      if (last) { metric(dl, d.plugin + " at " + last + " (adaptive)", pct(d.worst_case_robust_accuracy[last].adaptive)); }
+    });
     metric(dl, "Images", String(s.images));
     metric(dl, "Time", s.seconds.toFixed(1) + " s");
+    var rocs = $("eval-rocs"); rocs.textContent = "";
+    (s.detectors || []).forEach(function (d) {
+      var name = "roc-" + d.plugin + ".png";
+      if (!job.artifacts[name]) { return; }
+      var img = document.createElement("img");
+      img.alt = "ROC curves of the " + d.plugin + " detector, one per attack";
+      img.dataset.detector = d.plugin;
+      blobUrl(job.artifacts[name]).then(function (u) { img.src = u; });
+      rocs.appendChild(img);
+    });
+    if (job.artifacts["robustness.png"]) {
+      blobUrl(job.artifacts["robustness.png"]).then(function (u) { $("eval-plot").src = u; $("eval-figure").hidden = false; });
+    } else { $("eval-figure").hidden = true; }
     blobUrl(job.artifacts["report.html"]).then(function (u) { $("eval-report").href = u; });
     blobUrl(job.artifacts["report.json"]).then(function (u) { $("eval-json").href = u; });
     $("eval-result").hidden = false;
@@ -267,17 +317,30 @@
     var body = new FormData();
     body.append("image", file, file.name);
     body.append("model", $("scan-model").value);
+    var detectorFs = chosenFieldset("detector");
+    if (detectorFs) {
+      body.append("detector", $("scan-detector").value);
+      body.append("detector_params", JSON.stringify(readParams(detectorFs)));
+    }
     var headers = {"Accept": "application/json"};
     if (token()) { headers["Authorization"] = "Bearer " + token(); }
     $("scan-run").disabled = true;
+    $("scan-status").textContent = detectorFs
+      ? "Classifying… (the first time, the detector is fitted to the model first: this can take a minute)"
+      : "Classifying…";
     fetch(API + "/predict", {method: "POST", headers: headers, body: body}).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (doc) {
         $("scan-run").disabled = false;
+        $("scan-status").textContent = "";
         if (!r.ok) {
           $("scan-result").hidden = true;
           showProblem(form, doc, function (loc) {
             if (loc[0] === "image") { return $("scan-file"); }
             if (loc[0] === "model") { return $("scan-model"); }
+            if (loc[0] === "detector_params" && loc.length > 1 && detectorFs) {
+              return detectorFs.querySelector(".field[data-param='" + loc[1] + "']");
+            }
+            if (loc[0] === "detector" || loc[0] === "detector_params") { return $("scan-detector"); }
             return null;
           }, $("scan-error"));
           return;
@@ -286,6 +349,7 @@
       });
     }).catch(function (e) {
       $("scan-run").disabled = false;
+      $("scan-status").textContent = "";
       showError($("scan-error"), "the server did not answer: " + e.message);
     });
   });
@@ -314,6 +378,17 @@
       li.appendChild(label); li.appendChild(bar); li.appendChild(value);
       bars.appendChild(li);
     });
+    var verdict = $("scan-verdict");
+    if (doc.detector) {
+      verdict.textContent = "";
+      var strong = document.createElement("strong");
+      strong.textContent = p.flagged ? "Flagged as likely adversarial" : "Not flagged";
+      verdict.className = "verdict detector " + (p.flagged ? "flagged" : "clear");
+      verdict.appendChild(strong);
+      verdict.appendChild(document.createTextNode(" by " + doc.detector.plugin + ": score " + num(p.adversarial_score) +
+        ", threshold " + num(doc.detector.threshold) + " (" + pct(doc.detector.fpr) + " false positives on clean scans)"));
+      verdict.hidden = false;
+    } else { verdict.hidden = true; }
     var img = $("scan-preview");
     if (/\.npy$/i.test(file.name)) { img.hidden = true; } else {
       if (img.src) { URL.revokeObjectURL(img.src); }
@@ -321,4 +396,105 @@
     }
     $("scan-result").hidden = false;
   }
+
+  // ---- train a defense: a defend job; its model joins the model lists ------------------------
+  if ($("defend-form")) {
+    $("defend-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var form = ev.target, fs = chosenFieldset("trainer"); clearErrors(form);
+      var limitRaw = $("defend-limit").value.trim();
+      var body = {kind: "defend", plugin: $("trainer").value, params: readParams(fs),
+                  model: $("model").value, data: $("data").value,
+                  limit: limitRaw === "" ? null : Number(limitRaw)};
+      $("defend-run").disabled = true;
+      call("POST", "/jobs", body).then(function (r) {
+        if (!r.ok) {
+          finished("defend");
+          showProblem(form, r.doc, function (loc) {
+            if (loc[0] === "params" && loc.length > 1) { return fs.querySelector(".field[data-param='" + loc[1] + "']"); }
+            if (loc[0] === "limit") { return $("defend-limit"); }
+            return null;
+          }, $("defend-error"));
+          return;
+        }
+        watch("defend", r.doc.url, showDefend, "steps");
+      });
+    });
+  }
+
+  function showDefend(job) {
+    var s = job.result, dl = $("defend-metrics"); dl.textContent = "";
+    metric(dl, "New model", s.model);
+    metric(dl, "Validation accuracy", pct(s.val_accuracy));
+    metric(dl, "Training images", String(s.train_images));
+    metric(dl, "Time", s.seconds.toFixed(1) + " s");
+    ["model", "scan-model"].forEach(function (id) {
+      var sel = $(id);
+      if (!sel.querySelector("option[value='" + s.model + "']")) {
+        var o = document.createElement("option");
+        o.value = s.model; o.textContent = s.model_title; o.title = s.model; sel.appendChild(o);
+      }
+    });
+    blobUrl(job.artifacts["model.keras"]).then(function (u) { $("defend-model").href = u; });
+    $("defend-result").hidden = false;
+  }
+
+  // ---- recent jobs: state at a glance, and re-run for interrupted, failed or cancelled ones ---
+  var PANELS = {attack: ["attack", showAttack, "images"], evaluate: ["eval", showEvaluation, "images"],
+                defend: ["defend", showDefend, "steps"]};
+  var RERUNNABLE = ["interrupted", "failed", "cancelled"];
+
+  function describeJob(job) {
+    var r = job.request || {};
+    if (job.kind === "evaluate") {
+      var c = r.config || {};
+      return "evaluation of " + (c.attacks || []).map(function (a) { return a.plugin; }).join(", ") + " on " + c.model;
+    }
+    return job.kind + " " + r.plugin + " on " + r.model + (r.defense ? " behind " + r.defense.plugin : "");
+  }
+
+  function listJobs() {
+    return call("GET", "/jobs?limit=12").then(function (r) {
+      if (!r.ok) { return; }
+      var list = $("jobs-list"); list.textContent = "";
+      if (!r.doc.jobs.length) {
+        var none = document.createElement("li"); none.className = "muted"; none.textContent = "No jobs yet.";
+        list.appendChild(none);
+      }
+      r.doc.jobs.forEach(function (job) {
+        var li = document.createElement("li"), state = document.createElement("span"), what = document.createElement("span");
+        li.dataset.job = job.id; li.dataset.state = job.state;
+        state.className = "state " + job.state; state.textContent = job.state;
+        what.textContent = describeJob(job) + " · " + new Date(job.created * 1000).toLocaleTimeString();
+        li.appendChild(state); li.appendChild(what);
+        if (job.error) { what.title = job.error; }
+        if (RERUNNABLE.indexOf(job.state) >= 0 && PANELS[job.kind]) {
+          var btn = document.createElement("button");
+          btn.type = "button"; btn.className = "secondary small"; btn.textContent = "Re-run";
+          btn.setAttribute("aria-label", "Re-run " + job.state + " " + describeJob(job));
+          btn.addEventListener("click", function () { rerun(job, btn); });
+          li.appendChild(btn);
+        }
+        list.appendChild(li);
+      });
+    });
+  }
+
+  function rerun(job, btn) {
+    btn.disabled = true;
+    call("POST", job.url + "/rerun").then(function (r) {
+      if (!r.ok) {
+        btn.disabled = false;
+        btn.parentNode.appendChild(document.createTextNode(" " + (r.doc.detail || r.doc.title || "could not re-run")));
+        return;
+      }
+      var panel = PANELS[job.kind];
+      if (job.kind === "attack") { attackJobUrl = r.doc.url; $("attack-cancel").hidden = false; }
+      var run = $(panel[0] + "-run"); if (run) { run.disabled = true; }
+      watch(panel[0], r.doc.url, panel[1], panel[2]);
+      listJobs();
+    });
+  }
+  $("jobs-refresh").addEventListener("click", listJobs);
+  listJobs();
 })();

@@ -46,6 +46,13 @@ class MaxSoftmax(Detector):
         p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
         return 1.0 - p.max(axis=1)
 
+    # Nothing is learnt but the threshold, which the saved file's header holds.
+    def _state(self):
+        return {}
+
+    def _load_state(self, clf, state):
+        pass
+
 
 @hookimpl
 def egide_register_attacks(register):
