@@ -677,6 +677,13 @@ def _cmd_serve(args) -> int:
     from egide.web import create_app
 
     app = create_app(config)
+    # Load the preselected model and data now, in the background: the first job, from the page
+    # or a script, then does not wait for the phantom to be generated.
+    from egide.web.pages import default_pair
+
+    state = app.extensions["egide"]
+    model, data = default_pair(state.registry.plugins("model"), state.registry.plugins("dataset"))
+    state.resources.warm(model, data, "test")
     print(f"egide: serving on http://{host}:{port}/  (instance folder {app.instance_path})", flush=True)
     run_simple(host, port, app, threaded=True, use_reloader=False)
     return 0

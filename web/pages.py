@@ -43,9 +43,7 @@ def index():
     datasets = list(reg.plugins("dataset")) + [
         SimpleNamespace(name=d["name"], title=d["title"], splits=tuple(d.get("splits") or ()))
         for d in (uploads.datasets() if uploads else [])]
-    names = {c.name for c in models}
-    model_default = DEMO_MODEL if DEMO_MODEL in names else (models[0].name if models else None)
-    data_default = DEMO_DATA if DEMO_DATA in {c.name for c in datasets} else (datasets[0].name if datasets else None)
+    model_default, data_default = default_pair(models, datasets)
     st.resources.warm(model_default, data_default, "test")  # loaded while the user fills a form
     return render_template(
         "index.html",
@@ -67,3 +65,12 @@ def _quickest_attack(reg, attacks) -> str | None:
     """Preselect a single-step attack (it answers in a second), as declared by the plugin."""
     quick = [cls.name for cls in reg.plugins("attack") if getattr(cls, "single_step", False)]
     return quick[0] if quick else (attacks[0]["name"] if attacks else None)
+
+
+def default_pair(models, datasets) -> tuple[str | None, str | None]:
+    """The model and data set preselected on the page: the demo when installed, else the first."""
+    names = [c.name for c in models]
+    data_names = [c.name for c in datasets]
+    model = DEMO_MODEL if DEMO_MODEL in names else (names[0] if names else None)
+    data = DEMO_DATA if DEMO_DATA in data_names else (data_names[0] if data_names else None)
+    return model, data
