@@ -22,40 +22,25 @@ Prints a table with PASS/FAIL against the targets (median predict < 30 ms, FGSM 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
 import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from egide.core.server_process import running_server
+
 PREDICT_TARGET_MS = 30.0
 FGSM_TARGET_S = 2.0
 READY_TIMEOUT_S = 120.0
 JOB_TIMEOUT_S = 300.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def egide_command() -> list[str]:
-    script = Path(sys.executable).with_name("egide")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("egide")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "import sys; from egide.core.cli import main; sys.exit(main())"]
 
 
 class Client:
@@ -102,45 +87,6 @@ def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tu
                      f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
-def start_server(instance: Path, workers: int | None) -> tuple[subprocess.Popen, int, Path]:
-    port = free_port()
-    log_path = instance / "server.log"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    for key in ("EGIDE_TOKEN", "EGIDE_API_TOKEN"):
-        env.pop(key, None)
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            egide_command() + ["serve", "--port", str(port), "--instance", str(instance / "lab")]
-            + (["--workers", str(workers)] if workers else []),
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"egide serve exited with {proc.returncode}:\n{log_path.read_text()}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/v1/models")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return proc, port, log_path
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.terminate()
-            raise RuntimeError(f"egide serve did not answer within {READY_TIMEOUT_S:.0f} s")
-        time.sleep(0.2)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def submit(client: Client, body: dict) -> str:
@@ -197,9 +143,12 @@ def main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="egide-web-bench-"))
     t_start = time.perf_counter()
-    proc, port, log_path = start_server(tmp, args.workers)
+    stack = contextlib.ExitStack()
+    workers = ("--workers", str(args.workers)) if args.workers else ()
+    server = stack.enter_context(running_server(
+        tmp / "lab", args=workers, timeout=READY_TIMEOUT_S, log_path=tmp / "server.log"))
     startup = time.perf_counter() - t_start
-    client = Client(port)
+    client = Client(server.port)
     results: dict = {"server_start_s": round(startup, 2)}
     ok = True
     try:
@@ -249,7 +198,7 @@ def main(argv=None) -> int:
                                  "errors": errors}
     finally:
         client.close()
-        stop_server(proc)
+        stack.close()
 
     rows = [
         ("server start (ready to answer)", f"{startup:.1f} s", "", ""),

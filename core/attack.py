@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-import weakref
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -143,17 +142,6 @@ class Attack(Plugin):
                 f"({lo:g}..{hi:g}, largest possible L{self.norm} distance {limit:.4g}); "
                 "epsilons are in input units, e.g. 8/255 = 0.0314 for images in [0, 1]"
             )
-
-    # ---- compiled functions, cached per classifier --------------------------------------
-    def compiled(self, clf: Classifier, build: Callable[[], Callable], name: str = "attack"):
-        """Return build()'s function compiled once per classifier and name (no retrace per batch)."""
-        import tensorflow as tf
-
-        cache = self.__dict__.setdefault("_compiled_by_clf", weakref.WeakKeyDictionary())
-        functions = cache.setdefault(clf, {})
-        if name not in functions:
-            functions[name] = tf.function(build(), reduce_retracing=True)
-        return functions[name]
 
 
 def _finish_function(clf: Classifier):

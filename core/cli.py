@@ -46,14 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _not_a_retracing_warning(record) -> bool:
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
 def _quiet_retracing_warnings() -> None:
     """An evaluation compiles each attack once per budget and per defense view, on purpose;
-    TensorFlow's "triggered tf.function retracing" warning about it is noise to a CLI user."""
+    TensorFlow's "triggered tf.function retracing" warning about it is noise to a CLI user.
+    (addFilter ignores a filter already added, so repeated main() calls add it once.)"""
     import logging
 
-    logging.getLogger("tensorflow").addFilter(
-        lambda record: "triggered tf.function retracing" not in record.getMessage()
-    )
+    logging.getLogger("tensorflow").addFilter(_not_a_retracing_warning)
 
 
 def _parser() -> argparse.ArgumentParser:

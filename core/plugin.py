@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import re
 import textwrap
-from typing import Any, ClassVar
+import weakref
+from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -103,6 +104,23 @@ class Plugin:
             "version": self.version,
             "params": self.params.model_dump(mode="json"),
         }
+
+    # ---- compiled functions, cached per classifier --------------------------------------
+    def compiled(self, clf, build: Callable[[], Callable], name: str = "default", *,
+                 autograph: bool = True):
+        """build()'s function as a tf.function, compiled once per classifier and name (no
+        retrace per batch). Attacks, detectors and defenses all keep their graphs here."""
+        import tensorflow as tf
+
+        cache = self.__dict__.setdefault("_compiled_by_clf", weakref.WeakKeyDictionary())
+        functions = cache.setdefault(clf, {})
+        if name not in functions:
+            functions[name] = tf.function(build(), reduce_retracing=True, autograph=autograph)
+        return functions[name]
+
+    def forget_compiled(self) -> None:
+        """Drop every compiled function: after a (re)fit none may keep old weights or state."""
+        self.__dict__.pop("_compiled_by_clf", None)
 
     def __setattr__(self, key: str, value: Any) -> None:
         if key == "params" and "params" in self.__dict__:

@@ -10,35 +10,14 @@ tests/test_report_browser.py: skipped locally without them, an error in CI.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from browser import launch_chromium, needs_browser
+from egide.core.server_process import running_server
 
 pytestmark = needs_browser
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def egide_command() -> list[str]:
-    script = Path(sys.executable).with_name("egide")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("egide")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "import sys; from egide.core.cli import main; sys.exit(main())"]
 
 
 class Server(str):
@@ -52,40 +31,8 @@ class Server(str):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = free_port()
-    instance = tmp_path_factory.mktemp("web-instance")
-    log = open(instance / "server.log", "w")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("EGIDE_TOKEN", None)
-    env.pop("EGIDE_API_TOKEN", None)
-    proc = subprocess.Popen(
-        egide_command() + ["serve", "--port", str(port), "--instance", str(instance)],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"egide serve exited with {proc.returncode}: {(instance / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(base + "/api/v1/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("egide serve did not answer within 90 s")
-            time.sleep(0.3)
-        yield Server(base, instance)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+    with running_server(tmp_path_factory.mktemp("web-instance")) as running:
+        yield Server(running.url, running.instance)
 
 
 @pytest.fixture(scope="module")

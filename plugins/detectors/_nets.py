@@ -3,12 +3,12 @@
 MagNet's autoencoder and the learned detector both train a small network at fit time. They
 share this: a seeded Adam loop (numpy shuffling and explicit initialiser seeds, so a fit
 reproduces without touching Keras' global random state), saving the weights as plain arrays
-for `Detector.save`, and a per-classifier cache of compiled scoring functions.
+for `Detector.save`, and running a compiled function over a data set batch by batch (the
+functions themselves are compiled and cached per classifier by `Plugin.compiled`).
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import Callable
 
 import numpy as np
@@ -71,21 +71,6 @@ def load_weights(model, state: dict[str, np.ndarray], prefix: str) -> None:
 
         raise InputError(f"the saved {prefix} weights do not fit the network its params "
                          f"build ({exc}); the file is damaged or from another version") from None
-
-
-def compiled(owner, clf, build: Callable[[], Callable]):
-    """build()'s function as a tf.function, built once per classifier (no retrace per batch)."""
-    import tensorflow as tf
-
-    cache = owner.__dict__.setdefault("_compiled_by_clf", weakref.WeakKeyDictionary())
-    if clf not in cache:
-        cache[clf] = tf.function(build(), reduce_retracing=True, autograph=False)
-    return cache[clf]
-
-
-def forget_compiled(owner) -> None:
-    """Drop compiled functions after a (re)fit, so none keeps the old weights or references."""
-    owner.__dict__.pop("_compiled_by_clf", None)
 
 
 def run_batches(fn, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

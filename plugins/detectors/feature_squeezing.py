@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from egide.core import Detector, hookimpl
-from egide.core.classifier import batches
+from egide.plugins.detectors._nets import run_batches
 
 BATCH = 256
 
@@ -92,18 +92,12 @@ class FeatureSqueezing(Detector):
         pass  # nothing to learn: the base class sets the threshold from the clean scores
 
     def _score(self, clf, x):
+        return run_batches(self.compiled(clf, lambda: self._score_function(clf)), x, BATCH)
+
+    def _score_function(self, clf):
+        """Every squeezed copy runs in one model call."""
         import tensorflow as tf
 
-        fn = self._compiled(clf)
-        return np.concatenate([np.asarray(fn(tf.constant(b))) for b in batches(x, BATCH)])
-
-    def _compiled(self, clf):
-        """One tf.function per classifier; every squeezed copy runs in one model call."""
-        import tensorflow as tf
-
-        cached = self.__dict__.get("_fn")
-        if cached is not None and cached[0] is clf:
-            return cached[1]
         squeezers = self._squeezers(clf)
 
         def score(x):
@@ -113,9 +107,7 @@ class FeatureSqueezing(Detector):
             gaps = tf.reduce_sum(tf.abs(p[1:] - p[0]), axis=2)  # (squeezers, batch)
             return tf.reduce_max(gaps, axis=0)
 
-        fn = tf.function(score, reduce_retracing=True)
-        self.__dict__["_fn"] = (clf, fn)
-        return fn
+        return score
 
     # Nothing is learnt but the threshold, which the saved header already holds.
     def _state(self):

@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from egide.core import Detector, InputError, hookimpl
-from egide.core.classifier import batches
+from egide.plugins.detectors._nets import run_batches
 from egide.core.features import extract, feature_function, penultimate_layer
 
 BATCH = 64  # MC dropout multiplies the batch by mc_passes after the first dropout layer
@@ -79,7 +79,7 @@ class KernelDensity(Detector):
         self.masks, self.uncertainty_note = dropout_masks(clf, self.params.mc_passes,
                                                          self.params.seed)
         self.uses_uncertainty = self.masks is not None
-        self._fn = None
+        self.forget_compiled()
         raw = self._raw(clf, x_clean)
         self.z_mean = raw.mean(axis=0)
         sd = raw.std(axis=0)
@@ -91,17 +91,12 @@ class KernelDensity(Detector):
 
     def _raw(self, clf, x) -> np.ndarray:
         """(N, 1 or 2): -log KDE, and the MC-dropout uncertainty when used."""
+        fn = self.compiled(clf, lambda: self._score_function(clf))
+        return run_batches(fn, x, BATCH).astype(np.float64)
+
+    def _score_function(self, clf):
         import tensorflow as tf
 
-        fn = self._compiled(clf)
-        return np.concatenate(
-            [np.asarray(fn(tf.constant(b)), np.float64) for b in batches(x, BATCH)])
-
-    def _compiled(self, clf):
-        import tensorflow as tf
-
-        if self._fn is not None and self._fn[0] is clf:
-            return self._fn[1]
         features = feature_function(clf, [self.layer], pool=False)
         train = tf.constant(self.train_features, tf.float64)
         train_sq = tf.reduce_sum(train**2, axis=1)
@@ -126,11 +121,7 @@ class KernelDensity(Detector):
                 return neg_log_kde[:, None]
             return tf.stack([neg_log_kde, tf.cast(uncertainty(x), tf.float64)], axis=1)
 
-        fn = tf.function(score, reduce_retracing=True)
-        self._fn = (clf, fn)
-        return fn
-
-    _fn = None
+        return score
 
     # ---- saving ----------------------------------------------------------------------------
     def _state(self):
@@ -159,7 +150,7 @@ class KernelDensity(Detector):
         n_masks = sum(1 for k in state if k.startswith("mask_"))
         self.masks = [state[f"mask_{i}"] for i in range(n_masks)] or None
         self.uses_uncertainty = self.masks is not None
-        self._fn = None
+        self.forget_compiled()
 
 
 # ---- the bandwidth --------------------------------------------------------------------------

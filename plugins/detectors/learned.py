@@ -91,7 +91,7 @@ class Learned(Detector):
         import keras
 
         reader, shape = self._reader(clf)
-        read = _nets.compiled(self, clf, lambda: reader)
+        read = self.compiled(clf, lambda: reader, "features", autograph=False)
         clean, adv = _nets.run_batches(read, x_clean), _nets.run_batches(read, x_adv)
         axes = tuple(range(clean.ndim - 1))  # per channel (or per unit for a vector layer)
         self._mean = clean.mean(axis=axes).astype(np.float32)
@@ -105,11 +105,12 @@ class Learned(Detector):
                     lambda idx, rng: (inputs[idx], targets[idx]), len(inputs),
                     steps=steps, batch_size=self.params.batch_size,
                     learning_rate=self.params.learning_rate, seed=self.params.seed)
-        _nets.forget_compiled(self)
+        self.forget_compiled()
 
     # ---- scoring -----------------------------------------------------------------------
     def _score(self, clf, x):
-        return _nets.run_batches(_nets.compiled(self, clf, lambda: self._score_function(clf)), x)
+        score = self.compiled(clf, lambda: self._score_function(clf), autograph=False)
+        return _nets.run_batches(score, x)
 
     def _score_function(self, clf):
         reader, _ = self._reader(clf)
@@ -132,7 +133,7 @@ class Learned(Detector):
                              f"layer '{self._layer(clf)}' of this model has {shape[-1]}")
         self._net = self._build(shape)
         _nets.load_weights(self._net, state, "net")
-        _nets.forget_compiled(self)
+        self.forget_compiled()
 
 
 @hookimpl

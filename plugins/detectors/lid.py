@@ -78,7 +78,7 @@ class LID(Detector):
         self._intercept = float(regression.intercept_[0])
         # New inputs are scored against one stored clean batch of m - 1 images.
         self._reference = x_clean[order[: m - 1]]
-        _nets.forget_compiled(self)
+        self.forget_compiled()
 
     def _training_features(self, clf, x_clean, x_adv, order, m, rng):
         """LID features of the clean, adversarial (and noisy) images, minibatch by minibatch
@@ -178,7 +178,7 @@ class LID(Detector):
 
     # ---- scoring -----------------------------------------------------------------------
     def _score(self, clf, x):
-        fn = _nets.compiled(self, clf, lambda: self._score_function(clf))
+        fn = self.compiled(clf, lambda: self._score_function(clf), autograph=False)
         return _nets.run_batches(fn, x)
 
     def _score_function(self, clf):
@@ -221,7 +221,7 @@ class LID(Detector):
         if self._coef.shape != (expected,) or self._reference.shape[1:] != clf.input_shape:
             raise InputError("lid: the saved state does not match this model's layers or input; "
                              "fit the detector again")
-        _nets.forget_compiled(self)
+        self.forget_compiled()
 
 
 def _nearest(x, pool, chunk: int = 256) -> np.ndarray:

@@ -104,14 +104,14 @@ class MagNet(Detector):
         _nets.train(self._ae, keras.losses.MeanSquaredError(), batch, len(unit),
                     steps=self.params.steps, batch_size=self.params.batch_size,
                     learning_rate=self.params.learning_rate, seed=self.params.seed)
-        _nets.forget_compiled(self)
+        self.forget_compiled()
         # Each detector's clean fit scores, sorted: the reference for its tail probabilities.
         self._clean = np.sort(self._raw_scores(clf, x_clean), axis=0)
 
     # ---- scoring -----------------------------------------------------------------------
     def _raw_scores(self, clf, x) -> np.ndarray:
         """(N, 2): reconstruction error and divergence (0 when the divergence is off)."""
-        fn = _nets.compiled(self, clf, lambda: self._score_function(clf))
+        fn = self.compiled(clf, lambda: self._score_function(clf), autograph=False)
         return _nets.run_batches(fn, x).astype(np.float64)
 
     def _score(self, clf, x):
@@ -152,7 +152,7 @@ class MagNet(Detector):
         self._ae = self._build(clf.input_shape)
         _nets.load_weights(self._ae, state, "autoencoder")
         self._clean = state["clean_scores"]
-        _nets.forget_compiled(self)
+        self.forget_compiled()
 
 
 def _jensen_shannon(p, q):

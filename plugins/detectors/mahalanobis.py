@@ -42,7 +42,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from egide.core import Detector, InputError, hookimpl
-from egide.core.classifier import batches
+from egide.plugins.detectors._nets import run_batches
 from egide.core.features import extract, feature_function, feature_layers
 
 BATCH = 256
@@ -99,7 +99,7 @@ class Mahalanobis(Detector):
             covariance = centred.T @ centred / len(f)
             self.means.append(means.astype(np.float32))
             self.precisions.append(np.linalg.pinv(covariance, hermitian=True).astype(np.float32))
-        self._fn = None
+        self.forget_compiled()
         clean = self._layer_scores(clf, x_clean)
         self.z_mean = clean.mean(axis=0)
         sd = clean.std(axis=0)
@@ -125,17 +125,12 @@ class Mahalanobis(Detector):
 
     def _layer_scores(self, clf, x) -> np.ndarray:
         """(N, layers): squared Mahalanobis distance to the closest class, after pre-processing."""
+        fn = self.compiled(clf, lambda: self._score_function(clf))
+        return run_batches(fn, x, BATCH).astype(np.float64)
+
+    def _score_function(self, clf):
         import tensorflow as tf
 
-        fn = self._compiled(clf)
-        return np.concatenate(
-            [np.asarray(fn(tf.constant(b)), np.float64) for b in batches(x, BATCH)])
-
-    def _compiled(self, clf):
-        import tensorflow as tf
-
-        if self._fn is not None and self._fn[0] is clf:
-            return self._fn[1]
         eps = self.params.noise_magnitude
         gaussians = [(tf.constant(mu), tf.constant(prec))
                      for mu, prec in zip(self.means, self.precisions)]
@@ -165,11 +160,7 @@ class Mahalanobis(Detector):
                     out.append(closest(features(x - eps * tf.sign(grad))[0], mu, prec))
                 return tf.stack(out, axis=1)
 
-        fn = tf.function(score, reduce_retracing=True)
-        self._fn = (clf, fn)
-        return fn
-
-    _fn = None
+        return score
 
     # ---- saving ----------------------------------------------------------------------------
     def _state(self):
@@ -194,7 +185,7 @@ class Mahalanobis(Detector):
         self.precisions = [state[f"precision_{i}"] for i in range(len(self.layer_names))]
         self.lr_coef = state.get("lr_coef")
         self.lr_intercept = float(state["lr_intercept"]) if "lr_intercept" in state else None
-        self._fn = None
+        self.forget_compiled()
 
     def _layers_exist(self, clf):
         known = set(feature_layers(clf))

@@ -2,8 +2,11 @@
 
     from egide.testing import check_plugin
     check_plugin(MyAttack)
+    with running_server(tmp_dir) as server: ...   # a real `egide serve`, for browser tests
 """
 
 from egide.core.conformance import Check, ConformanceError, check_plugin, default_fixture, plugin_checks
+from egide.core.server_process import running_server
 
-__all__ = ["Check", "ConformanceError", "check_plugin", "default_fixture", "plugin_checks"]
+__all__ = ["Check", "ConformanceError", "check_plugin", "default_fixture", "plugin_checks",
+           "running_server"]
