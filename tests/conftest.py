@@ -64,3 +64,12 @@ def test_batch(bars, clf):
 @pytest.fixture(scope="session")
 def registry():
     return egide.registry()
+
+
+@pytest.fixture(scope="session")
+def test_adv(clf, test_batch, registry):
+    """The test images' PGD versions (eps 0.1) that fool the CNN: the detector tests' positives."""
+    x, y = test_batch
+    res = registry.create("attack", "pgd", eps=0.1).run(clf, x, y)
+    assert res.success.sum() >= 20  # enough positives for a meaningful AUC
+    return res.x_adv[res.success]

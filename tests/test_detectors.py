@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from scipy.ndimage import median_filter as scipy_median
-from sklearn.metrics import roc_auc_score
 
 import egide
 from egide.core import InputError, ParameterError, load_detector
 from egide.core.features import extract, feature_layers, penultimate_layer
 from egide.plugins.detectors.feature_squeezing import median_filter, reduce_bit_depth
+
+from detection import auc
 
 DETECTORS = ["feature-squeezing", "kernel-density", "mahalanobis"]
 
@@ -22,15 +23,6 @@ DETECTORS = ["feature-squeezing", "kernel-density", "mahalanobis"]
 def x_fit(bars):
     """600 clean training images of the bars task: what the detectors are fitted on."""
     return bars[0][:600]
-
-
-@pytest.fixture(scope="module")
-def test_adv(clf, test_batch, registry):
-    """The test images' PGD versions that fool the model."""
-    x, y = test_batch
-    res = registry.create("attack", "pgd", eps=0.1).run(clf, x, y)
-    assert res.success.sum() >= 20  # enough positives for a meaningful AUC
-    return res.x_adv[res.success]
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +36,6 @@ def other_clf(cnn_model):
     model = keras.models.clone_model(cnn_model)
     model.set_weights([w * 1.01 for w in cnn_model.get_weights()])
     return egide.Classifier.from_keras(model)
-
-
-def auc(clean_scores, adv_scores):
-    y = np.r_[np.zeros(len(clean_scores)), np.ones(len(adv_scores))]
-    return roc_auc_score(y, np.r_[clean_scores, adv_scores])
 
 
 # ---- behaviour every one of them promises ------------------------------------------------

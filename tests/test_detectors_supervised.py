@@ -3,9 +3,10 @@ the bars CNN, refuse to fit without adversarial examples, save and load exactly,
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
 
 from egide.core import InputError, ModelError, load_detector
+
+from detection import auc
 
 SUPERVISED = ["lid", "learned"]
 
@@ -19,23 +20,9 @@ def fit_data(bars, clf, registry):
 
 
 @pytest.fixture(scope="module")
-def test_adv(clf, test_batch, registry):
-    """The test images' PGD versions that fool the model."""
-    x, y = test_batch
-    res = registry.create("attack", "pgd", eps=0.1).run(clf, x, y)
-    assert res.success.sum() >= 20  # enough positives for a meaningful AUC
-    return res.x_adv[res.success]
-
-
-@pytest.fixture(scope="module")
 def fitted(clf, registry, fit_data):
     x, x_adv = fit_data
     return {name: registry.create("detector", name).fit(clf, x, x_adv) for name in SUPERVISED}
-
-
-def auc(clean_scores, adv_scores):
-    y = np.r_[np.zeros(len(clean_scores)), np.ones(len(adv_scores))]
-    return roc_auc_score(y, np.r_[clean_scores, adv_scores])
 
 
 @pytest.mark.parametrize("name", SUPERVISED)

@@ -3,19 +3,15 @@ keeps its false-positive rate, saves and loads exactly, and reproduces under its
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
 
 from egide.core import load_detector
+
+from detection import auc
 
 
 @pytest.fixture(scope="module")
 def magnet(bars, clf, registry):
     return registry.create("detector", "magnet").fit(clf, bars[0])
-
-
-def auc(clean_scores, other_scores):
-    y = np.r_[np.zeros(len(clean_scores)), np.ones(len(other_scores))]
-    return roc_auc_score(y, np.r_[clean_scores, other_scores])
 
 
 def test_it_separates_pgd_examples_from_clean_images(magnet, clf, test_batch, registry):

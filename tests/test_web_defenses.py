@@ -10,7 +10,6 @@ installed distribution's module is, so these tests do not depend on which defens
 from __future__ import annotations
 
 import io
-import time
 import types
 
 import numpy as np
@@ -19,6 +18,8 @@ from pydantic import BaseModel, Field
 
 from egide.core import Classifier, Defense, Detector, Preprocessor, PluginSource, Registry, hookimpl
 from egide.web import create_app
+
+from web_jobs import wait
 
 EPS = 4 / 255
 CALLS: dict[str, list] = {"trainer": [], "supervised": []}
@@ -131,16 +132,6 @@ def app(instance, registry):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def wait(client, url, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(url).get_json()
-        if job["state"] not in ("queued", "running"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {url} still {job['state']} after {timeout} s")
 
 
 def run(client, body) -> dict:

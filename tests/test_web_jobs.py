@@ -14,17 +14,9 @@ import pytest
 from egide.web import create_app
 from egide.web.jobs import JobRunner, JobStore
 
+from web_jobs import wait
+
 EPS = 0.0157
-
-
-def wait(client, url, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(url).get_json()
-        if job["state"] not in ("queued", "running"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {url} still {job['state']} after {timeout} s")
 
 
 @pytest.fixture(scope="module")
