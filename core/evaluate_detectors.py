@@ -129,11 +129,11 @@ def evaluate_detectors(specs, reg, clf, x, y, clean_ok, adversarials, attacks, f
                                        fit_clean_ok, supervised_cache, detection_eps, config, counter))
         else:
             reports.append(_unsupervised(cls, spec, reg, clf, x, positives, fit_x, detection_eps,
-                                         config, counter))
+                                         counter))
     return reports
 
 
-def _unsupervised(cls, spec, reg, clf, x, positives, fit_x, detection_eps, config, counter):
+def _unsupervised(cls, spec, reg, clf, x, positives, fit_x, detection_eps, counter):
     det = reg.create("detector", cls.name, **spec.params)
     counter.progress_label(f"fit {cls.name} on {len(fit_x)} clean images")
     started = time.perf_counter()
