@@ -35,7 +35,7 @@ import time
 import uuid
 from pathlib import Path
 
-from egide.core.server_process import running_server
+from egide.lab.server_process import running_server
 
 PREDICT_TARGET_MS = 30.0
 FGSM_TARGET_S = 2.0

@@ -1,10 +1,13 @@
-"""The Égide kernel: plugin contract, registry, classifier and data. No algorithm lives here."""
+"""The Égide kernel: the plugin contract, the registry, the classifier, typed results and the
+small toolkit plugin authors share. It imports nothing of Égide outside `egide.core`."""
+
+from importlib.metadata import PackageNotFoundError, version
 
 from .attack import Attack, Progress
 from .classifier import Classifier
+from .dataset import Dataset
 from .defense import Defense
 from .detector import Detector, load_detector
-from .guard import Guard, GuardedPrediction
 from .preprocess import PreprocessedClassifier, Preprocessor
 from .errors import (
     DataError,
@@ -23,18 +26,22 @@ from .results import AttackResult
 from .sources import DatasetSource, ModelSource
 from .trainer import Trainer, TrainerParams
 
+try:
+    __version__ = version("egide")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
 __all__ = [
     "KINDS",
     "Attack",
     "AttackResult",
     "Classifier",
     "DataError",
+    "Dataset",
     "DatasetSource",
     "Defense",
     "Detector",
     "EgideError",
-    "Guard",
-    "GuardedPrediction",
     "InputError",
     "ModelError",
     "ModelSource",

@@ -23,6 +23,9 @@ class DatasetSource(Plugin):
 
 class ModelSource(Plugin):
     kind = "model"
+    # The named data set the model was trained on (its classes, its held-out images): what the
+    # server preselects with it and fits detectors on. None when the model names none.
+    dataset: ClassVar[str | None] = None
 
     def load(self):
         """Return the model as an `egide.Classifier`."""

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .checkpoint import read_checkpoint, write_checkpoint
 from .classifier import Classifier
-from .data import Dataset
+from .dataset import Dataset
 from .defense import Defense
 from .errors import DataError, InputError, ModelError
 

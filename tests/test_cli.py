@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from egide.core.cli import main, parse_param
+from egide.lab.cli import main
+from egide.lab.services import parse_param
 from examples.bars import CLASSES
 from plugin_dists import write_plugin_dist
 

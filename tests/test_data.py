@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import egide
-from egide.core import data as data_module
+from egide.lab import data as data_module
 from egide.core.errors import DataError
 
 load = egide.datasets.load

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import egide
-from egide.core.cli import main
+from egide.lab.cli import main
 from egide.core.errors import ModelError
 from examples.bars import CLASSES
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import egide
-from egide.core.cli import main
-from egide.core.evaluate import AttackSpec, EvaluationConfig, eps_key, evaluate
+from egide.lab.cli import main
+from egide.lab.evaluation.pipeline import AttackSpec, EvaluationConfig, eps_key, evaluate
 
 FAST = [
     AttackSpec(plugin="fgsm"),
@@ -79,9 +79,9 @@ class _Quantise(keras.layers.Layer):
 
 
 def test_report_json_replays(report, tmp_path, monkeypatch):
-    import egide.core.report_files as files
+    import egide.lab.report.files as files
 
-    monkeypatch.setattr("egide.core.report_html.render_html", lambda r: "<html></html>", raising=False)
+    monkeypatch.setattr("egide.lab.report.html.render_html", lambda r: "<html></html>", raising=False)
     written = report.write(tmp_path)
     doc = json.loads(open(written["report.json"]).read())
     assert doc["config"]["eps"] == EPS and doc["config"]["attacks"][1]["params"] == {"steps": 10}

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import egide
 from egide.core import Defense, Detector, Preprocessor, hookimpl
-from egide.core.cli import main
+from egide.lab.cli import main
 from egide.core.errors import ParameterError
-from egide.core.evaluate import AttackSpec, DefenseSpec, DetectorSpec, EvaluationConfig, evaluate
+from egide.lab.evaluation.pipeline import AttackSpec, DefenseSpec, DetectorSpec, EvaluationConfig, evaluate
 from egide.core.registry import PluginSource, Registry
 
 EPS = [0.05, 0.1]

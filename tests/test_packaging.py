@@ -34,7 +34,7 @@ def test_wheel_declares_builtins_as_entry_points_and_the_cli(wheel):
     info = next(n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt"))
     text = wheel.read(info).decode()
     assert "[egide]" in text and "fgsm = egide.plugins.attacks.fgsm" in text
-    assert "egide = egide.core.cli:main" in text
+    assert "egide = egide.lab.cli:main" in text
 
 
 def test_every_builtin_plugin_module_has_an_entry_point():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from browser import launch_chromium, needs_browser
-from egide.core.report_files import write_report
+from egide.lab.report.files import write_report
 from test_report_html import make_report
 
 pytestmark = needs_browser

@@ -2,7 +2,7 @@
 strings escaped, no external reference, valid inline images and plots, and graceful output
 for thin reports (no gallery, one epsilon, no C&W, a class absent from the split).
 
-Reports are built directly from the dataclasses of `egide.core.evaluate` with small arrays, so
+Reports are built directly from the dataclasses of `egide.lab.evaluation.pipeline` with small arrays, so
 these tests run no attack; one tiny end-to-end test runs the real pipeline on the bars task.
 """
 
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from egide.core.evaluate import AttackRun, GalleryItem, Report, SanityCheck, eps_key
-from egide.core.report_html import render_html
+from egide.lab.evaluation.pipeline import AttackRun, GalleryItem, Report, SanityCheck, eps_key
+from egide.lab.report.html import render_html
 
 MRI_CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
 MRI_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
@@ -409,8 +409,8 @@ def test_rendering_is_deterministic_but_for_the_date():
 
 # ---- the real pipeline, once ----------------------------------------------------------------
 def test_end_to_end_on_the_bars_task(cnn_model, bars, tmp_path):
-    from egide.core.evaluate import EvaluationConfig, evaluate
-    from egide.core.report_files import write_report
+    from egide.lab.evaluation.pipeline import EvaluationConfig, evaluate
+    from egide.lab.report.files import write_report
 
     _, _, x_test, y_test = bars
     cnn_model.save(tmp_path / "m.keras")

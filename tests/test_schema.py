@@ -5,7 +5,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from egide.core.schema import SchemaRenderError, form_fields
+from egide.lab.schema import SchemaRenderError, form_fields
 
 
 class Params(BaseModel, extra="forbid"):

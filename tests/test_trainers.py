@@ -7,7 +7,7 @@ import pytest
 import egide
 from egide.core import DataError, InputError
 from egide.core.checkpoint import read_checkpoint
-from egide.core.cli import main
+from egide.lab.cli import main
 from examples.bars import CLASSES
 
 TRAINERS = ["adversarial-training", "fast-adversarial-training", "trades"]

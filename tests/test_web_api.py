@@ -145,7 +145,7 @@ def test_token_required_when_set(tmp_path, registry):
 
 
 def test_serve_refuses_a_public_address_without_a_token(capsys, monkeypatch):
-    from egide.core.cli import main
+    from egide.lab.cli import main
 
     monkeypatch.delenv("EGIDE_TOKEN", raising=False)
     assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from browser import launch_chromium, needs_browser
-from egide.core.server_process import running_server
+from egide.lab.server_process import running_server
 
 pytestmark = needs_browser
 

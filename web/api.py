@@ -14,6 +14,8 @@ from egide.core.classifier import softmax
 from egide.core.errors import EgideError, ParameterError, PluginNotFoundError
 from egide.core.plugin import KINDS
 
+from egide.lab.services import is_loopback
+
 from .jobs import QueueFull
 from .problems import Problem, field_error, from_parameter_error, from_pydantic, validation_problem
 from .schemas import AttackJob, DefendJob, EvaluateJob
@@ -28,17 +30,6 @@ def state():
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _is_loopback(addr: str | None) -> bool:
-    import ipaddress
-
-    if not addr:
-        return False
-    try:
-        return ipaddress.ip_address(addr.split("%")[0]).is_loopback
-    except ValueError:
-        return addr == "localhost"
-
-
 PUBLIC = frozenset({"api.openapi", "api.docs"})  # the API's description holds no data
 
 
@@ -49,7 +40,7 @@ def _check_token():
     token = current_app.config.get("EGIDE_TOKEN") or current_app.config.get("EGIDE_API_TOKEN")
     if not token:
         # No token configured: only a caller on this machine may change state.
-        if request.method in STATE_CHANGING and not _is_loopback(request.remote_addr):
+        if request.method in STATE_CHANGING and not is_loopback(request.remote_addr):
             raise Problem(
                 403, "Forbidden",
                 "this server has no token set, so it accepts POST and DELETE only from loopback; "
@@ -288,7 +279,7 @@ def predict():
     probs = softmax(logits)
     guarded, info = None, None
     if detector:
-        from egide.core.guard import Guard
+        from egide.lab.guard import Guard
 
         try:
             det = st.resources.detector(model, detector, detector_params)  # fitted on first use
@@ -479,7 +470,7 @@ def _check_defend(job: DefendJob) -> dict:
 
 
 def _check_evaluation(job: EvaluateJob) -> dict:
-    from egide.core.evaluate import _check_attack as check_spec
+    from egide.lab.evaluation.pipeline import _check_attack as check_spec
 
     st = state()
     cfg = job.config

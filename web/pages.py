@@ -6,11 +6,10 @@ from types import SimpleNamespace
 
 from flask import Blueprint, current_app, render_template
 
-from egide.core.schema import SchemaRenderError, form_fields
+from egide.lab.schema import SchemaRenderError, form_fields
+from egide.lab.services import default_pair
 
 pages = Blueprint("pages", __name__, template_folder="templates")
-
-DEMO_MODEL, DEMO_DATA = "brain-tumor-cnn", "brain-tumor-phantom"
 
 
 def _entry(cls) -> dict:
@@ -65,12 +64,3 @@ def _quickest_attack(reg, attacks) -> str | None:
     """Preselect a single-step attack (it answers in a second), as declared by the plugin."""
     quick = [cls.name for cls in reg.plugins("attack") if getattr(cls, "single_step", False)]
     return quick[0] if quick else (attacks[0]["name"] if attacks else None)
-
-
-def default_pair(models, datasets) -> tuple[str | None, str | None]:
-    """The model and data set preselected on the page: the demo when installed, else the first."""
-    names = [c.name for c in models]
-    data_names = [c.name for c in datasets]
-    model = DEMO_MODEL if DEMO_MODEL in names else (names[0] if names else None)
-    data = DEMO_DATA if DEMO_DATA in data_names else (data_names[0] if data_names else None)
-    return model, data

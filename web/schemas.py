@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from egide.core.evaluate import EvaluationConfig
+from egide.lab.evaluation.pipeline import EvaluationConfig
 
 MAX_IMAGES = 2048  # images one job may attack (EGIDE_MAX_IMAGES)
 

@@ -134,7 +134,7 @@ class Uploads:
     # ---- data sets ----------------------------------------------------------------------------
     def add_dataset(self, upload, max_bytes: int, max_files: int, max_total: int, max_pixels: int,
                     max_total_pixels: int = 250_000_000) -> dict:
-        from egide.core.data import load
+        from egide.lab.data import load
 
         filename = _clean_filename(upload.filename)
         suffix = PurePosixPath(filename.lower()).suffix

@@ -21,7 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from egide.core.report_files import json_safe
+from egide.lab import services
+from egide.lab.report.files import json_safe
 
 log = logging.getLogger("egide.web")
 
@@ -98,7 +99,7 @@ class Resources:
 
     def training_data(self, name: str) -> str | None:
         """The named data set a model was trained on: an upload's `data` (models made by a defend
-        job), a plugin's `recipe["data"]`, or the demo pairing; None when unknown."""
+        job) or what a model plugin declares (`dataset`); None when unknown."""
         meta = self.uploads.model(name) if self.uploads else None
         if meta is not None:
             data = meta.get("data")
@@ -107,13 +108,12 @@ class Resources:
                 cls = self.registry.get("model", name)
             except Exception:
                 cls = None
-            recipe = getattr(cls, "recipe", None) or {}
-            data = recipe.get("data") or ("brain-tumor-phantom" if name == "brain-tumor-cnn" else None)
+            data = getattr(cls, "dataset", None)
         return data if data and data in self.dataset_names() else None
 
     def class_names(self, name: str, num_classes: int) -> list[str]:
         """The model's class names: its plugin's `class_names`, else those of the data set it was
-        trained on (its `recipe["data"]`, or the demo pairing), else "0", "1", ..."""
+        trained on (as the model declares it), else "0", "1", ..."""
         meta = self.uploads.model(name) if self.uploads else None
         if meta is not None:
             names = list(meta.get("class_names") or ())
@@ -139,7 +139,7 @@ class Resources:
         def load():
             meta = self.uploads.dataset(name) if self.uploads else None
             if meta is not None:
-                from egide.core.data import load as load_file
+                from egide.lab.data import load as load_file
 
                 # One set of images (no splits): the job's split (default 'test') is moot.
                 return load_file(self.uploads.dataset_path(meta), split=split if meta.get("splits") else None)
@@ -274,10 +274,7 @@ def run_job(resources: Resources, job_dir: Path, job: dict, progress: Callable):
 
 
 def _attack(res: Resources, out: Path, req: dict, progress):
-    import dataclasses
-
     from egide.core.classifier import softmax
-    from egide.core.errors import InputError
 
     clf = res.classifier(req["model"])
     data = res.dataset(req["data"], req.get("split"))
@@ -285,18 +282,7 @@ def _attack(res: Resources, out: Path, req: dict, progress):
         data = data.take(req["limit"])
     data = data.for_classifier(clf)
     attack = res.attack(req["plugin"], req.get("params", {}))
-    target = None
-    if attack.targeted:
-        k = len(data.class_names)
-        spec = req.get("target")
-        if spec in (None, "next"):
-            target = (data.y + 1) % k
-        elif isinstance(spec, int) and 0 <= spec < k:
-            target = np.full(len(data.y), spec, np.int64)
-        elif isinstance(spec, str) and spec in data.class_names:
-            target = np.full(len(data.y), data.class_names.index(spec), np.int64)
-        else:
-            raise InputError(f"target {spec!r} is not a class index or name of {', '.join(data.class_names)}")
+    target = services.targets(req.get("target"), data.y, data.class_names, attack.targeted)
     seed, batch_size = req.get("seed", 0), req.get("batch_size", 128)
     defense = req.get("defense")
     measured = attacked = clf
@@ -304,17 +290,8 @@ def _attack(res: Resources, out: Path, req: dict, progress):
         measured = res.defended(req["model"], defense["plugin"], defense.get("params", {}))
         attacked = res.defended(req["model"], defense["plugin"], defense.get("params", {}),
                                 adaptive=defense.get("adaptive", True))
-        attacked.reseed(seed)  # a randomized defense draws the same noise for the same request
-    result = attack.run(attacked, data.x, data.y, target=target, batch_size=batch_size, seed=seed,
-                        progress=progress)
-    if measured is not attacked:
-        # Robust accuracy is what the real defended classifier answers; the adaptive view (BPDA's
-        # stand-in, EOT's average) is only how the attacker sees it.
-        measured.reseed(seed)
-        y_pred = measured.predict(data.x, batch_size=batch_size)
-        y_pred_adv = measured.predict(result.x_adv, batch_size=batch_size)
-        success = y_pred_adv == target if target is not None else y_pred_adv != data.y
-        result = dataclasses.replace(result, y_pred=y_pred, y_pred_adv=y_pred_adv, success=success)
+    result = services.attack_on(attack, measured, attacked, data.x, data.y, target=target,
+                                batch_size=batch_size, seed=seed, progress=progress)
     result.save(out / "adversarial.npz")
     names = list(data.class_names)
     summary = result.summary()
@@ -365,7 +342,7 @@ def _amplified(delta: np.ndarray) -> np.ndarray:
 
 
 def _evaluate(res: Resources, out: Path, req: dict, progress):
-    from egide.core.evaluate import EvaluationConfig, evaluate
+    from egide.lab.evaluation.pipeline import EvaluationConfig, evaluate
 
     config = EvaluationConfig(**req["config"])
     clf = res.classifier(config.model)
@@ -467,7 +444,7 @@ def _defend(res: Resources, out: Path, job: dict, progress):
     """Train a defended model with a trainer plugin; save it as model.keras and register it as an
     uploaded model, so it can be picked, attacked and evaluated afterwards."""
     from egide.core.errors import InputError
-    from egide.core.train import save_model
+    from egide.lab.training import save_model
 
     req = job["request"]
     clf = res.classifier(req["model"])

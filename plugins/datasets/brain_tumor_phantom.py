@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from egide.core import DatasetSource, hookimpl
-from egide.core.data import Dataset
+from egide.core.dataset import Dataset
 from egide.core.errors import DataError
 
 CLASS_NAMES = ("glioma", "meningioma", "notumor", "pituitary")

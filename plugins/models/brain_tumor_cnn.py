@@ -44,6 +44,7 @@ class BrainTumorCNN(ModelSource):
 
     name = "brain-tumor-cnn"
     title = "Brain-tumour MRI CNN (demo)"
+    dataset = "brain-tumor-phantom"
     build = staticmethod(build)
     recipe = RECIPE
 

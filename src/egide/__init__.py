@@ -7,8 +7,6 @@
     res = atk.run(clf, x, y)
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from egide import datasets
 from egide.core import (
     Attack,
@@ -17,19 +15,16 @@ from egide.core import (
     Defense,
     Detector,
     EgideError,
-    Guard,
     Plugin,
     Registry,
     hookimpl,
+    __version__,
     load_detector,
     registry,
 )
-from egide.core.data import Dataset
+from egide.lab.guard import Guard
+from egide.core.dataset import Dataset
 
-try:
-    __version__ = version("egide")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "Attack",

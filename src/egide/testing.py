@@ -5,8 +5,8 @@
     with running_server(tmp_dir) as server: ...   # a real `egide serve`, for browser tests
 """
 
-from egide.core.conformance import Check, ConformanceError, check_plugin, default_fixture, plugin_checks
-from egide.core.server_process import running_server
+from egide.lab.conformance import Check, ConformanceError, check_plugin, default_fixture, plugin_checks
+from egide.lab.server_process import running_server
 
 __all__ = ["Check", "ConformanceError", "check_plugin", "default_fixture", "plugin_checks",
            "running_server"]

@@ -19,11 +19,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .errors import EgideError, InputError
+from egide.core.classifier import Classifier
+from egide.core.errors import DataError, EgideError, InputError
+from egide.core.preprocess import Preprocessor
+from egide.core.registry import registry
+from egide.lab import services
+from egide.lab.data import load as load_data
+from egide.lab.services import parse_clip, parse_number, parse_param
 
 EXIT_USER_ERROR = 2
 
@@ -60,7 +66,7 @@ def _quiet_retracing_warnings() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from egide import __version__
+    from egide.core import __version__
 
     parser = argparse.ArgumentParser(
         prog="egide", description="Attack, defend and guard image classifiers."
@@ -173,7 +179,6 @@ def _parser() -> argparse.ArgumentParser:
 
 # ---- egide plugins --------------------------------------------------------------------
 def _cmd_plugins(args) -> int:
-    from .registry import registry
 
     reg = registry()
     if args.json:
@@ -198,71 +203,20 @@ def _cmd_plugins(args) -> int:
 
 
 # ---- egide attack ---------------------------------------------------------------------
-def parse_param(text: str) -> tuple[str, Any]:
-    """'eps=8/255' -> ('eps', 0.0313...); values are JSON, a fraction, or plain text."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise InputError(f"--param expects KEY=VALUE, got {text!r}")
-    raw = raw.strip()
-    try:
-        value: Any = json.loads(raw.lower() if raw.lower() in ("true", "false", "null") else raw)
-    except json.JSONDecodeError:
-        num, slash, den = raw.partition("/")
-        try:
-            value = float(num) / float(den) if slash else raw
-        except (ValueError, ZeroDivisionError):
-            value = raw
-    return key.strip(), value
-
-
-def _parse_clip(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"--clip expects LOW,HIGH such as 0,1 or 0,255; got {text!r}") from None
-    return lo, hi
-
-
-def _targets(spec: str | None, y, class_names, num_classes):
-    if spec is None:
-        return None
-    if spec == "next":
-        return (y + 1) % num_classes
-    if spec in class_names:
-        return np.full_like(y, list(class_names).index(spec))
-    try:
-        index = int(spec)
-    except ValueError:
-        raise InputError(
-            f"--target {spec!r} is neither a class index, a class name ({', '.join(class_names)}) "
-            "nor 'next'"
-        ) from None
-    return np.full_like(y, index)
-
-
 def _cmd_attack(args) -> int:
-    from egide.core.data import load as load_data
-
-    from .classifier import Classifier
-    from .registry import registry
-
     params = dict(parse_param(p) for p in args.param)
     attack = registry().create("attack", args.attack, **params)  # fail fast on bad params
     defense = _attack_defense(args)
-    clf = Classifier.load(args.model, clip=_parse_clip(args.clip))
+    clf = Classifier.load(args.model, clip=parse_clip(args.clip))
     if defense is not None:
         clf = defense.apply(clf, seed=args.seed)
     attacked = clf.adaptive() if args.adaptive else clf
     data = load_data(args.data, split=args.split, limit=args.limit).for_classifier(clf)
-    target = _targets(args.target, data.y, data.class_names, clf.num_classes)
+    target = services.targets(args.target, data.y, data.class_names, attack.targeted)
 
     with _progress_bar(len(data), f"{attack.name}", disabled=args.no_progress) as progress:
-        result = attack.run(
-            attacked, data.x, data.y, target=target, batch_size=args.batch_size, seed=args.seed,
-            progress=progress,
-        )
-    if attacked is not clf:
-        result = _measured_on(clf, result, data.x, args.batch_size)
+        result = services.attack_on(attack, clf, attacked, data.x, data.y, target=target,
+                                    batch_size=args.batch_size, seed=args.seed, progress=progress)
     out = result.save(args.out)
     summary = {
         **result.summary(),
@@ -282,34 +236,13 @@ def _cmd_attack(args) -> int:
 
 def _attack_defense(args):
     """The preprocessor named by --defense (validated before any model loads), or None."""
-    from .preprocess import Preprocessor
-    from .registry import registry
-
     if args.defense is None:
         if args.defense_param or args.adaptive:
             flag = "--defense-param" if args.defense_param else "--adaptive"
             raise InputError(f"{flag} needs --defense NAME: the preprocessing defense to attack")
         return None
     params = dict(parse_param(p) for p in args.defense_param)
-    defense = registry().create("defense", args.defense, **params)
-    if not isinstance(defense, Preprocessor):
-        raise InputError(
-            f"--defense {args.defense} trains a new model rather than preprocessing inputs: run "
-            f"`egide defend --defense {args.defense} ...` first, then attack its output with --model"
-        )
-    return defense
-
-
-def _measured_on(defended, result, x, batch_size: int):
-    """The adaptive view was attacked; predictions (and so success and accuracy) must be the
-    real defended classifier's, never the attacker's surrogate."""
-    import dataclasses
-
-    y_pred = defended.predict(x, batch_size)
-    y_pred_adv = defended.predict(result.x_adv, batch_size)
-    target = result.target
-    success = y_pred_adv == target if target is not None else y_pred_adv != result.y
-    return dataclasses.replace(result, y_pred=y_pred, y_pred_adv=y_pred_adv, success=success)
+    return services.preprocessing_defense(registry(), args.defense, params)
 
 
 def _print_summary(s: dict, out: Path, summary_path: Path) -> None:
@@ -328,19 +261,11 @@ def _print_summary(s: dict, out: Path, summary_path: Path) -> None:
 
 
 # ---- egide evaluate -------------------------------------------------------------------
-def _number(text: str) -> float:
-    num, slash, den = text.strip().partition("/")
-    try:
-        return float(num) / float(den) if slash else float(num)
-    except (ValueError, ZeroDivisionError):
-        raise InputError(f"not a number: {text!r} (write 0.0157 or 4/255)") from None
-
-
 def evaluation_config(args):
     """The evaluation settings: the --config file if given, then each flag given on top."""
     from pydantic import ValidationError
 
-    from .evaluate import AttackSpec, EvaluationConfig
+    from egide.lab.evaluation.pipeline import AttackSpec, EvaluationConfig
 
     settings: dict = {}
     if args.config:
@@ -360,7 +285,7 @@ def evaluation_config(args):
     if settings.get("split") == "all":
         settings["split"] = None
     if args.eps is not None:
-        settings["eps"] = [_number(v) for v in args.eps.split(",") if v.strip()]
+        settings["eps"] = [parse_number(v) for v in args.eps.split(",") if v.strip()]
     if args.eot_samples is not None:
         settings["eot_samples"] = args.eot_samples
     for key in ("defenses", "detectors"):
@@ -387,7 +312,7 @@ def evaluation_config(args):
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluate import eps_key, evaluate
+    from egide.lab.evaluation.pipeline import eps_key, evaluate
 
     config = evaluation_config(args)
     with _progress_bar(0, "evaluate", disabled=args.no_progress) as progress:
@@ -426,8 +351,6 @@ def _cmd_evaluate(args) -> int:
 
 def _all_of(key: str) -> list[str]:
     """Every installed preprocessing defense, or every detector: what `--defenses all` means."""
-    from .preprocess import Preprocessor
-    from .registry import registry
 
     reg = registry()
     if key == "defenses":
@@ -461,7 +384,7 @@ def _print_defenses(report, eps_list: list[str]) -> None:
 def _print_detectors(report) -> None:
     if not report.detectors:
         return
-    from .evaluate import eps_key
+    from egide.lab.evaluation.pipeline import eps_key
 
     det_eps = report.detectors[0].detection_eps
     print(f"detectors, ROC AUC at eps {eps_key(det_eps)} (C&W unbounded)")
@@ -476,11 +399,8 @@ def _print_detectors(report) -> None:
 
 # ---- egide train ----------------------------------------------------------------------
 def _cmd_train(args) -> int:
-    from egide.core.data import load as load_data
 
-    from .errors import DataError
-    from .registry import registry
-    from .train import save_model, train_classifier
+    from egide.lab.training import save_model, train_classifier
 
     source = registry().get("model", args.architecture)
     if not callable(getattr(source, "build", None)):
@@ -523,8 +443,7 @@ def _cmd_train(args) -> int:
     except DataError:
         test = None
     if test is not None:
-        from .classifier import Classifier
-
+    
         clf = Classifier.from_keras(result.model)
         accuracy = float((clf.predict(test.x) == test.y).mean())
         print(f"test accuracy {accuracy:.2%} on {len(test)} images")
@@ -536,12 +455,8 @@ def _cmd_train(args) -> int:
 def _cmd_defend(args) -> int:
     import time
 
-    from egide.core.data import load as load_data
 
-    from .classifier import Classifier
-    from .errors import DataError
-    from .registry import registry
-    from .train import save_model
+    from egide.lab.training import save_model
 
     params = dict(parse_param(p) for p in args.param)
     defense = registry().create("defense", args.defense, **params)  # fail fast on bad params
@@ -556,7 +471,7 @@ def _cmd_defend(args) -> int:
         raise InputError(f"--out {out}: save the defended model as .keras (or .h5)")
     if args.seed < 0:
         raise InputError(f"--seed must be a non-negative integer, got {args.seed}")
-    clf = Classifier.load(args.model, clip=_parse_clip(args.clip))
+    clf = Classifier.load(args.model, clip=parse_clip(args.clip))
     train = load_data(args.data, split="train")
     try:
         val = load_data(args.data, split="val")
@@ -646,47 +561,20 @@ class _progress_bar:
         self.bar.close()
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # ---- egide serve ----------------------------------------------------------------------
 def _cmd_serve(args) -> int:
-    import ipaddress
+    # The one place the lab reaches a front end: the command line starts the web one.
+    from egide.web.serve import serve
 
     host = args.host or os.environ.get("EGIDE_HOST") or "127.0.0.1"
     port = args.port if args.port is not None else int(os.environ.get("EGIDE_PORT") or 5000)
     token = args.token or os.environ.get("EGIDE_API_TOKEN") or os.environ.get("EGIDE_TOKEN") or None
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback and not token:
-        raise InputError(
-            f"refusing to bind {host} without a token: anyone who can reach it could run jobs; "
-            "set --token (or EGIDE_API_TOKEN), or bind 127.0.0.1"
-        )
-    config: dict[str, Any] = {}
-    if args.instance:
-        config["EGIDE_INSTANCE_PATH"] = args.instance
-    if token:
-        config["EGIDE_API_TOKEN"] = token
-    if args.workers is not None:
-        if args.workers < 1:
-            raise InputError("--workers must be at least 1")
-        config["EGIDE_WORKERS"] = args.workers
-    from werkzeug.serving import run_simple
-
-    from egide.web import create_app
-
-    app = create_app(config)
-    # Load the preselected model and data now, in the background: the first job, from the page
-    # or a script, then does not wait for the phantom to be generated.
-    from egide.web.pages import default_pair
-
-    state = app.extensions["egide"]
-    model, data = default_pair(state.registry.plugins("model"), state.registry.plugins("dataset"))
-    state.resources.warm(model, data, "test")
-    print(f"egide: serving on http://{host}:{port}/  (instance folder {app.instance_path})", flush=True)
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    services.check_exposure(host, token)
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers must be at least 1")
+    serve(host, port, instance=args.instance, token=token, workers=args.workers)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

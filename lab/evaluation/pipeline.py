@@ -22,10 +22,10 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .classifier import Classifier, softmax
-from .results import AttackResult
-from .errors import ParameterError
-from .registry import Registry, registry as default_registry
+from egide.core.classifier import Classifier, softmax
+from egide.core.results import AttackResult
+from egide.core.errors import ParameterError
+from egide.core.registry import Registry, registry as default_registry
 
 # (done, total, label): images processed over the whole evaluation, and what runs now.
 EvaluationProgress = Callable[[int, int, str], None]
@@ -248,7 +248,7 @@ class Report:
 
     def write(self, out_dir) -> dict[str, str]:
         """Write report.json and report.html; each file appears whole or not at all."""
-        from .report_files import write_report
+        from egide.lab.report.files import write_report
 
         return write_report(self, out_dir)
 
@@ -274,10 +274,10 @@ def evaluate(
     `classifier`, `dataset` and `detector_dataset` (the split detectors are fitted on) replace
     loading them from `config` when the caller already holds them (a server, a notebook, a test).
     """
-    from .evaluate_defenses import defense_classifier, evaluate_defense
-    from .evaluate_detectors import check_detector, evaluate_detectors, fit_images
+    from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
+    from egide.lab.evaluation.detectors import check_detector, evaluate_detectors, fit_images
 
-    from .data import load as load_data
+    from egide.lab.data import load as load_data
 
     started = time.perf_counter()
     if isinstance(config, dict):
@@ -358,7 +358,7 @@ def evaluate(
     import keras
     import tensorflow as tf
 
-    from egide import __version__
+    from egide.core import __version__
 
     return Report(
         config=config.model_dump(mode="json"),

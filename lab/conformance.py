@@ -21,15 +21,15 @@ from typing import Callable
 
 import numpy as np
 
-from .attack import Attack
-from .classifier import Classifier
-from .defense import Defense
-from .detector import Detector
-from .errors import EgideError, ParameterError
-from .plugin import Plugin
-from .preprocess import Preprocessor
-from .schema import form_fields
-from .sources import DatasetSource, ModelSource
+from egide.core.attack import Attack
+from egide.core.classifier import Classifier
+from egide.core.defense import Defense
+from egide.core.detector import Detector
+from egide.core.errors import EgideError, ParameterError
+from egide.core.plugin import Plugin
+from egide.core.preprocess import Preprocessor
+from egide.lab.schema import form_fields
+from egide.core.sources import DatasetSource, ModelSource
 
 BUDGET_TOLERANCE = 1e-5
 
@@ -295,7 +295,7 @@ def _check_detector_save_load(cls, clf, x, y) -> None:
     import tempfile
     from pathlib import Path
 
-    from .detector import load_detector
+    from egide.core.detector import load_detector
 
     det = _fitted_detector(cls, clf, x)
     with tempfile.TemporaryDirectory() as tmp:
@@ -329,7 +329,7 @@ def _check_detector_fpr(cls) -> None:
 
 
 def _check_dataset(cls) -> None:
-    from .data import Dataset
+    from egide.core.dataset import Dataset
 
     for split in cls.splits:
         ds = cls().load(split=split)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classifier import Classifier, softmax
-from .detector import Detector
-from .errors import InputError
+from egide.core.classifier import Classifier, softmax
+from egide.core.detector import Detector
+from egide.core.errors import InputError
 
 
 @dataclass

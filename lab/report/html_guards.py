@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from .evaluate import eps_key
-from .report_html import (
+from egide.lab.evaluation.pipeline import eps_key
+from egide.lab.report.html import (
     MARKERS,
     PALETTE,
     _acc_cell,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def write_report(report, out_dir) -> dict[str, str]:
-    from .report_html import render_html
+    from egide.lab.report.html import render_html
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

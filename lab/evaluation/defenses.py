@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ParameterError
-from .preprocess import PreprocessedClassifier, Preprocessor
+from egide.core.errors import ParameterError
+from egide.core.preprocess import PreprocessedClassifier, Preprocessor
 
 MASKING_GAP = 0.10  # non-adaptive above adaptive by more than this: the defense masks gradients
 
@@ -84,7 +84,7 @@ def defense_classifier(reg, spec, clf) -> PreprocessedClassifier:
 def evaluate_defense(defended: PreprocessedClassifier, plan, x, y, names, config,
                      counter) -> DefenseReport:
     """Clean accuracy of the defended classifier, then each planned attack both ways."""
-    from .evaluate import eps_key, run_attack  # the pipeline's own runner (imports this module)
+    from egide.lab.evaluation.pipeline import eps_key, run_attack  # the pipeline's own runner (imports this module)
 
     defense = defended.defense
     defended.reseed(config.seed)

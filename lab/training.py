@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from .data import Dataset
-from .errors import DataError, InputError
+from egide.core.dataset import Dataset
+from egide.core.errors import DataError, InputError
 
 # Called after every epoch with (epoch, epochs, metrics): loss, accuracy, val_loss, val_accuracy.
 EpochProgress = Callable[[int, int, dict], None]

@@ -44,7 +44,7 @@ def egide_command() -> list[str]:
     found = shutil.which("egide")
     if found:
         return [found]
-    return [sys.executable, "-c", "import sys; from egide.core.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from egide.lab.cli import main; sys.exit(main())"]
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DataError, InputError
+from egide.core.errors import DataError, InputError
 
 ROC_POINTS = 120  # points kept per ROC curve in the report
 TARGET_FPR = 0.05  # the operating point the tables quote
@@ -95,7 +95,7 @@ def check_detector(reg, spec):
 
 def fit_images(config, clf, dataset=None):
     """The clean images detectors are fitted on: a seeded sample of the fit split."""
-    from .data import load as load_data
+    from egide.lab.data import load as load_data
 
     if dataset is None:
         try:

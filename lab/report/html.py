@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .evaluate import eps_key
+from egide.lab.evaluation.pipeline import eps_key
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies, and in print.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#8C6D1F", "#7F7F7F")
@@ -39,8 +39,8 @@ LINF_TOLERANCE = 1e-5  # float32 rounding, relative; a larger max L-inf breaks t
 
 
 def render_html(report) -> str:
-    """The whole page for `report` (an `egide.core.evaluate.Report`)."""
-    from .report_html_guards import defenses_section, detectors_section
+    """The whole page for `report` (an `egide.lab.evaluation.pipeline.Report`)."""
+    from egide.lab.report.html_guards import defenses_section, detectors_section
 
     sections = [
         _header(report),

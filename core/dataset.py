@@ -1,0 +1,242 @@
+"""`Dataset(x, y, class_names)`: the images and labels every attack, defense and detector reads.
+
+Whatever the source stored (uint8 or 16-bit pixels, one-hot labels, grayscale or RGB), a Dataset
+holds float32 NHWC images in [0, 1] and int64 class indices; the loaders live in `egide.lab.data`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Iterator
+
+import numpy as np
+
+from .errors import DataError
+
+MAX_LISTED = 20  # problems named in one message; the rest are counted, not printed
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # RGB -> gray weights (ITU-R 601, as Pillow)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Dataset:
+    """Images and labels: x float32 (N, H, W, C) in [0, 1]; y int64 (N,) indexing class_names.
+
+    from_images: decoded from image files, so for_classifier may resample them as a viewer
+    would; arrays (False) are data as given and are never resampled without being asked.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+    from_images: bool = field(default=False, kw_only=True)
+
+    def __post_init__(self):
+        x = checked_images(self.x)
+        y, width = checked_labels(self.y, len(x))
+        if isinstance(self.class_names, (str, bytes)):
+            raise DataError("class_names must be a sequence of names, not one string")
+        names = tuple(str(name) for name in self.class_names)
+        if not names or len(set(names)) != len(names):
+            raise DataError(f"class_names must be distinct and not empty, got {names}")
+        if width is not None and width != len(names):
+            raise DataError(f"labels are one-hot over {width} classes but {len(names)} are named")
+        if y.max() >= len(names):
+            raise DataError(
+                f"labels go up to {int(y.max())} but only {len(names)} classes are named "
+                f"({listing(names)})"
+            )
+        # Frozen dataclass: the normalised arrays replace what was given, without a copy if possible.
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "y", y)
+        object.__setattr__(self, "class_names", names)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x.shape[1:])
+
+    def take(self, n: int) -> "Dataset":
+        """The first n images (a view, no copy)."""
+        if not (is_int(n) and n > 0):
+            raise DataError(f"take(n) needs a positive number of images, got {n!r}")
+        return replace(self, x=self.x[:n], y=self.y[:n])
+
+    def subset(self, selection) -> "Dataset":
+        """The images picked by a boolean mask (one entry per image) or by integer indices."""
+        sel = np.asarray(selection)
+        n = len(self)
+        if sel.dtype == bool:
+            if sel.shape != (n,):
+                raise DataError(f"a mask needs one entry per image ({n}), got shape {sel.shape}")
+        elif sel.dtype.kind in "iu" and sel.ndim == 1:
+            if sel.size and (sel.min() < -n or sel.max() >= n):
+                raise DataError(f"indices must lie in 0..{n - 1}, got {int(sel.min())}..{int(sel.max())}")
+        else:
+            raise DataError(f"select images with a boolean mask or integer indices, got {sel.dtype}")
+        if (sel.sum() if sel.dtype == bool else sel.size) == 0:
+            raise DataError("the selection is empty: it picks no image")
+        return replace(self, x=self.x[sel], y=self.y[sel])
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(x, y) views of consecutive batches, for streaming without copies."""
+        if not (is_int(batch_size) and batch_size > 0):
+            raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
+        for start in range(0, len(self), batch_size):
+            yield self.x[start : start + batch_size], self.y[start : start + batch_size]
+
+    def for_classifier(self, clf) -> "Dataset":
+        """This data checked against `clf`; images from files are resized and converted
+        grayscale<->RGB to its input, arrays must already fit. Returns self if nothing changes."""
+        from .classifier import (
+            Classifier,  # classifier.py imports nothing of this module
+        )
+
+        if not isinstance(clf, Classifier):
+            raise DataError(
+                f"expected an egide.Classifier, got {type(clf).__name__}; wrap a Keras model "
+                "with egide.Classifier.from_keras(model)"
+            )
+        if clf.clip != (0.0, 1.0):
+            lo, hi = clf.clip
+            raise DataError(
+                f"{clf.name} expects inputs in [{lo:g}, {hi:g}] but data sets hold images in "
+                "[0, 1]; build the classifier with clip=(0.0, 1.0) and put the rescaling inside "
+                "the model (e.g. a keras.layers.Rescaling first layer)"
+            )
+        h, w, c = clf.input_shape
+        own = self.image_shape
+        if own != (h, w, c):
+            mismatch = f"the images are {shape_text(own)} but {clf.name} expects {shape_text((h, w, c))}"
+            if not self.from_images:
+                raise DataError(
+                    f"{mismatch}; arrays are not resampled silently: load them with "
+                    f"image_size=({h}, {w}), channels={c} to convert them, or save arrays of "
+                    "that shape"
+                )
+            if own[2] != c and not {own[2], c} <= {1, 3}:
+                raise DataError(f"{mismatch}: only grayscale (1) <-> RGB (3) conversions are done")
+        names = self.class_names
+        if names == index_names(len(names)) and len(names) < clf.num_classes:
+            names = index_names(clf.num_classes)  # the names were only guessed from the labels
+        if clf.num_classes != len(names):
+            raise DataError(
+                f"the data set has {len(names)} classes ({listing(names)}) but {clf.name} "
+                f"outputs {clf.num_classes}"
+            )
+        x = fit_images(self.x, (h, w), c)
+        if x is self.x and names == self.class_names:
+            return self
+        return replace(self, x=x, class_names=names)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Dataset {len(self)} images {shape_text(self.image_shape)}, "
+            f"{self.num_classes} classes: {listing(self.class_names, 6)}>"
+        )
+
+def checked_images(x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        hint = " (for 8-bit images: x / 255)" if x.dtype.kind in "iub" else ""
+        raise DataError(f"images must be floats in [0, 1], got dtype {x.dtype}{hint}")
+    if x.ndim != 4:
+        hint = "; add a channel axis with x[..., None]" if x.ndim == 3 else ""
+        raise DataError(f"images must have shape (N, H, W, C), got {x.shape}{hint}")
+    if len(x) == 0:
+        raise DataError("the data set is empty")
+    x = x.astype(np.float32, copy=False)
+    lo, hi = float(x.min()), float(x.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise DataError("images contain NaN or Inf values; clean them first")
+    if lo < 0.0 or hi > 1.0:
+        raise DataError(
+            f"image values lie in [{lo:.4g}, {hi:.4g}] but must lie in [0, 1]; rescale them "
+            "(for 0..255 data: x / 255)"
+        )
+    return x
+
+def checked_labels(y, n: int) -> tuple[np.ndarray, int | None]:
+    """Labels as int64 class indices, and the one-hot width when they came one-hot."""
+    y = np.asarray(y)
+    width = None
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    elif y.ndim == 2:
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise DataError(f"labels of shape {y.shape} must be one-hot rows (a single 1 per row)")
+        width = y.shape[1]
+        y = y.argmax(axis=1)
+    if y.ndim != 1:
+        raise DataError(f"labels must be class indices (N,) or one-hot (N, K), got shape {y.shape}")
+    if len(y) != n:
+        raise DataError(f"there are {n} images but {len(y)} labels")
+    if y.dtype.kind == "f":
+        if not (np.isfinite(y).all() and (y == np.round(y)).all()):
+            raise DataError("labels must be whole class indices, got fractional or NaN values")
+    elif y.dtype.kind not in "iu":
+        raise DataError(f"labels must be integer class indices, got dtype {y.dtype}")
+    y = y.astype(np.int64, copy=False)
+    if len(y) and y.min() < 0:
+        raise DataError(f"labels must be class indices >= 0, got {int(y.min())}")
+    return y, width
+
+def index_names(count: int) -> tuple[str, ...]:
+    """The names of classes nobody named: "0", "1", ..."""
+    return tuple(str(i) for i in range(count))
+
+def is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+def fit_images(x: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
+    """x resized to size=(H, W) and converted to `channels`; x itself when it already fits."""
+    n, h, w, c = x.shape
+    if (h, w) == tuple(size) and c == channels:
+        return x
+    from PIL import Image
+
+    out = np.empty((n, size[0], size[1], channels), np.float32)
+    for i in range(n):
+        image = x[i]
+        if c == 3 and channels == 1:  # convert before resizing: one channel to resample
+            image = (image @ LUMA)[..., None]
+        if (h, w) != tuple(size):
+            image = np.stack(
+                [
+                    np.asarray(
+                        Image.fromarray(np.ascontiguousarray(image[..., k])).resize(
+                            (size[1], size[0]), resampling((h, w), size)
+                        )
+                    )
+                    for k in range(image.shape[-1])
+                ],
+                axis=-1,
+            )
+        out[i] = image  # a 1-channel image broadcasts into 3 channels
+    return np.clip(out, 0.0, 1.0, out=out)  # float rounding of the weights may step past 1
+
+
+# ---- .npz ----------------------------------------------------------------------------------
+
+def resampling(old: tuple[int, int], new: tuple[int, int]):
+    """Area averaging to shrink (no blur beyond each output pixel), bilinear to enlarge."""
+    from PIL import Image
+
+    shrink = new[0] <= old[0] and new[1] <= old[1]
+    return Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+
+def is_gray(mode: str) -> bool:
+    return mode in ("1", "L", "LA", "La", "F") or mode.startswith("I")
+
+def shape_text(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+def listing(items, most: int = MAX_LISTED) -> str:
+    items = list(items)
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")

@@ -1,0 +1,96 @@
+"""The import contract: dependencies point one way, and the kernel stays small.
+
+    core     imports nothing of egide outside itself
+    plugins  import core only (and their own package)
+    lab      imports core (and plugins only through the registry, never by module)
+    web      imports lab and core, never plugins; the CLI lives in lab and may start the web
+
+Every import statement counts, including those inside functions: a local import is as much a
+dependency as one at the top of a file. The files are read as source (ast), not imported, so a
+violation is found even in code no test runs.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = {"core": "core", "lab": "lab", "plugins": "plugins", "web": "web"}
+ALLOWED = {
+    "core": {"core"},
+    "plugins": {"core", "plugins"},
+    "lab": {"core", "lab"},
+    "web": {"core", "lab", "web"},
+}
+# The command line is a front end that lives in lab (DESIGN.md); its `serve` command starts the
+# other front end. That one edge is declared here, so no other lab module can grow one.
+FRONT_END_EDGES = {("lab/cli.py", "egide.web.serve")}
+KERNEL_LINES = 2100  # "about 2,000": the contract, the registry and the plugin authors' toolkit
+
+
+def _layer_of_module(module: str) -> str | None:
+    """'egide.core.attack' -> 'core'; the facade `egide` itself -> 'facade'; others None."""
+    parts = module.split(".")
+    if parts[0] != "egide":
+        return None
+    if len(parts) == 1 or parts[1] in ("testing", "datasets"):
+        return "facade"
+    return parts[1] if parts[1] in LAYERS else "facade"
+
+
+def _imports(path: Path, layer: str) -> list[tuple[int, str]]:
+    """(line, absolute module) of every import in a file, relative ones resolved."""
+    package = ["egide", layer, *path.relative_to(ROOT / LAYERS[layer]).parent.parts]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.append((node.lineno, module))
+    return found
+
+
+def _violations(layer: str) -> list[str]:
+    bad = []
+    for path in sorted((ROOT / LAYERS[layer]).rglob("*.py")):
+        for line, module in _imports(path, layer):
+            target = _layer_of_module(module)
+            where = str(path.relative_to(ROOT))
+            if (where, module) in FRONT_END_EDGES:
+                continue
+            if target is not None and target not in ALLOWED[layer]:
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {module} ({layer} -> {target})")
+    return bad
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_imports_point_one_way(layer):
+    assert _violations(layer) == []
+
+
+def test_the_contract_check_catches_a_violation(tmp_path, monkeypatch):
+    """The checker itself finds a local import of the wrong layer (so the test can fail)."""
+    fake = tmp_path / "core"
+    fake.mkdir()
+    (fake / "bad.py").write_text("def f():\n    from egide.lab import cli\n    from ..web import api\n")
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    assert [v.split(" (")[1] for v in _violations("core")] == ["core -> lab)", "core -> web)"]
+
+
+def test_the_kernel_stays_small():
+    lines = sum(len(p.read_text().splitlines()) for p in (ROOT / "core").rglob("*.py"))
+    assert lines <= KERNEL_LINES, f"core/ has {lines} lines; move application code to lab/"
+
+
+def test_the_command_line_and_web_are_thin_front_ends():
+    """Neither front end reaches into a plugin's module or evaluates by itself."""
+    for path in [ROOT / "lab" / "cli.py", *sorted((ROOT / "web").rglob("*.py"))]:
+        layer = "lab" if path.name == "cli.py" else "web"
+        for line, module in _imports(path, layer):
+            assert not module.startswith("egide.plugins"), f"{path.name}:{line} imports {module}"
