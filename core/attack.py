@@ -13,7 +13,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from .classifier import Classifier, batches
+from .classifier import Classifier
 from .errors import InputError, ParameterError
 from .plugin import Plugin
 from .results import AttackResult
@@ -23,9 +23,15 @@ Progress = Callable[[int, int], None]  # (images done, images in all)
 
 class Attack(Plugin):
     kind = "attack"
-    # Declared by each attack, read by the evaluation's sanity checks (never guessed from names):
+    # What the attack is, declared by each plugin and read by the evaluation (never its name):
+    # "fixed": it looks for an adversarial example within a budget, its parameter `eps`, in the
+    # norm `norm`; "minimal": it looks for the smallest perturbation, in the norm `minimizes`.
+    budget: ClassVar[str] = "fixed"
+    minimizes: ClassVar[str | None] = None  # "2" or "inf", for minimal-perturbation attacks
     single_step: ClassVar[bool] = False  # one gradient step (FGSM): the floor iterative ones must beat
     iterative: ClassVar[bool] = False  # many gradient steps inside the eps-ball (PGD, BIM, MIM)
+    # Parameters (besides eps) that run it at full strength: the sanity checks' unbounded run.
+    full_strength: ClassVar[dict] = {}
 
     @property
     def targeted(self) -> bool:
@@ -33,7 +39,20 @@ class Attack(Plugin):
 
     @property
     def norm(self) -> str:
+        """The norm of the budget (fixed) or of the perturbation minimised (minimal)."""
+        if self.budget == "minimal":
+            return str(self.minimizes)
         return str(getattr(self.params, "norm", "inf"))
+
+    @classmethod
+    def check_declaration(cls) -> None:
+        super().check_declaration()
+        if cls.budget not in ("fixed", "minimal"):
+            raise TypeError(f"{cls.__name__}.budget must be 'fixed' or 'minimal', got {cls.budget!r}")
+        if cls.budget == "fixed" and "eps" not in cls.Params.model_fields:
+            raise TypeError(f"{cls.__name__} has a fixed budget but no `eps` parameter")
+        if cls.budget == "minimal" and cls.minimizes not in ("2", "inf"):
+            raise TypeError(f"{cls.__name__} is minimal-perturbation: declare minimizes = '2' or 'inf'")
 
     def perturb(self, clf: Classifier, x, y, target, seed):
         """Return adversarial versions of one batch.

@@ -1,4 +1,5 @@
-"""The model pass shared by gradient attacks: logits and the loss gradient, in a graph of its own.
+"""The model pass shared by gradient attacks (logits and the loss gradient, in a graph of its own),
+and the plain PGD loop that trainers run inside their compiled training step.
 
 Why a graph of its own: TensorFlow's oneDNN rewrite of the max-pool gradient only happens when
 it meets the rewritten forward pool first, and inlined into an attack's while loop that order
@@ -10,6 +11,8 @@ stands still instead of failing, and the evaluation's sanity checks flag the mas
 """
 
 import tensorflow as tf
+
+from .norms import projected_gradient_step, random_in_ball
 
 
 def cross_entropy_pass(clf, targeted: bool):
@@ -26,3 +29,23 @@ def cross_entropy_pass(clf, targeted: bool):
         return logits, grad
 
     return model_pass
+
+
+def projected_gradient_ascent(input_gradient, x, y, eps, steps: int, step_size, seed, clip,
+                              norm: str = "inf", random_start: bool = True):
+    """PGD inside a graph (Madry et al.): `steps` projected-gradient steps on the loss whose
+    input gradient `input_gradient(x, y) -> (logits, grad)` gives, from a uniform random point
+    of the eps-ball when random_start. eps and step_size may be tensors; seed is int64 (2,)."""
+    lo, hi = clip
+    x_adv = x
+    if random_start:
+        noise = (tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps) if norm == "inf"
+                 else random_in_ball(tf.shape(x), eps, norm, seed))
+        x_adv = tf.clip_by_value(x + noise, lo, hi)
+
+    def step(t, x_adv):
+        _, grad = input_gradient(x_adv, y)
+        return t + 1, projected_gradient_step(x_adv, x, grad, step_size, eps, norm, lo, hi)
+
+    _, x_adv = tf.while_loop(lambda t, _: t < steps, step, (tf.constant(0), x_adv))
+    return x_adv

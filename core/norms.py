@@ -1,4 +1,5 @@
-"""Per-sample norm primitives shared by attacks: normalise a direction, project onto a ball.
+"""Per-sample norm primitives shared by attacks: normalise a direction, project onto a ball, and
+the one projected-gradient step that every gradient attack and trainer takes.
 
 All functions take and return NHWC tensors and work per sample (reducing over H, W, C).
 """
@@ -51,3 +52,10 @@ def clip_to_ball(x, x0, eps, norm: str, lo, hi):
     coordinates towards x0 and can only shrink the perturbation, in either norm.
     """
     return tf.clip_by_value(x0 + project(x - x0, eps, norm), lo, hi)
+
+
+def projected_gradient_step(x, x0, grad, step_size, eps, norm: str, lo, hi):
+    """One step of size `step_size` along the steepest-ascent direction of `grad` (its sign for
+    L-inf, grad/||grad||_2 for L2), then back into the eps-ball around x0 and the input range.
+    Descend (targeted attacks) by passing the gradient of the negated loss."""
+    return clip_to_ball(x + step_size * steepest_direction(grad, norm), x0, eps, norm, lo, hi)

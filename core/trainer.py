@@ -305,37 +305,18 @@ def _copy_model(clf: Classifier, from_scratch: bool):
     return model
 
 
-def pgd_linf(input_gradient, x, y, eps, steps: int, step_size, seed, clip, random_start=True):
-    """L-inf PGD inside a graph (Madry et al.): `steps` sign-gradient ascent steps on the loss
-    whose input gradient `input_gradient(x, y) -> (logits, grad)` gives, each projected onto
-    the eps-ball around x and into the input range `clip`. eps and step_size may be tensors."""
-    import tensorflow as tf
-
-    lo, hi = clip
-    x_adv = x
-    if random_start:
-        x_adv = tf.clip_by_value(x + tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps), lo, hi)
-
-    def step(t, x_adv):
-        _, grad = input_gradient(x_adv, y)
-        moved = tf.clip_by_value(x_adv + step_size * tf.sign(grad), x - eps, x + eps)
-        return t + 1, tf.clip_by_value(moved, lo, hi)
-
-    _, x_adv = tf.while_loop(lambda t, _: t < steps, step, (tf.constant(0), x_adv))
-    return x_adv
-
-
 def _validation_function(clf: Classifier, eps: float, steps: int):
     """Compiled (x, y, seed) -> (clean correct, PGD correct) counts, PGD at the training eps."""
     import tensorflow as tf
 
-    from .gradients import cross_entropy_pass
+    from .gradients import cross_entropy_pass, projected_gradient_ascent
 
     model_pass = cross_entropy_pass(clf, targeted=False)
 
     @tf.function(reduce_retracing=True)
     def validate(x, y, seed):
-        x_adv = pgd_linf(model_pass, x, y, eps, steps, 2.5 * eps / steps, seed, clip=clf.clip)
+        x_adv = projected_gradient_ascent(model_pass, x, y, eps, steps, 2.5 * eps / steps, seed,
+                                          clf.clip)
         logits = clf.logits(tf.concat([x, x_adv], axis=0))
         correct = tf.equal(tf.argmax(logits, axis=1, output_type=y.dtype), tf.concat([y, y], 0))
         n = tf.shape(x)[0]

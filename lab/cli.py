@@ -29,6 +29,7 @@ from egide.core.preprocess import Preprocessor
 from egide.core.registry import registry
 from egide.lab import services
 from egide.lab.data import load as load_data
+from egide.lab.report.files import write_report
 from egide.lab.services import parse_clip, parse_number, parse_param
 
 EXIT_USER_ERROR = 2
@@ -317,7 +318,7 @@ def _cmd_evaluate(args) -> int:
     config = evaluation_config(args)
     with _progress_bar(0, "evaluate", disabled=args.no_progress) as progress:
         report = evaluate(config, progress=progress)
-    written = report.write(args.out)
+    written = write_report(report, args.out)
     if args.json:
         print(Path(written["report.json"]).read_text())
         return 0

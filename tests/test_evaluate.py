@@ -9,6 +9,7 @@ import pytest
 import egide
 from egide.lab.cli import main
 from egide.lab.evaluation.pipeline import AttackSpec, EvaluationConfig, eps_key, evaluate
+from egide.lab.report.files import write_report
 
 FAST = [
     AttackSpec(plugin="fgsm"),
@@ -48,7 +49,9 @@ def test_robust_accuracy_falls_with_eps_and_checks_pass_on_an_honest_model(repor
     accs = [report.worst_case[eps_key(e)] for e in EPS]
     assert accs == sorted(accs, reverse=True) and accs[-1] < report.clean_accuracy
     assert all(check.passed for check in report.sanity), [c.message for c in report.sanity]
-    assert len(report.cw_l2) > 0 and min(report.cw_l2) > 0
+    (cw,) = report.minimal
+    assert cw.attack == "cw" and cw.norm == "2" and cw.title == "Carlini & Wagner (L2)"
+    assert len(cw.values) > 0 and min(cw.values) > 0
 
 
 def test_gallery_shows_correct_images_under_the_strongest_attack(report):
@@ -78,16 +81,22 @@ class _Quantise(keras.layers.Layer):
         return keras.ops.round(x)
 
 
-def test_report_json_replays(report, tmp_path, monkeypatch):
-    import egide.lab.report.files as files
-
-    monkeypatch.setattr("egide.lab.report.html.render_html", lambda r: "<html></html>", raising=False)
-    written = report.write(tmp_path)
+def test_a_run_replays_from_its_report_json(report, clf, bars_data, tmp_path):
+    """report.json holds everything needed to run the evaluation again: the same configuration
+    (seeded attacks) on the same model and data gives the same numbers."""
+    written = write_report(report, tmp_path)
     doc = json.loads(open(written["report.json"]).read())
     assert doc["config"]["eps"] == EPS and doc["config"]["attacks"][1]["params"] == {"steps": 10}
     assert {"egide", "tensorflow", "keras", "numpy", "plugins"} <= set(doc["environment"])
-    assert doc["runs"][0]["params"]["eps"] == EPS[0]
-    assert files is not None
+
+    again = evaluate(EvaluationConfig(**doc["config"]), classifier=clf, dataset=bars_data)
+    replayed = write_report(again, tmp_path / "again")
+    redo = json.loads(open(replayed["report.json"]).read())
+    numbers = ("attack", "eps", "params", "robust_accuracy", "success_rate", "l2_mean", "linf_max")
+    assert [{k: r[k] for k in numbers} for r in redo["runs"]] == [{k: r[k] for k in numbers} for r in doc["runs"]]
+    assert redo["worst_case_robust_accuracy"] == doc["worst_case_robust_accuracy"]
+    assert redo["clean_accuracy"] == doc["clean_accuracy"]
+    assert redo["minimal_perturbations"] == doc["minimal_perturbations"]
 
 
 @pytest.mark.parametrize(

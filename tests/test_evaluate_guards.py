@@ -20,6 +20,7 @@ from egide.lab.cli import main
 from egide.core.errors import ParameterError
 from egide.lab.evaluation.pipeline import AttackSpec, DefenseSpec, DetectorSpec, EvaluationConfig, evaluate
 from egide.core.registry import PluginSource, Registry
+from egide.lab.report.files import write_report
 
 EPS = [0.05, 0.1]
 ATTACKS = [AttackSpec(plugin="fgsm"), AttackSpec(plugin="pgd", params={"steps": 10})]
@@ -143,7 +144,7 @@ def test_a_supervised_detector_is_fitted_per_attack_with_a_transfer_table(report
 
 
 def test_the_report_shows_both_views_and_roc_curves(report, tmp_path):
-    written = report.write(tmp_path)
+    written = write_report(report, tmp_path)
     data = json.loads(open(written["report.json"]).read())
     run = data["defenses"][0]["runs"][0]
     assert set(run["robust_accuracy"]) == {"non_adaptive", "adaptive"}

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from egide.lab.evaluation.pipeline import AttackRun, GalleryItem, Report, SanityCheck, eps_key
+from egide.lab.report.model import AttackRun, GalleryItem, MinimalPerturbations, Report, SanityCheck, eps_key
 from egide.lab.report.html import render_html
 
 MRI_CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
 MRI_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
-SECTIONS = ("sanity", "robustness", "tables", "per-class", "gallery", "cw", "config")
+SECTIONS = ("sanity", "robustness", "tables", "per-class", "gallery", "minimal", "config")
+CW_TITLE = "Carlini & Wagner (L2)"
 
 
 def make_report(
@@ -98,7 +99,8 @@ def make_report(
             )
         )
     cw_runs = [r for r in runs if r.attack == "cw"]
-    cw_l2 = [float(v) for v in cw_runs[0].l2[~cw_runs[0].robust & clean_ok]] if cw_runs else []
+    minimal = [MinimalPerturbations("cw", CW_TITLE, "2", [float(v) for v in r.l2[~r.robust & clean_ok]])
+               for r in cw_runs]
     return Report(
         config={
             "model": f"{model_name}.keras", "data": source, "split": "test",
@@ -119,7 +121,7 @@ def make_report(
         runs=runs,
         worst_case=worst,
         worst_case_per_class=worst_pc,
-        cw_l2=cw_l2,
+        minimal=minimal,
         sanity=checks,
         gallery=items,
         seconds=12.5,
@@ -212,7 +214,7 @@ def test_user_strings_are_escaped():
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(2)&gt;" in page
     assert "<b>model</b>" not in page and "&lt;b&gt;model&lt;/b&gt;" in page
     assert "<i>evil</i>" not in page and "&lt;i&gt;evil&lt;/i&gt;" in page
-    assert "men&amp;ingioma" in page and "no&quot;tumor" in page
+    assert "men&amp;ingioma" in page and "no&#34;tumor" in page and "no\"tumor" not in page
 
 
 def test_no_external_reference_and_a_policy_that_forbids_any(page):
@@ -232,12 +234,12 @@ def test_matplotlib_dollar_signs_and_underscores_do_not_break_the_plot():
 # ---- plots --------------------------------------------------------------------------------------
 def test_svg_plots_are_inline_and_name_the_attacks(page):
     plots = svgs(page)
-    assert set(plots) == {"robustness", "cw"}
+    assert set(plots) == {"robustness", "minimal"}
     curve = plots["robustness"]
     for text in ("fgsm", "pgd", "bim", "worst case", "clean", "8/255", "1/255", "robust accuracy"):
         assert text in curve, text
     assert ">cw<" not in curve  # C&W has no epsilon: not on this plot
-    assert "median" in plots["cw"] and "mean" in plots["cw"]
+    assert "median" in plots["minimal"] and "mean" in plots["minimal"]
     ids = re.findall(r'\bid="([^"]+)"', "".join(plots.values()))
     assert len(ids) == len(set(ids)), "two plots share an element id"
 
@@ -337,20 +339,41 @@ def test_rgb_images_are_shown_in_colour():
 # ---- C&W ----------------------------------------------------------------------------------------
 def test_cw_caption_gives_median_and_mean(page):
     report = make_report()
-    part = page[page.index('id="cw"'):page.index('id="config"')]
-    assert f"median {np.median(report.cw_l2):.3g}" in part and f"mean {np.mean(report.cw_l2):.3g}" in part
-    assert f"{len(report.cw_l2)} adversarial examples" in part
+    values = report.minimal[0].values
+    part = page[page.index('id="minimal-cw"'):page.index('id="config"')]
+    assert "Carlini &amp; Wagner (L2)" in part
+    assert f"median {np.median(values):.3g}" in part and f"mean {np.mean(values):.3g}" in part
+    assert f"{len(values)} adversarial examples" in part
 
 
 def test_cw_that_found_nothing_is_a_warning_not_a_blank():
     page = render_html(make_report(cw_succeeds=False))
-    assert "C&amp;W ran but found no adversarial example" in page and "cw" not in svgs(page)
+    assert "Carlini &amp; Wagner (L2) ran but found no adversarial example" in page
+    assert "minimal" not in svgs(page)
+
+
+def test_every_minimal_perturbation_attack_gets_its_own_part_under_its_own_title():
+    """No attack is special-cased by name: a third-party minimal attack (here an L-inf one) is
+    shown beside C&W, titled as it declares itself, with its own histogram."""
+    report = make_report()
+    report.minimal.append(MinimalPerturbations("shortest-path", "Shortest <path> (L∞)", "inf",
+                                               [0.01, 0.02, 0.03, 0.05]))
+    page = render_html(report)
+    part = page[page.index('id="minimal"'):page.index('id="config"')]
+    assert 'id="minimal-cw"' in part and 'id="minimal-shortest-path"' in part
+    assert "Shortest &lt;path&gt; (L∞)" in part and "smallest L∞ perturbation" in part
+    assert part.count("<svg") == 2 and "median 0.025" in part
+
+
+def test_no_minimal_perturbation_attack_is_said_not_left_blank():
+    page = render_html(make_report(cw=False))
+    assert "No minimal-perturbation attack was part of this evaluation" in page
 
 
 # ---- footer -----------------------------------------------------------------------------------
 def test_footer_holds_the_config_as_json_and_points_to_report_json(page):
     footer = page[page.index('id="config"'):]
-    assert "&quot;sanity_checks&quot;: true" in footer and "&quot;eps&quot;: [" in footer
+    assert "&#34;sanity_checks&#34;: true" in footer and "&#34;eps&#34;: [" in footer
     assert "report.json" in footer and "egide evaluate --config" in footer
 
 
@@ -379,7 +402,7 @@ def test_thin_reports_render(changes):
 def test_only_cw_no_bounded_attack():
     report = make_report(attacks=(), gallery=0)
     page = render_html(report)
-    assert "No L∞-bounded attack ran" in page and svgs(page).keys() == {"cw"}
+    assert "No L∞-bounded attack ran" in page and svgs(page).keys() == {"minimal"}
     assert "n/a" in page[:page.index('id="sanity"')]  # no worst case to headline
 
 

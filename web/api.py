@@ -429,7 +429,7 @@ def _check_attack(job: AttackJob) -> dict:
     except ParameterError as exc:
         raise from_parameter_error(exc) from None
     _check_classes(job.model, job.data, ("data",))
-    if "eps" in type(attack.params).model_fields:
+    if attack.budget == "fixed":
         # An eps beyond the model's input range is a unit mistake: say so now, not in a failed
         # job. (Loads the model once; it stays cached for the jobs.)
         try:

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from egide.lab import services
-from egide.lab.report.files import json_safe
+from egide.lab.report.files import json_safe, write_report
 
 log = logging.getLogger("egide.web")
 
@@ -252,7 +252,7 @@ class Resources:
         from egide.core.errors import InputError
 
         candidates = [cls.name for cls in self.registry.plugins("attack")
-                      if getattr(cls, "iterative", False) and "eps" in cls.Params.model_fields]
+                      if cls.iterative and cls.budget == "fixed"]
         if candidates:
             random_start = [name for name in candidates
                             if "random_start" in self.registry.get("attack", name).Params.model_fields]
@@ -348,7 +348,7 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
     clf = res.classifier(config.model)
     data = res.dataset(config.data, config.split)
     report = evaluate(config, progress=progress, registry=res.registry, classifier=clf, dataset=data)
-    report.write(out)
+    write_report(report, out)
     artifacts = ["report.html", "report.json"]
     if _plot(_robustness_png, report, out / "robustness.png"):
         artifacts.append("robustness.png")
@@ -393,16 +393,17 @@ def _robustness_png(report, path: Path) -> bool:
     import matplotlib
     from matplotlib.figure import Figure
 
-    from egide.core import report_html
+    from egide.lab.report.format import bounded_linf_runs
+    from egide.lab.report.plots import draw_robustness
 
-    runs = report_html._bounded_linf_runs(report)
+    runs = bounded_linf_runs(report)
     if not runs:
         return False
     with matplotlib.rc_context({"font.size": 10}):
         fig = Figure(figsize=(5.2, 4.0), layout="constrained")
         ax = fig.add_subplot()
         ax.spines[["top", "right"]].set_visible(False)
-        report_html._draw_robustness(fig, ax, report, runs)
+        draw_robustness(fig, ax, report, runs)
         # The report puts the legend at the right of a wide plot; the page's column is narrow,
         # so it goes underneath.
         for legend in list(fig.legends):

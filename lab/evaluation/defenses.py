@@ -12,62 +12,14 @@ adaptive counterpart.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
-
 from egide.core.errors import ParameterError
 from egide.core.preprocess import PreprocessedClassifier, Preprocessor
+from egide.lab.evaluation.running import run_attack
+from egide.lab.report.model import DefenseReport, DefenseRun, eps_key
 
 MASKING_GAP = 0.10  # non-adaptive above adaptive by more than this: the defense masks gradients
-
-
-@dataclass
-class DefenseRun:
-    """One attack at one budget against one defense, attacked both ways."""
-
-    attack: str
-    eps: float | None
-    non_adaptive: float  # robust accuracy of the defended classifier
-    adaptive: float
-    non_adaptive_success: float
-    adaptive_success: float
-    seconds: float
-
-    def to_dict(self) -> dict:
-        return {
-            "attack": self.attack,
-            "eps": self.eps,
-            "robust_accuracy": {"non_adaptive": self.non_adaptive, "adaptive": self.adaptive},
-            "success_rate": {"non_adaptive": self.non_adaptive_success, "adaptive": self.adaptive_success},
-            "seconds": round(self.seconds, 3),
-        }
-
-
-@dataclass
-class DefenseReport:
-    config: dict  # plugin, version, params
-    title: str
-    view: str  # how the adaptive attacker sees it: BPDA, EOT, exact gradient
-    clean_accuracy: float
-    runs: list[DefenseRun]
-    worst_case: dict[str, dict[str, float]]  # eps key -> {"non_adaptive": .., "adaptive": ..}
-    masking: str | None  # a sentence when non-adaptive numbers overstate the defense
-
-    @property
-    def name(self) -> str:
-        return self.config["plugin"]
-
-    def to_dict(self) -> dict:
-        return {
-            "defense": self.config,
-            "title": self.title,
-            "adaptive_view": self.view,
-            "clean_accuracy": self.clean_accuracy,
-            "runs": [r.to_dict() for r in self.runs],
-            "worst_case_robust_accuracy": self.worst_case,
-            "gradient_masking": self.masking,
-        }
 
 
 def defense_classifier(reg, spec, clf) -> PreprocessedClassifier:
@@ -84,8 +36,6 @@ def defense_classifier(reg, spec, clf) -> PreprocessedClassifier:
 def evaluate_defense(defended: PreprocessedClassifier, plan, x, y, names, config,
                      counter) -> DefenseReport:
     """Clean accuracy of the defended classifier, then each planned attack both ways."""
-    from egide.lab.evaluation.pipeline import eps_key, run_attack  # the pipeline's own runner (imports this module)
-
     defense = defended.defense
     defended.reseed(config.seed)
     clean_ok = defended.predict(x, batch_size=config.batch_size) == y

@@ -14,76 +14,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
-
 from egide.core.errors import DataError, InputError
-
-ROC_POINTS = 120  # points kept per ROC curve in the report
-TARGET_FPR = 0.05  # the operating point the tables quote
-
-
-@dataclass
-class DetectionRun:
-    """One fitted detector against one attack at one budget."""
-
-    attack: str
-    eps: float | None
-    fitted_on: str | None  # the attack a supervised detector was fitted on; None if unsupervised
-    auc: float
-    tpr_at_fpr: float  # true-positive rate where the ROC's false-positive rate is TARGET_FPR
-    detection_rate: float  # share of positives above the fitted threshold
-    false_positive_rate: float  # share of clean test images above the fitted threshold
-    threshold: float
-    positives: int
-    roc: list[list[float]] = field(repr=False, default_factory=list)  # [[fpr, tpr], ...]
-
-    def to_dict(self) -> dict:
-        return {
-            "attack": self.attack,
-            "eps": self.eps,
-            "fitted_on": self.fitted_on,
-            "roc_auc": self.auc,
-            f"tpr_at_{round(100 * TARGET_FPR)}pct_fpr": self.tpr_at_fpr,
-            "detection_rate_at_threshold": self.detection_rate,
-            "false_positive_rate_at_threshold": self.false_positive_rate,
-            "threshold": self.threshold,
-            "positives": self.positives,
-            "roc": self.roc,
-        }
-
-
-@dataclass
-class DetectorReport:
-    config: dict
-    title: str
-    supervised: bool
-    fit_images: int
-    fit_seconds: float  # for a supervised detector: the mean over its fits
-    score_rate: float  # images scored per second
-    runs: list[DetectionRun]
-    transfer: dict[str, dict[str, float]]  # fitted on -> tested on -> AUC, at the detection eps
-    detection_eps: float
-    note: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.config["plugin"]
-
-    def to_dict(self) -> dict:
-        return {
-            "detector": self.config,
-            "title": self.title,
-            "supervised": self.supervised,
-            "fit_images": self.fit_images,
-            "fit_seconds": round(self.fit_seconds, 3),
-            "score_images_per_second": round(self.score_rate, 1),
-            "detection_eps": self.detection_eps,
-            "runs": [r.to_dict() for r in self.runs],
-            "transfer_auc": self.transfer,
-            "note": self.note,
-        }
+from egide.lab.report.model import ROC_POINTS, TARGET_FPR, DetectionRun, DetectorReport
 
 
 def check_detector(reg, spec):
@@ -153,7 +87,7 @@ def _supervised(cls, spec, reg, clf, x, positives, attacks, fit_x, fit_y, fit_cl
                 detection_eps, config, counter):
     runs, transfer, fit_times, rates, skipped = [], {}, [], [], []
     for attack_cls, attack_spec in attacks:
-        budget = detection_eps if "eps" in attack_cls.Params.model_fields else None
+        budget = detection_eps if attack_cls.budget == "fixed" else None
         if attack_cls.name not in cache:
             counter.progress_label(f"{attack_cls.name} on {len(fit_x)} fit images for supervised detectors")
             params = dict(attack_spec.params) if budget is None else {**attack_spec.params, "eps": budget}

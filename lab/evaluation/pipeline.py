@@ -12,23 +12,32 @@ attack broke it). Sanity checks flag the signs of gradient masking.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import platform
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+from egide.core.classifier import Classifier, softmax
+from egide.core.errors import ParameterError
+from egide.core.registry import Registry
+from egide.core.registry import registry as default_registry
+from egide.core.results import AttackResult
+from egide.core import __version__
+from egide.lab.data import load as load_data
+from egide.lab.evaluation.detectors import check_detector, evaluate_detectors, fit_images
+from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
+from egide.lab.evaluation.running import Counter, EvaluationProgress, per_class, run_attack
+from egide.lab.report.model import (
+    AttackRun,
+    GalleryItem,
+    MinimalPerturbations,
+    Report,
+    SanityCheck,
+    eps_key,
+)
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from egide.core.classifier import Classifier, softmax
-from egide.core.results import AttackResult
-from egide.core.errors import ParameterError
-from egide.core.registry import Registry, registry as default_registry
-
-# (done, total, label): images processed over the whole evaluation, and what runs now.
-EvaluationProgress = Callable[[int, int, str], None]
 
 DEFAULT_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 UNBOUNDED_SUCCESS = 0.95  # an unbounded attack should break nearly every sample
@@ -146,119 +155,6 @@ class EvaluationConfig(BaseModel):
         return self.eps[len(self.eps) // 2]
 
 
-@dataclass
-class AttackRun:
-    """One attack at one epsilon (eps is None for minimal-perturbation attacks like C&W)."""
-
-    attack: str
-    eps: float | None
-    params: dict
-    version: str | None
-    robust_accuracy: float
-    success_rate: float
-    l2_mean: float
-    linf_max: float
-    seconds: float
-    per_class: dict[str, float]
-    robust: np.ndarray = field(repr=False)  # per sample: still correctly classified
-    l2: np.ndarray = field(repr=False)
-    norm: str = "inf"
-    purpose: str = "evaluation"  # or "sanity": the unbounded run of the sanity checks
-
-    def to_dict(self) -> dict:
-        return {
-            "attack": self.attack,
-            "eps": self.eps,
-            "norm": self.norm,
-            "params": self.params,
-            "version": self.version,
-            "robust_accuracy": self.robust_accuracy,
-            "success_rate": self.success_rate,
-            "l2_mean": self.l2_mean,
-            "linf_max": self.linf_max,
-            "seconds": round(self.seconds, 3),
-            "per_class_robust_accuracy": self.per_class,
-            "purpose": self.purpose,
-        }
-
-
-@dataclass
-class SanityCheck:
-    name: str
-    passed: bool
-    message: str  # what was seen, and what it means
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "passed": self.passed, "message": self.message}
-
-
-@dataclass
-class GalleryItem:
-    index: int
-    label: str
-    clean: np.ndarray
-    adversarial: np.ndarray
-    clean_pred: str
-    clean_confidence: float
-    adv_pred: str
-    adv_confidence: float
-    attack: str
-    eps: float
-
-
-@dataclass
-class Report:
-    config: dict
-    environment: dict
-    model: dict
-    data: dict
-    clean_accuracy: float
-    clean_per_class: dict[str, float]
-    runs: list[AttackRun]
-    worst_case: dict[str, float]  # eps (as text) -> accuracy over every L-inf attack
-    worst_case_per_class: dict[str, dict[str, float]]
-    cw_l2: list[float]  # minimal L2 of each successful C&W adversarial
-    sanity: list[SanityCheck]
-    gallery: list[GalleryItem]
-    seconds: float
-    defenses: list = field(default_factory=list)  # DefenseReport, one per preprocessing defense
-    detectors: list = field(default_factory=list)  # DetectorReport, one per detector
-
-    def to_dict(self) -> dict:
-        return {
-            "config": self.config,
-            "environment": self.environment,
-            "model": self.model,
-            "data": self.data,
-            "clean_accuracy": self.clean_accuracy,
-            "clean_per_class_accuracy": self.clean_per_class,
-            "runs": [r.to_dict() for r in self.runs],
-            "worst_case_robust_accuracy": self.worst_case,
-            "worst_case_per_class": self.worst_case_per_class,
-            "cw_min_l2": self.cw_l2,
-            "sanity_checks": [s.to_dict() for s in self.sanity],
-            "gallery": [
-                {k: v for k, v in vars(g).items() if k not in ("clean", "adversarial")}
-                for g in self.gallery
-            ],
-            "defenses": [d.to_dict() for d in self.defenses],
-            "detectors": [d.to_dict() for d in self.detectors],
-            "seconds": round(self.seconds, 3),
-        }
-
-    def write(self, out_dir) -> dict[str, str]:
-        """Write report.json and report.html; each file appears whole or not at all."""
-        from egide.lab.report.files import write_report
-
-        return write_report(self, out_dir)
-
-
-def eps_key(eps: float) -> str:
-    """A readable, stable key for an epsilon: '4/255' when it is one, else the number."""
-    steps = eps * 255
-    return f"{round(steps):d}/255" if math.isclose(steps, round(steps), abs_tol=1e-6) else f"{eps:.6g}"
-
-
 def evaluate(
     config: EvaluationConfig | dict,
     *,
@@ -274,11 +170,6 @@ def evaluate(
     `classifier`, `dataset` and `detector_dataset` (the split detectors are fitted on) replace
     loading them from `config` when the caller already holds them (a server, a notebook, a test).
     """
-    from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
-    from egide.lab.evaluation.detectors import check_detector, evaluate_detectors, fit_images
-
-    from egide.lab.data import load as load_data
-
     started = time.perf_counter()
     if isinstance(config, dict):
         config = EvaluationConfig(**config)
@@ -305,13 +196,10 @@ def evaluate(
     ]
     iterative = [cls for cls, _ in attacks if cls.iterative]
     if config.sanity_checks and iterative:
-        # A budget as large as the input range: an iterative attack must then break nearly every
-        # sample. It starts from the image itself: a random start in so large a ball is pure
-        # noise, where a model's gradients say nothing about the image.
+        # A budget as large as the input range: an iterative attack, at the full strength it
+        # declares, must then break nearly every sample.
         cls = iterative[0]
-        wanted = {"steps": 50, "random_start": False, "early_stop": True}
-        params = {k: v for k, v in wanted.items() if k in cls.Params.model_fields}
-        plan.append((cls, AttackSpec(plugin=cls.name, params=params), 1.0, "sanity"))
+        plan.append((cls, AttackSpec(plugin=cls.name, params=dict(cls.full_strength)), 1.0, "sanity"))
     defended = [defense_classifier(reg, spec, clf) for spec in config.defenses]
     detectors = [check_detector(reg, spec) for spec in config.detectors]
     if detectors:
@@ -319,7 +207,7 @@ def evaluate(
     evaluation_plan = [p for p in plan if p[3] == "evaluation"]
     total = len(plan) * len(x) + 2 * len(defended) * len(evaluation_plan) * len(x)
 
-    counter = _Counter(total, progress)
+    counter = Counter(total, progress)
     runs: list[AttackRun] = []
     adversarials: dict[tuple[str, float | None], AttackResult] = {}
     for cls, spec, eps, purpose in plan:
@@ -341,9 +229,12 @@ def evaluate(
     evaluated = [r for r in runs if r.purpose == "evaluation"]
     unbounded = [r for r in runs if r.purpose == "sanity"]
     worst, worst_per_class = _worst_case(evaluated, config.eps, clean_ok, y, names)
-    # Minimal-perturbation attacks (no eps, e.g. C&W): the L2 each needed to break a sample.
-    minimal = [r for r in evaluated if r.eps is None]
-    cw_l2 = [float(v) for v in minimal[0].l2[~minimal[0].robust & clean_ok]] if minimal else []
+    # Minimal-perturbation attacks (budget "minimal"): the size each needed to break an image.
+    minimal = [
+        MinimalPerturbations(r.attack, reg.get("attack", r.attack).title, r.norm,
+                             [float(v) for v in r.size[~r.robust & clean_ok]])
+        for r in evaluated if r.eps is None
+    ]
     kinds = {
         "single_step": {cls.name for cls, _ in attacks if cls.single_step},
         "iterative": {cls.name for cls, _ in attacks if cls.iterative},
@@ -357,8 +248,6 @@ def evaluate(
 
     import keras
     import tensorflow as tf
-
-    from egide.core import __version__
 
     return Report(
         config=config.model_dump(mode="json"),
@@ -385,80 +274,17 @@ def evaluate(
             "resized_from": resized_from,
         },
         clean_accuracy=float(clean_ok.mean()),
-        clean_per_class=_per_class(clean_ok, y, names),
+        clean_per_class=per_class(clean_ok, y, names),
         runs=runs,
         worst_case=worst,
         worst_case_per_class=worst_per_class,
-        cw_l2=cw_l2,
+        minimal=minimal,
         sanity=sanity,
         gallery=gallery,
         seconds=time.perf_counter() - started,
         defenses=defense_reports,
         detectors=detector_reports,
     )
-
-
-class _Counter:
-    """Progress over the whole evaluation: images processed by every run so far."""
-
-    def __init__(self, total: int, progress: EvaluationProgress | None):
-        self.total, self.done, self.progress = total, 0, progress
-
-    def step(self, label: str):
-        base = self.done
-
-        def report(n_done, n_total):
-            if self.progress:
-                self.progress(base + n_done, self.total, label)
-
-        return report
-
-    def finished(self, n: int) -> None:
-        self.done += n
-
-    def progress_label(self, label: str) -> None:
-        """Say what runs now, without advancing (work that is not counted in images)."""
-        if self.progress:
-            self.progress(self.done, self.total, label)
-
-
-def run_attack(cls, spec, eps, attacked: Classifier, measured: Classifier, x, y, clean_ok, names,
-               config, counter: _Counter, purpose: str = "evaluation", label_suffix: str = ""):
-    """Run one attack at one budget on `attacked`; robust accuracy is measured on `measured`
-    (the same classifier, or the real defense when `attacked` is its adaptive view)."""
-    params = dict(spec.params) if eps is None else {**spec.params, "eps": eps}
-    attack = cls(**params)
-    label = (cls.name if eps is None else f"{cls.name} eps={eps_key(eps)}") + label_suffix
-    if purpose == "sanity":
-        label += " (unbounded sanity check)"
-    result = attack.run(attacked, x, y, batch_size=config.batch_size, seed=config.seed,
-                        progress=counter.step(label))
-    counter.finished(len(x))
-    if measured is not attacked:
-        # Measured on the real defended classifier: an adaptive view's own predictions (BPDA's
-        # stand-in, EOT's average) are how the attacker sees it, not what the defense answers.
-        if hasattr(measured, "reseed"):
-            measured.reseed(config.seed)
-        y_pred_adv = measured.predict(result.x_adv, batch_size=config.batch_size)
-        result = dataclasses.replace(result, y_pred_adv=y_pred_adv, success=y_pred_adv != y)
-    robust = (result.y_pred_adv == y) & clean_ok
-    run = AttackRun(
-        attack=cls.name,
-        eps=eps,
-        params=attack.params.model_dump(mode="json"),
-        version=cls.version,
-        robust_accuracy=float(robust.mean()),
-        success_rate=float(result.success.mean()),
-        l2_mean=float(result.l2.mean()),
-        linf_max=float(result.linf.max()),
-        seconds=result.seconds,
-        per_class=_per_class(robust, y, names),
-        robust=robust,
-        l2=result.l2,
-        norm=str(getattr(attack.params, "norm", "inf")) if eps is not None else "2",
-        purpose=purpose,
-    )
-    return run, result
 
 
 # ---- planning -------------------------------------------------------------------------------
@@ -471,23 +297,19 @@ def _check_attack(reg: Registry, spec: AttackSpec):
     if "targeted" in spec.params and spec.params["targeted"]:
         raise ParameterError(f"attack '{spec.plugin}': evaluations run untargeted attacks")
     probe = dict(spec.params)
-    if "eps" in cls.Params.model_fields:
+    if cls.budget == "fixed":
         probe["eps"] = DEFAULT_EPS[0]
     cls.validate_params(probe)  # fail before any work starts
     return cls, spec
 
 
 def _budgets(cls, eps_list):
-    return list(eps_list) if "eps" in cls.Params.model_fields else [None]
+    return list(eps_list) if cls.budget == "fixed" else [None]
 
 
 # ---- aggregation ----------------------------------------------------------------------------
-def _per_class(ok: np.ndarray, y: np.ndarray, names: list[str]) -> dict[str, float]:
-    return {n: float(ok[y == i].mean()) if (y == i).any() else float("nan") for i, n in enumerate(names)}
-
-
 def _worst_case(runs, eps_list, clean_ok, y, names):
-    worst, per_class = {}, {n: {} for n in names}
+    worst, by_class = {}, {n: {} for n in names}
     for eps in eps_list:
         at_eps = [r for r in runs if r.eps is not None and math.isclose(r.eps, eps) and r.norm == "inf"]
         if not at_eps:
@@ -496,9 +318,9 @@ def _worst_case(runs, eps_list, clean_ok, y, names):
         for r in at_eps:
             robust &= r.robust
         worst[eps_key(eps)] = float(robust.mean())
-        for name, acc in _per_class(robust, y, names).items():
-            per_class[name][eps_key(eps)] = acc
-    return worst, per_class
+        for name, acc in per_class(robust, y, names).items():
+            by_class[name][eps_key(eps)] = acc
+    return worst, by_class
 
 
 def _sanity_checks(runs, unbounded, eps_list, clean_accuracy, kinds) -> list[SanityCheck]:

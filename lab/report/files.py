@@ -14,7 +14,8 @@ from pathlib import Path
 
 
 def write_report(report, out_dir) -> dict[str, str]:
-    from egide.lab.report.html import render_html
+    """Write report.json (every number) and report.html (for people) into out_dir."""
+    from .html import render_html  # the one place a renderer is imported
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl
 from egide.core.gradients import cross_entropy_pass
-from egide.core.norms import clip_to_ball
+from egide.core.norms import projected_gradient_step
 
 
 class BIM(Attack):
@@ -25,6 +25,7 @@ class BIM(Attack):
     name = "bim"
     title = "Basic Iterative Method"
     iterative = True
+    full_strength = {"steps": 50}
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: float = Field(
@@ -63,7 +64,7 @@ class BIM(Attack):
         def attack(x0, labels):
             def step(t, x):
                 _, grad = model_pass(x, labels)
-                return t + 1, clip_to_ball(x + alpha * tf.sign(grad), x0, eps, "inf", lo, hi)
+                return t + 1, projected_gradient_step(x, x0, grad, alpha, eps, "inf", lo, hi)
 
             _, x = tf.while_loop(lambda t, x: t < steps, step, (tf.constant(0), x0))
             return x

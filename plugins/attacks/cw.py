@@ -60,6 +60,8 @@ class CarliniWagnerL2(Attack):
 
     name = "cw"
     title = "Carlini & Wagner (L2)"
+    budget = "minimal"
+    minimizes = "2"
 
     class Params(BaseModel, extra="forbid", frozen=True):
         confidence: float = Field(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl
 from egide.core.gradients import cross_entropy_pass
-from egide.core.norms import clip_to_ball, per_sample_l1, steepest_direction
+from egide.core.norms import per_sample_l1, projected_gradient_step
 from egide.core.params import Norm
 
 
@@ -29,6 +29,7 @@ class MIM(Attack):
     name = "mim"
     title = "Momentum Iterative Method"
     iterative = True
+    full_strength = {"steps": 50}
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: float = Field(
@@ -75,9 +76,7 @@ class MIM(Attack):
             def step(t, x, velocity):
                 _, grad = model_pass(x, labels)
                 velocity = decay * velocity + grad / tf.maximum(per_sample_l1(grad), _TINY)
-                moved = clip_to_ball(
-                    x + alpha * steepest_direction(velocity, norm), x0, eps, norm, lo, hi
-                )
+                moved = projected_gradient_step(x, x0, velocity, alpha, eps, norm, lo, hi)
                 return t + 1, moved, velocity
 
             _, x, _ = tf.while_loop(

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from egide.core import Attack, hookimpl
 from egide.core.gradients import cross_entropy_pass
-from egide.core.norms import clip_to_ball, random_in_ball, steepest_direction
+from egide.core.norms import projected_gradient_step, random_in_ball
 from egide.core.params import Norm
 
 
@@ -37,6 +37,9 @@ class PGD(Attack):
     name = "pgd"
     title = "Projected Gradient Descent"
     iterative = True
+    # Full strength from the image itself: a random start in a ball as large as the input range
+    # is uniform noise, where the model's gradients say nothing about the image.
+    full_strength = {"steps": 50, "random_start": False, "early_stop": True}
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: float = Field(
@@ -118,9 +121,7 @@ class PGD(Attack):
 
             def step(t, x, frozen):
                 logits, grad = logits_and_gradient(x, labels)
-                moved = clip_to_ball(
-                    x + alpha * steepest_direction(grad, norm), x0, eps, norm, lo, hi
-                )
+                moved = projected_gradient_step(x, x0, grad, alpha, eps, norm, lo, hi)
                 if early_stop:
                     frozen = tf.logical_or(frozen, succeeded(logits, labels))
                     moved = tf.where(frozen[:, None, None, None], x, moved)

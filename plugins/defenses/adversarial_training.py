@@ -16,7 +16,7 @@ import tensorflow as tf
 from pydantic import Field
 
 from egide.core import Trainer, TrainerParams, hookimpl
-from egide.core.trainer import pgd_linf
+from egide.core.gradients import projected_gradient_ascent
 
 
 class AdversarialTraining(Trainer):
@@ -43,7 +43,7 @@ class AdversarialTraining(Trainer):
             return x
         # Only the first share of the (shuffled) batch is attacked; the rest stays clean.
         n = tf.cast(tf.round(p.adv_ratio * tf.cast(tf.shape(x)[0], tf.float32)), tf.int32)
-        x_adv = pgd_linf(
+        x_adv = projected_gradient_ascent(
             ctx.input_gradient, x[:n], y[:n], eps, p.steps, alpha * eps, seed, ctx.clf.clip
         )
         return tf.concat([x_adv, x[n:]], axis=0)

@@ -20,6 +20,7 @@ import tensorflow as tf
 from pydantic import Field
 
 from egide.core import Trainer, TrainerParams, hookimpl
+from egide.core.norms import projected_gradient_step
 
 
 CYCLE_PEAK = 0.4  # share of the training steps spent rising to the peak learning rate
@@ -65,8 +66,7 @@ class FastAdversarialTraining(Trainer):
         lo, hi = ctx.clf.clip
         start = tf.clip_by_value(x + tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps), lo, hi)
         _, grad = ctx.input_gradient(start, y)
-        moved = tf.clip_by_value(start + self.params.step_scale * eps * tf.sign(grad), x - eps, x + eps)
-        return tf.clip_by_value(moved, lo, hi)
+        return projected_gradient_step(start, x, grad, self.params.step_scale * eps, eps, "inf", lo, hi)
 
     def learning_rate(self, total_steps: int):
         if self.params.cyclic_lr:

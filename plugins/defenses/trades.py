@@ -24,6 +24,7 @@ import tensorflow as tf
 from pydantic import Field
 
 from egide.core import Trainer, TrainerParams, hookimpl
+from egide.core.norms import projected_gradient_step
 
 
 START_NOISE = 0.001  # standard deviation of the Gaussian start around x, in input units
@@ -63,8 +64,7 @@ class TRADES(Trainer):
 
         def step(t, x_adv):
             grad = kl_gradient(x_adv, clean_logits)
-            moved = tf.clip_by_value(x_adv + alpha * eps * tf.sign(grad), x - eps, x + eps)
-            return t + 1, tf.clip_by_value(moved, lo, hi)
+            return t + 1, projected_gradient_step(x_adv, x, grad, alpha * eps, eps, "inf", lo, hi)
 
         _, x_adv = tf.while_loop(lambda t, _: t < p.steps, step, (tf.constant(0), x_adv))
         return x_adv

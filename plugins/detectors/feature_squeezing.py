@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from egide.core import Detector, hookimpl

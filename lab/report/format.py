@@ -1,0 +1,75 @@
+"""How the report writes numbers: percentages, sizes, times, and epsilons in the unit a reader
+expects (k/255 when every budget is one, plain numbers otherwise). Text only, no markup: the
+templates decide where it goes, and Jinja2 escapes it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .model import eps_key
+
+
+def finite(value) -> bool:
+    return isinstance(value, (int, float, np.floating)) and math.isfinite(value)
+
+
+def pct(value) -> str:
+    return f"{100 * value:.1f}%" if finite(value) else "n/a"
+
+
+def num(value) -> str:
+    return f"{value:.4g}" if finite(value) else "n/a"
+
+
+def seconds(value) -> str:
+    if not finite(value):
+        return "n/a"
+    return f"{value:.2f} s" if value < 60 else f"{value / 60:.1f} min"
+
+
+def heat(value) -> str | None:
+    """The background of an accuracy cell: white at 100%, red at 0% (None when not a number)."""
+    if not finite(value):
+        return None
+    t = 1.0 - min(max(float(value), 0.0), 1.0)
+    r, g, b = (round(255 + (c - 255) * t) for c in (232, 96, 76))
+    return f"background:rgb({r},{g},{b})"
+
+
+def bounded_linf_runs(report):
+    """The evaluated runs with an L-inf budget: the ones that share the epsilon axis."""
+    return [r for r in report.runs if r.purpose == "evaluation" and r.eps is not None and r.norm == "inf"]
+
+
+def attack_order(runs) -> list[str]:
+    return list(dict.fromkeys(r.attack for r in runs))
+
+
+def config_eps(report) -> list[float]:
+    """The evaluation's epsilons, ascending (from the config, and from the runs if it lacks them)."""
+    listed = report.config.get("eps") or []
+    measured = [r.eps for r in bounded_linf_runs(report)]
+    return sorted({float(e) for e in [*listed, *measured]})
+
+
+class Units:
+    """Epsilons and perturbation sizes of one report, all written the same way."""
+
+    def __init__(self, report):
+        eps = config_eps(report)
+        self.in_255 = bool(eps) and all(eps_key(e).endswith("/255") for e in eps)
+
+    def eps(self, value: float) -> str:
+        return eps_key(value) if self.in_255 else f"{value:.4g}"
+
+    def size(self, value: float) -> str:
+        """A perturbation size, in the unit the epsilons are written in."""
+        if not finite(value):
+            return "n/a"
+        return f"{value * 255:.3g}/255" if self.in_255 else f"{value:.4g}"
+
+
+def params_text(params: dict, skip=("eps",)) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (params or {}).items() if k not in skip)
