@@ -32,6 +32,8 @@ class Attack(Plugin):
     iterative: ClassVar[bool] = False  # many gradient steps inside the eps-ball (PGD, BIM, MIM)
     # Parameters (besides eps) that run it at full strength: the sanity checks' unbounded run.
     full_strength: ClassVar[dict] = {}
+    # Its parameters in the standard evaluation (`egide evaluate` without --attacks); None: not in it.
+    evaluation: ClassVar[dict | None] = None
 
     @property
     def targeted(self) -> bool:

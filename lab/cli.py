@@ -29,6 +29,7 @@ from egide.core.preprocess import Preprocessor
 from egide.core.registry import registry
 from egide.lab import services
 from egide.lab.data import load as load_data
+from egide.lab.quiet import import_tensorflow_quietly
 from egide.lab.report.files import write_report
 from egide.lab.services import parse_clip, parse_number, parse_param
 
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USER_ERROR
+    import_tensorflow_quietly()  # after parsing: --help stays instant
     try:
         return args.handler(args) or 0
     except EgideError as exc:
@@ -94,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--target", default=None,
-        help="targeted attacks: a class index or name for every image, or 'next' for (y+1) mod K",
+        help="targeted attacks: a class index or name for every image, or 'next' for (y+1) mod K "
+        "(the default)",
     )
     p.add_argument("--clip", default="0,1", help="the model's input range LOW,HIGH (default 0,1)")
     p.add_argument("--defense", default=None, help="a preprocessing defense to put in front of the model (see `egide plugins`)")

@@ -8,6 +8,8 @@
     attack_on(...)                 one attack run, measured on the real (defended) classifier
     is_loopback(host), check_exposure(host, token)   who may reach a server
     default_pair(models, data)     the model and data set a new user starts with
+    default_model(reg), default_data(reg, model)   the same, for settings left out
+    standard_attacks(reg), quick_attacks(reg)      the attacks of a standard evaluation
 """
 
 from __future__ import annotations
@@ -162,3 +164,49 @@ def default_pair(models, datasets) -> tuple[str | None, str | None]:
         if declared in data_names:
             return cls.name, declared
     return (models[0].name if models else None), (data_names[0] if data_names else None)
+
+
+def default_model(registry) -> str:
+    """The model used when none is named: the preselected one (the installed demo)."""
+    model, _ = default_pair(registry.plugins("model"), registry.plugins("dataset"))
+    if model is None:
+        raise InputError("no model given, and no named model is installed: name a .keras file")
+    return model
+
+
+def default_data(registry, model: str | None) -> str:
+    """The data set used when none is named: the one `model` declares, else the preselected one."""
+    if model in registry.names("model"):
+        declared = getattr(registry.get("model", model), "dataset", None)
+        if declared in registry.names("dataset"):
+            return declared
+    _, data = default_pair(registry.plugins("model"), registry.plugins("dataset"))
+    if data is None:
+        raise InputError("no data set given, and no named data set is installed: name a file or folder")
+    return data
+
+
+def standard_attacks(registry) -> list[tuple[str, dict]]:
+    """(name, params) of each attack in a standard evaluation, as each declares it
+    (`Attack.evaluation`): single-step first, then iterative, other fixed-budget, minimal
+    perturbation; by name within each group."""
+    chosen = [cls for cls in registry.plugins("attack") if cls.evaluation is not None]
+    chosen.sort(key=lambda cls: (_kind_rank(cls), cls.name))
+    return [(cls.name, dict(cls.evaluation)) for cls in chosen]
+
+
+def quick_attacks(registry) -> list[str]:
+    """What a page preselects for a first evaluation: the single-step attacks of the standard
+    evaluation and its first iterative one (seconds, not minutes, on the demo)."""
+    names = [name for name, _ in standard_attacks(registry)]
+    single = [n for n in names if registry.get("attack", n).single_step]
+    iterative = [n for n in names if registry.get("attack", n).iterative]
+    return single + iterative[:1]
+
+
+def _kind_rank(cls) -> int:
+    if cls.single_step:
+        return 0
+    if cls.iterative:
+        return 1
+    return 2 if cls.budget == "fixed" else 3

@@ -24,10 +24,12 @@ def egide_register_attacks(register):
 """
 
 
-def load_with(tmp_path, modules, entry_points, **kwargs) -> Registry:
+def load_with(tmp_path, modules, entry_points, strict=False, **kwargs) -> Registry:
+    """Load with a third-party distribution on the path; lenient unless asked (the suite itself
+    runs with EGIDE_STRICT_PLUGINS=1; strict=None reads the environment)."""
     root = write_plugin_dist(tmp_path / "site", "third-party", modules, entry_points)
     with on_sys_path(root):
-        return Registry.load(**kwargs)
+        return Registry.load(strict=strict, **kwargs)
 
 
 def test_builtins_and_installed_plugins_come_through_entry_points():
@@ -135,7 +137,8 @@ def test_shadowing_a_builtin_name_is_an_error_naming_both(tmp_path):
 def test_strict_mode_turns_failures_into_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("EGIDE_STRICT_PLUGINS", "1")
     with pytest.raises(PluginLoadError, match="broken.*not_a_module_anywhere"):
-        load_with(tmp_path, {"broken_plugin": "import not_a_module_anywhere\n"}, {"broken": "broken_plugin"})
+        load_with(tmp_path, {"broken_plugin": "import not_a_module_anywhere\n"}, {"broken": "broken_plugin"},
+                  strict=None)
 
 
 def test_disabled_plugins_are_skipped(tmp_path, monkeypatch):

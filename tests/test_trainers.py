@@ -6,7 +6,7 @@ import pytest
 
 import egide
 from egide.core import DataError, InputError
-from egide.core.checkpoint import read_checkpoint
+from egide.lab.checkpoint import read_checkpoint
 from egide.lab.cli import main
 from examples.bars import CLASSES
 
@@ -208,26 +208,26 @@ def test_defend_trains_saves_and_cleans_up(cli_files, tmp_path, capsys):
 
 
 def test_defend_resumes_after_an_interrupt(cli_files, tmp_path, capsys, monkeypatch):
-    from egide.core.trainer import Trainer
+    from egide.lab import trainer_loop
 
     model, data = cli_files
     out = tmp_path / "at.keras"
     argv = ["defend", "--defense", "trades", "--param", "epochs=2", "--model", str(model),
             "--data", str(data), "--out", str(out), "--no-progress"]
-    real = Trainer._warmup
+    real = trainer_loop._warmup
     steps = {"n": 0}
 
-    def stop_in_epoch_two(self, step, per_epoch):
+    def stop_in_epoch_two(params, step, per_epoch):
         steps["n"] += 1
         if steps["n"] == per_epoch + 1:
             raise KeyboardInterrupt  # Ctrl-C during the second epoch
-        return real(self, step, per_epoch)
+        return real(params, step, per_epoch)
 
-    monkeypatch.setattr(Trainer, "_warmup", stop_in_epoch_two)
+    monkeypatch.setattr(trainer_loop, "_warmup", stop_in_epoch_two)
     assert main(argv) == 130
     assert "rerun the same command to resume" in capsys.readouterr().err
     assert read_checkpoint(tmp_path / "at.keras.ckpt")[1]["epoch"] == 1
-    monkeypatch.setattr(Trainer, "_warmup", real)
+    monkeypatch.setattr(trainer_loop, "_warmup", real)
     assert main(argv) == 0
     assert "resuming from the checkpoint" in capsys.readouterr().out
     assert out.exists()

@@ -101,6 +101,7 @@ def test_page_renders_generated_forms(client):
         ('{"kind": "attack", "plugin": "pgd", "params": {"steps": 0}}', ["params", "steps"]),
         ('{"kind": "attack", "plugin": "fgsm", "params": {"eps": 8}}', ["params", "eps"]),  # > input range
         ('{"kind": "attack", "plugin": "fgsn"}', ["plugin"]),
+        ('{"kind": "attack", "plugin": "fgsm", "target": "next"}', ["target"]),  # untargeted attack
         ('{"kind": "attack", "plugin": "fgsm", "model": "/etc/passwd"}', ["model"]),
         ('{"kind": "attack", "plugin": "fgsm", "split": "dev"}', ["split"]),
         ('{"kind": "attack", "plugin": "fgsm", "limit": 100000}', ["limit"]),

@@ -14,7 +14,7 @@ import pytest
 from egide.web import create_app
 from egide.web.jobs import JobRunner, JobStore
 
-from web_jobs import wait
+from web_jobs import until, wait
 
 EPS = 0.0157
 
@@ -115,9 +115,7 @@ def test_cancel_a_running_attack_job(app, attack_job):
         "limit": 16, "batch_size": 1,
     })
     url = resp.get_json()["url"]
-    deadline = time.monotonic() + 30
-    while client.get(url).get_json()["state"] == "queued" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until(lambda: client.get(url).get_json()["state"] != "queued", what="the job leaving the queue")
     resp = client.delete(url)
     assert resp.status_code == 202 and resp.get_json()["state"] == "running"
     job = wait(client, url)
@@ -228,13 +226,10 @@ def test_runner_never_runs_a_cancelled_job_and_stops_a_running_one(tmp_path):
         runner.cancel(waiting)
         looping = runner.submit("attack", {"mode": "loop"})
         release.set()
-        deadline = time.monotonic() + 10
-        while store.get(looping)["state"] != "running" and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.3)
+        # Cancel once the job has made progress (a running job, part-way through).
+        until(lambda: store.get(looping)["done"] > 0, what="the looping job making progress")
         runner.cancel(looping)
-        while store.get(looping)["state"] == "running" and time.monotonic() < deadline:
-            time.sleep(0.02)
+        until(lambda: store.get(looping)["state"] != "running", what="the cancellation taking effect")
         assert store.get(blocker)["state"] == "done"
         assert store.get(waiting)["state"] == "cancelled" and waiting not in ran
         job = store.get(looping)
@@ -254,8 +249,6 @@ def test_a_failing_job_is_failed_not_lost(tmp_path):
 
     runner = JobRunner(store, work, workers=1)
     job_id = runner.submit("attack", {})
-    deadline = time.monotonic() + 10
-    while store.get(job_id)["state"] in ("queued", "running") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    until(lambda: store.get(job_id)["state"] not in ("queued", "running"), what="the job ending")
     runner.shutdown()
     assert store.get(job_id)["state"] == "failed" and store.get(job_id)["error"] == "the data set is empty"

@@ -12,6 +12,8 @@ import pytest
 
 from egide.web import create_app
 
+from web_jobs import wait
+
 PROBLEM = "application/problem+json"
 DEMO = "egide.plugins.models.brain_tumor_cnn"
 
@@ -228,8 +230,6 @@ def test_the_page_offers_uploaded_models_and_data(client):
 
 
 def test_a_job_runs_on_an_uploaded_model_and_data_set(tmp_path, registry, demo_bytes, phantom, every_class):
-    import time
-
     app = create_app({"EGIDE_INSTANCE_PATH": str(tmp_path), "EGIDE_REGISTRY": registry, "EGIDE_WORKERS": 1})
     try:
         client = app.test_client()
@@ -249,10 +249,7 @@ def test_a_job_runs_on_an_uploaded_model_and_data_set(tmp_path, registry, demo_b
         resp = client.post("/api/v1/jobs", json={"kind": "attack", "plugin": "fgsm", "params": {"eps": 0.0157},
                                                  "model": model, "data": data, "limit": 4})
         assert resp.status_code == 202, resp.get_data(as_text=True)
-        deadline = time.monotonic() + 60
-        while (job := client.get(resp.get_json()["url"]).get_json())["state"] in ("queued", "running"):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        job = wait(client, resp.get_json()["url"], timeout=60)
         assert job["state"] == "done", job["error"]
         assert job["result"]["images"] == 4
     finally:

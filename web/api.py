@@ -14,6 +14,7 @@ from egide.core.classifier import softmax
 from egide.core.errors import EgideError, ParameterError, PluginNotFoundError
 from egide.core.plugin import KINDS
 
+from egide.lab import services
 from egide.lab.services import is_loopback
 
 from .jobs import QueueFull
@@ -223,7 +224,7 @@ def predict():
         raise Problem(413, "Upload too large", f"a /predict request may hold at most "
                       f"{cfg['EGIDE_MAX_UPLOAD_BYTES']} bytes", type="upload-too-large") from None
     st = state()
-    model = form.get("model") or "brain-tumor-cnn"
+    model = form.get("model") or services.default_model(st.registry)
     errors = []
     if model not in st.resources.model_names():
         errors.append(field_error(["model"], _unknown("model", model, st.resources.model_names()),
@@ -381,8 +382,27 @@ def _validated_job(body) -> tuple[str, dict]:
         job = JOB_KINDS[kind].model_validate(body)
     except ValidationError as exc:
         raise from_pydantic(exc) from None
+    if kind in ("attack", "defend"):
+        _fill_defaults(job)
     check = {"attack": _check_attack, "evaluate": _check_evaluation, "defend": _check_defend}[kind]
     return kind, check(job)
+
+
+def _fill_defaults(job) -> None:
+    """A model and data set left out: what the installed model plugins declare (the demo)."""
+    reg, errors = state().registry, []
+    if job.model is None:
+        try:
+            job.model = services.default_model(reg)
+        except EgideError as exc:
+            errors.append(field_error(["model"], str(exc), "no_default"))
+    if job.data is None:
+        try:
+            job.data = services.default_data(reg, job.model)
+        except EgideError as exc:
+            errors.append(field_error(["data"], str(exc), "no_default"))
+    if errors:
+        raise validation_problem(errors)
 
 
 def _submit(kind: str, request_doc: dict, rerun_of: str | None = None):
@@ -429,6 +449,10 @@ def _check_attack(job: AttackJob) -> dict:
     except ParameterError as exc:
         raise from_parameter_error(exc) from None
     _check_classes(job.model, job.data, ("data",))
+    if job.target is not None and not attack.targeted:  # the rule of services.targets, said now
+        raise validation_problem([field_error(
+            ["target"], "a target was given to an untargeted attack; set params.targeted to true "
+            "to aim at it, or leave target out", "untargeted", job.target)])
     if attack.budget == "fixed":
         # An eps beyond the model's input range is a unit mistake: say so now, not in a failed
         # job. (Loads the model once; it stays cached for the jobs.)
@@ -470,7 +494,7 @@ def _check_defend(job: DefendJob) -> dict:
 
 
 def _check_evaluation(job: EvaluateJob) -> dict:
-    from egide.lab.evaluation.pipeline import _check_attack as check_spec
+    from egide.lab.evaluation.pipeline import check_attack as check_spec
 
     st = state()
     cfg = job.config

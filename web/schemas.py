@@ -30,8 +30,10 @@ class AttackJob(BaseModel):
     kind: Literal["attack"]
     plugin: str = Field(description="Attack plugin name, e.g. 'fgsm'")
     params: dict[str, Any] = Field(default_factory=dict, description="The attack's parameters")
-    model: str = Field("brain-tumor-cnn", description="Named model (GET /api/v1/models)")
-    data: str = Field("brain-tumor-phantom", description="Named data set (GET /api/v1/datasets)")
+    model: str | None = Field(None, description="Named model (GET /api/v1/models); default: the "
+                              "preselected one, the demo model when installed")
+    data: str | None = Field(None, description="Named data set (GET /api/v1/datasets); default: the "
+                             "one the model declares, else the preselected one")
     split: str | None = Field("test", description="Split of the data set")
     limit: int | None = Field(64, ge=1, description="Attack only the first N images")
     batch_size: int = Field(128, ge=1, le=1024)
@@ -51,8 +53,10 @@ class DefendJob(BaseModel):
     kind: Literal["defend"]
     plugin: str = Field(description="Trainer plugin name (a defense with needs_training_data)")
     params: dict[str, Any] = Field(default_factory=dict, description="The trainer's parameters")
-    model: str = Field("brain-tumor-cnn", description="Named model to start from (GET /api/v1/models)")
-    data: str = Field("brain-tumor-phantom", description="Named data set with a train split")
+    model: str | None = Field(None, description="Named model to start from (GET /api/v1/models); "
+                              "default: the preselected one, the demo model when installed")
+    data: str | None = Field(None, description="Named data set with a train split; default: the one "
+                             "the model declares, else the preselected one")
     limit: int | None = Field(None, ge=1, description="Train on the first N training images only")
     seed: int = Field(0, ge=0)
 
@@ -180,7 +184,8 @@ class PredictForm(BaseModel):
 
     image: list[bytes] = Field(description="One or more files: PNG, JPEG, or .npy float arrays in [0, 1] "
                                "shaped (H, W), (H, W, 1) or (H, W, 3)", min_length=1)
-    model: str = Field("brain-tumor-cnn", description="Named model (GET /api/v1/models)")
+    model: str | None = Field(None, description="Named model (GET /api/v1/models); default: the "
+                              "preselected one, the demo model when installed")
     detector: str | None = Field(None, description="A detector plugin to flag adversarial inputs. "
                                  "Fitted to the model on first use, on up to EGIDE_DETECTOR_FIT_IMAGES "
                                  "train images of the model's data set (a supervised one also on PGD "

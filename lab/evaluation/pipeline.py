@@ -24,6 +24,7 @@ from egide.core.registry import Registry
 from egide.core.registry import registry as default_registry
 from egide.core.results import AttackResult
 from egide.core import __version__
+from egide.lab import services
 from egide.lab.data import load as load_data
 from egide.lab.evaluation.detectors import check_detector, evaluate_detectors, fit_images
 from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
@@ -69,21 +70,24 @@ class DetectorSpec(BaseModel):
 
 
 def default_attacks() -> list[AttackSpec]:
-    return [
-        AttackSpec(plugin="fgsm"),
-        AttackSpec(plugin="pgd", params={"steps": 20, "restarts": 1}),
-        AttackSpec(plugin="bim", params={"steps": 10}),
-        AttackSpec(plugin="mim", params={"steps": 10}),
-        AttackSpec(plugin="cw", params={"binary_search_steps": 5, "steps": 100}),
-    ]
+    """The standard evaluation: every installed attack that declares its `evaluation` params."""
+    return [AttackSpec(plugin=name, params=params)
+            for name, params in services.standard_attacks(default_registry())]
 
 
 class EvaluationConfig(BaseModel):
     """What to evaluate. The same structure for `egide evaluate --config` and the JSON API."""
 
     model_config = ConfigDict(extra="forbid")
-    model: str = Field("brain-tumor-cnn", description="Named model or .keras/.h5 path")
-    data: str = Field("brain-tumor-phantom", description="Named data set, .npz or image folder")
+    model: str = Field(
+        default_factory=lambda: services.default_model(default_registry()),
+        description="Named model or .keras/.h5 path (default: the installed demo model)",
+    )
+    data: str = Field(
+        default_factory=lambda given: services.default_data(default_registry(), given.get("model")),
+        description="Named data set, .npz or image folder (default: the data set the model "
+        "declares, else the demo's)",
+    )
     split: str | None = Field("test", description="Split of the data set to evaluate on")
     attacks: list[AttackSpec] = Field(default_factory=default_attacks, min_length=1)
     eps: list[float] = Field(
@@ -174,7 +178,7 @@ def evaluate(
     if isinstance(config, dict):
         config = EvaluationConfig(**config)
     reg = registry or default_registry()
-    attacks = [_check_attack(reg, spec) for spec in config.attacks]
+    attacks = [check_attack(reg, spec) for spec in config.attacks]
 
     clf = classifier or Classifier.load(config.model, clip=config.clip)
     if dataset is None:
@@ -288,7 +292,7 @@ def evaluate(
 
 
 # ---- planning -------------------------------------------------------------------------------
-def _check_attack(reg: Registry, spec: AttackSpec):
+def check_attack(reg: Registry, spec: AttackSpec):
     cls = reg.get("attack", spec.plugin)
     if "eps" in spec.params:
         raise ParameterError(

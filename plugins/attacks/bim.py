@@ -26,6 +26,7 @@ class BIM(Attack):
     title = "Basic Iterative Method"
     iterative = True
     full_strength = {"steps": 50}
+    evaluation = {"steps": 10}
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: float = Field(

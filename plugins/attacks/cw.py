@@ -62,6 +62,7 @@ class CarliniWagnerL2(Attack):
     title = "Carlini & Wagner (L2)"
     budget = "minimal"
     minimizes = "2"
+    evaluation = {"binary_search_steps": 5, "steps": 100}
 
     class Params(BaseModel, extra="forbid", frozen=True):
         confidence: float = Field(

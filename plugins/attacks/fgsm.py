@@ -20,6 +20,7 @@ class FGSM(Attack):
     name = "fgsm"
     title = "Fast Gradient Sign Method"
     single_step = True
+    evaluation = {}
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: float = Field(

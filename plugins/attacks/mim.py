@@ -30,6 +30,7 @@ class MIM(Attack):
     title = "Momentum Iterative Method"
     iterative = True
     full_strength = {"steps": 50}
+    evaluation = {"steps": 10}
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: float = Field(

@@ -40,6 +40,7 @@ class PGD(Attack):
     # Full strength from the image itself: a random start in a ball as large as the input range
     # is uniform noise, where the model's gradients say nothing about the image.
     full_strength = {"steps": 50, "random_start": False, "early_stop": True}
+    evaluation = {"steps": 20, "restarts": 1}
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: float = Field(

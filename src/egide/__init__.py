@@ -17,16 +17,22 @@ from egide.core import (
     EgideError,
     Plugin,
     Registry,
-    hookimpl,
     __version__,
+    hookimpl,
     load_detector,
     registry,
 )
-from egide.lab.guard import Guard
 from egide.core.dataset import Dataset
+from egide.core.trainer import use_training_loop
+from egide.lab.guard import Guard
+from egide.lab.trainer_loop import train as _train_a_trainer
+
+# The composition root: the kernel's Trainer.apply runs the lab's training loop.
+use_training_loop(_train_a_trainer)
 
 
 __all__ = [
+    "__version__",
     "Attack",
     "AttackResult",
     "Classifier",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from egide.core.errors import InputError
 
 HEADER = "header_json"
 
