@@ -342,9 +342,10 @@ def _cmd_evaluate(args) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    for run in report.runs:
-        if run.eps is None:
-            print(f"  {run.attack}: success {run.success_rate:.1%}, mean L2 {run.l2_mean:.4g} (minimal perturbations)")
+    for found in report.minimal:
+        norm = "L2" if found.norm == "2" else "L-inf"
+        median = f"median {norm} {np.median(found.values):.4g}" if found.values else "nothing found"
+        print(f"  {found.attack}: {len(found.values)} adversarial examples, {median} (minimal perturbations)")
     for check in report.sanity:
         print(f"  [{'ok' if check.passed else 'FLAG'}] {check.name}: {check.message}")
     _print_defenses(report, eps_list)
@@ -391,7 +392,7 @@ def _print_detectors(report) -> None:
     from egide.lab.evaluation.pipeline import eps_key
 
     det_eps = report.detectors[0].detection_eps
-    print(f"detectors, ROC AUC at eps {eps_key(det_eps)} (C&W unbounded)")
+    print(f"detectors, ROC AUC at eps {eps_key(det_eps)} (minimal-perturbation attacks unbounded)")
     attacks = list(dict.fromkeys(r.attack for d in report.detectors for r in d.runs))
     rows = [["detector"] + attacks + ["fit", "scoring"]]
     for d in report.detectors:
@@ -458,7 +459,6 @@ def _cmd_train(args) -> int:
 # ---- egide defend ---------------------------------------------------------------------
 def _cmd_defend(args) -> int:
     import time
-
 
     from egide.lab.training import save_model
 

@@ -28,8 +28,8 @@ from egide.core.detector import Detector
 from egide.core.errors import EgideError, ParameterError
 from egide.core.plugin import Plugin
 from egide.core.preprocess import Preprocessor
-from egide.lab.schema import form_fields
 from egide.core.sources import DatasetSource, ModelSource
+from egide.lab.schema import form_fields
 
 BUDGET_TOLERANCE = 1e-5
 

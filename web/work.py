@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from egide.lab import services
-from egide.lab.report.files import json_safe, write_report
+from egide.lab.report.files import json_safe, write_figures, write_report
 
 log = logging.getLogger("egide.web")
 
@@ -349,14 +349,8 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
     data = res.dataset(config.data, config.split)
     report = evaluate(config, progress=progress, registry=res.registry, classifier=clf, dataset=data)
     write_report(report, out)
-    artifacts = ["report.html", "report.json"]
-    if _plot(_robustness_png, report, out / "robustness.png"):
-        artifacts.append("robustness.png")
-    defenses, detectors = getattr(report, "defenses", []), getattr(report, "detectors", [])
-    for d in detectors:
-        name = f"roc-{d.name}.png"
-        if _plot(_roc_png, d, out / name):
-            artifacts.append(name)
+    artifacts = ["report.html", "report.json", *write_figures(report, out)]
+    defenses, detectors = report.defenses, report.detectors
     headline = {
         "clean_accuracy": report.clean_accuracy,
         "worst_case_robust_accuracy": report.worst_case,
@@ -375,70 +369,6 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
                       for d in detectors],
     }
     return json_safe(headline), artifacts
-
-
-def _plot(draw: Callable, what, path: Path) -> bool:
-    """Draw one of the page's plots; a plot that fails is logged and left out, never the job's
-    failure (report.html holds every figure anyway)."""
-    try:
-        return draw(what, path)
-    except Exception:
-        log.exception("could not draw %s", path.name)
-        return False
-
-
-def _robustness_png(report, path: Path) -> bool:
-    """The report's accuracy-versus-epsilon plot as a PNG, for the page; False when there is no
-    curve to draw (no L-inf attack with a budget ran)."""
-    import matplotlib
-    from matplotlib.figure import Figure
-
-    from egide.lab.report.format import bounded_linf_runs
-    from egide.lab.report.plots import draw_robustness
-
-    runs = bounded_linf_runs(report)
-    if not runs:
-        return False
-    with matplotlib.rc_context({"font.size": 10}):
-        fig = Figure(figsize=(5.2, 4.0), layout="constrained")
-        ax = fig.add_subplot()
-        ax.spines[["top", "right"]].set_visible(False)
-        draw_robustness(fig, ax, report, runs)
-        # The report puts the legend at the right of a wide plot; the page's column is narrow,
-        # so it goes underneath.
-        for legend in list(fig.legends):
-            handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
-            legend.remove()
-            fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
-        fig.savefig(path, format="png", dpi=120, metadata={"Software": None})
-    return True
-
-
-def _roc_png(detector_report, path: Path) -> bool:
-    """One detector's ROC curves at its detection budget (one per attack), as a PNG for the page;
-    False when no attack fooled the model (nothing to detect)."""
-    import math
-
-    from matplotlib.figure import Figure
-
-    d = detector_report
-    runs = [r for r in d.runs if r.roc and (r.eps is None or math.isclose(r.eps, d.detection_eps))]
-    if not runs:
-        return False
-    fig = Figure(figsize=(4.6, 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    ax.spines[["top", "right"]].set_visible(False)
-    for r in runs:
-        fpr, tpr = zip(*r.roc)
-        budget = "" if r.eps is None else f" ε={r.eps:.4g}"
-        ax.plot(fpr, tpr, linewidth=1.8, label=f"{r.attack}{budget} (AUC {r.auc:.3f})")
-    ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1, label="chance")
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), title=f"{d.name}: ROC",
-           xlabel="false-positive rate (clean flagged)", ylabel="true-positive rate (adversarial flagged)")
-    ax.grid(True, color="#e4e4e4", linewidth=0.8)
-    ax.legend(loc="lower right", frameon=False, fontsize=8)
-    fig.savefig(path, format="png", dpi=110, metadata={"Software": None})
-    return True
 
 
 def _defend(res: Resources, out: Path, job: dict, progress):

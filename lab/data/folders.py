@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
 from egide.core.dataset import (
     MAX_LISTED,
     Dataset,

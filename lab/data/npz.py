@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from egide.core.dataset import (
     Dataset,
     checked_labels,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from egide.core.errors import ParameterError
 from egide.core.preprocess import PreprocessedClassifier, Preprocessor
 from egide.lab.evaluation.running import run_attack

@@ -16,6 +16,7 @@ import math
 import time
 
 import numpy as np
+
 from egide.core.errors import DataError, InputError
 from egide.lab.report.model import ROC_POINTS, TARGET_FPR, DetectionRun, DetectorReport
 

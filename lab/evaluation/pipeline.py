@@ -2,7 +2,7 @@
 
     config = EvaluationConfig(model="brain-tumor-cnn", data="brain-tumor-phantom", eps=[4/255])
     report = evaluate(config, progress=callback)
-    report.write("out/")            # report.json (every number) and report.html (for people)
+    write_report(report, "out/")    # report.json (every number) and report.html (for people)
 
 The configuration is one pydantic model: the CLI's flags, its `--config` JSON file and the JSON
 API all build the same structure. Robust accuracy is reported per attack and per epsilon, and
@@ -18,16 +18,18 @@ import time
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from egide.core import __version__
 from egide.core.classifier import Classifier, softmax
 from egide.core.errors import ParameterError
 from egide.core.registry import Registry
 from egide.core.registry import registry as default_registry
 from egide.core.results import AttackResult
-from egide.core import __version__
 from egide.lab import services
 from egide.lab.data import load as load_data
-from egide.lab.evaluation.detectors import check_detector, evaluate_detectors, fit_images
 from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
+from egide.lab.evaluation.detectors import check_detector, evaluate_detectors, fit_images
 from egide.lab.evaluation.running import Counter, EvaluationProgress, per_class, run_attack
 from egide.lab.report.model import (
     AttackRun,
@@ -37,8 +39,6 @@ from egide.lab.report.model import (
     SanityCheck,
     eps_key,
 )
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 
 DEFAULT_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 UNBOUNDED_SUCCESS = 0.95  # an unbounded attack should break nearly every sample

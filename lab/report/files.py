@@ -8,9 +8,12 @@ leaves the previous report (if any) untouched and never a half-written one.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
+
+log = logging.getLogger("egide.report")
 
 
 def write_report(report, out_dir) -> dict[str, str]:
@@ -27,6 +30,26 @@ def write_report(report, out_dir) -> dict[str, str]:
     written = {}
     for name, text in contents.items():
         written[name] = str(_atomic_write(out / name, text))
+    return written
+
+
+def write_figures(report, out_dir) -> list[str]:
+    """The report's figures as PNG files, for pages that show them beside other things:
+    robustness.png and roc-<detector>.png. A figure that cannot be drawn is left out and
+    logged, never the caller's failure (report.html holds every figure anyway)."""
+    from . import plots
+
+    out = Path(out_dir)
+    wanted = [("robustness.png", lambda path: plots.robustness_png(report, path))]
+    wanted += [(f"roc-{d.name}.png", lambda path, d=d: plots.roc_png(report, d, path))
+               for d in report.detectors]
+    written = []
+    for name, draw in wanted:
+        try:
+            if draw(out / name):
+                written.append(name)
+        except Exception:
+            log.exception("could not draw %s", name)
     return written
 
 

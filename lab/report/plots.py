@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from .format import Units, attack_order, finite
+from .format import Units, attack_order, bounded_linf_runs, finite
 from .model import eps_key
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies, and in print.
@@ -179,26 +179,65 @@ def roc_runs(d) -> list:
     return [r for r in d.runs if r.eps is None or math.isclose(r.eps, d.detection_eps)]
 
 
-def roc_svg(report, d) -> str:
+def draw_roc(fig, ax, report, d) -> None:
+    """One detector's ROC curves at its detection budget, one per attack."""
     units = Units(report)
-    runs = roc_runs(d)
+    for i, r in enumerate(roc_runs(d)):
+        fpr, tpr = zip(*r.roc) if r.roc else ((0, 1), (0, 1))
+        budget = "" if r.eps is None else f" ε={units.eps(r.eps)}"
+        ax.plot(fpr, tpr, color=PALETTE[i % len(PALETTE)], linewidth=1.8,
+                label=mpl_text(f"{r.attack}{budget} (AUC {r.auc:.3f})"))
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1, label="chance")
+    ax.axvline(0.05, color="#555555", linestyle="--", linewidth=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false-positive rate (clean images flagged)")
+    ax.set_ylabel("true-positive rate (adversarials flagged)")
+    ax.grid(True, color="#e4e4e4", linewidth=0.8)
+    ax.legend(loc="lower right", frameon=False, fontsize=9)
 
-    def draw(fig, ax):
-        for i, r in enumerate(runs):
-            fpr, tpr = zip(*r.roc) if r.roc else ((0, 1), (0, 1))
-            budget = "" if r.eps is None else f" ε={units.eps(r.eps)}"
-            ax.plot(fpr, tpr, color=PALETTE[i % len(PALETTE)], linewidth=1.8,
-                    label=mpl_text(f"{r.attack}{budget} (AUC {r.auc:.3f})"))
-        ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1, label="chance")
-        ax.axvline(0.05, color="#555555", linestyle="--", linewidth=0.8)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.01)
-        ax.set_xlabel("false-positive rate (clean images flagged)")
-        ax.set_ylabel("true-positive rate (adversarials flagged)")
-        ax.grid(True, color="#e4e4e4", linewidth=0.8)
-        ax.legend(loc="lower right", frameon=False, fontsize=9)
 
-    return svg_plot(draw, (5.6, 4.4), f"roc-{d.name}", f"ROC curves of {d.name}, one per attack")
+def roc_svg(report, d) -> str:
+    return svg_plot(lambda fig, ax: draw_roc(fig, ax, report, d), (5.6, 4.4), f"roc-{d.name}",
+                    f"ROC curves of {d.name}, one per attack")
+
+
+# ---- PNG copies for the server's page ------------------------------------------------------------
+def robustness_png(report, path) -> bool:
+    """The accuracy-versus-epsilon plot as a PNG sized for a narrow column (legend underneath);
+    False when there is no curve to draw (no L-inf attack with a budget ran)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    runs = bounded_linf_runs(report)
+    if not runs:
+        return False
+    with matplotlib.rc_context({"font.size": 10}):
+        fig = Figure(figsize=(5.2, 4.0), layout="constrained")
+        ax = fig.add_subplot()
+        ax.spines[["top", "right"]].set_visible(False)
+        draw_robustness(fig, ax, report, runs)
+        for legend in list(fig.legends):
+            handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+            legend.remove()
+            fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
+        fig.savefig(path, format="png", dpi=120, metadata={"Software": None})
+    return True
+
+
+def roc_png(report, d, path) -> bool:
+    """One detector's ROC curves as a PNG; False when no attack fooled the model."""
+    from matplotlib.figure import Figure
+
+    if not any(r.roc for r in roc_runs(d)):
+        return False
+    fig = Figure(figsize=(4.6, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.spines[["top", "right"]].set_visible(False)
+    draw_roc(fig, ax, report, d)
+    ax.set_title(f"{d.name}: ROC")
+    fig.savefig(path, format="png", dpi=110, metadata={"Software": None})
+    return True
 
 
 def finite_values(values) -> np.ndarray:
