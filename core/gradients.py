@@ -31,6 +31,26 @@ def cross_entropy_pass(clf, targeted: bool):
     return model_pass
 
 
+def objective_pass(clf, objective, samples: int = 1):
+    """Compiled fn(x, labels, targets) -> (logits, objective per sample, d sum(objective) / dx),
+    for any objective(logits, labels, targets) -> (B,) that an attack maximises, in a graph of
+    its own like `cross_entropy_pass`. samples > 1 averages the gradient over that many passes
+    (EOT, for a randomized model); logits and objective are those of the last pass."""
+
+    @tf.function(experimental_attributes={"_noinline": True}, reduce_retracing=True)
+    def model_pass(x, labels, targets):
+        grad = tf.zeros_like(x)
+        for _ in range(samples):  # unrolled: a handful of draws
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(x)
+                logits = tf.cast(clf.logits(x), tf.float32)
+                value = objective(logits, labels, targets)
+            grad += tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return logits, value, grad / samples
+
+    return model_pass
+
+
 def projected_gradient_ascent(input_gradient, x, y, eps, steps: int, step_size, seed, clip,
                               norm: str = "inf", random_start: bool = True):
     """PGD inside a graph (Madry et al.): `steps` projected-gradient steps on the loss whose

@@ -1,0 +1,293 @@
+"""APGD — Auto-PGD (Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble
+of diverse parameter-free attacks", ICML 2020).
+
+PGD without a step size to tune. Each run starts from a random point on the eps-sphere
+(x + eps * u / ||u||, u uniform in [-1, 1] for L-inf, Gaussian for L2) and takes `steps`
+iterations with momentum:
+
+    z        = P(x_k + eta * dir(grad f(x_k)))
+    x_{k+1}  = P(x_k + alpha (z - x_k) + (1 - alpha)(x_k - x_{k-1}))     alpha = 1 first, then 0.75
+
+where P projects onto the eps-ball and the input range, dir is sign (L-inf) or grad/||grad||_2
+(L2), and eta starts at 2 eps. At checkpoints — after 0.22 N iterations, then at intervals that
+shrink by 0.03 N down to 0.06 N — the step size of a sample is halved, and the sample restarts
+from its best point so far, if either
+  1. the objective rose in at most rho = 75% of the iterations since the last checkpoint, or
+  2. its step size was not halved at the last checkpoint and its best objective did not rise since.
+
+Objectives (maximised): `ce`, the cross-entropy; `dlr`, the Difference of Logits Ratio
+-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3), invariant to shifting and scaling the logits (needs 3
+classes); `dlr-targeted`, -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2) (needs 4 classes), run once
+per target t among the `target_classes` highest clean logits after the top one (AutoAttack's
+APGD-T). With `targeted=True` the attack aims at given target labels instead (ce: -CE of the
+target; dlr and dlr-targeted: the targeted DLR towards it).
+
+Restarts (and targets) run one after another, each only on the samples no earlier run broke, as
+in the reference; a sample keeps its first adversarial example, and a sample no run breaks keeps
+its highest-objective point. Already misclassified samples are not attacked. `eot_samples` > 1
+averages each gradient over that many passes, for randomized models.
+
+Where we follow the paper rather than the reference code: condition 1 counts the rises of the
+objective over the iterations since the last checkpoint starting from the start point's value
+(the reference compares the first one against a zero-initialised buffer).
+
+Cost: one compiled tf.function per classifier runs every run; each run costs `steps` + 1
+forward+backward passes (the start point's gradient, then one per iteration), and the whole
+attack one more forward pass for the clean predictions.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import tensorflow as tf
+from pydantic import BaseModel, Field
+
+from egide.core import Attack, InputError, hookimpl
+from egide.core.gradients import objective_pass
+from egide.core.norms import clip_to_ball, per_sample_l2, steepest_direction
+from egide.core.params import Norm
+
+FIRST_CHECKPOINT = 0.22  # share of the iterations before the first checkpoint
+CHECKPOINT_DECAY = 0.03  # each later interval is shorter by this share of the iterations
+SHORTEST_INTERVAL = 0.06  # ... down to this share
+MOMENTUM = 0.75  # alpha of the update, after the first iteration
+_TINY = 1e-12
+
+
+class APGD(Attack):
+    """Step-size-free PGD with momentum, checkpoints and restarts from the best point."""
+
+    name = "apgd"
+    title = "Auto-PGD (APGD)"
+    iterative = True
+    full_strength = {"steps": 100}
+
+    class Params(BaseModel, extra="forbid", frozen=True):
+        eps: float = Field(
+            8 / 255, gt=0, le=1e3, description="Perturbation budget, in input units (8/255 ≈ 0.031)"
+        )
+        norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
+        steps: int = Field(100, ge=1, le=100_000, description="Iterations per run (N)")
+        restarts: int = Field(
+            1, ge=1, le=1000, description="Runs from random starts, each on the samples still unbroken"
+        )
+        loss: Literal["ce", "dlr", "dlr-targeted"] = Field(
+            "ce",
+            description="Objective: cross-entropy, Difference of Logits Ratio (3+ classes), or "
+            "targeted DLR over the top classes (4+ classes; AutoAttack's APGD-T)",
+        )
+        target_classes: int = Field(
+            9, ge=1, le=1000,
+            description="With dlr-targeted: how many of the highest-scoring other classes to aim at",
+        )
+        rho: float = Field(
+            0.75, gt=0, le=1,
+            description="Checkpoint condition: halve the step if the objective rose in at most this "
+            "share of the iterations since the last checkpoint",
+        )
+        eot_samples: int = Field(
+            1, ge=1, le=100, description="Gradients averaged per step (EOT, for randomized models)"
+        )
+        targeted: bool = Field(
+            False, description="Aim at given target labels instead of away from the true ones"
+        )
+
+    def perturb(self, clf, x, y, target, seed):
+        p = self.params
+        need = {"ce": 2, "dlr": 3, "dlr-targeted": 4}[p.loss]
+        if clf.num_classes < need:
+            raise InputError(
+                f"apgd: loss '{p.loss}' needs at least {need} classes and {clf.name} has "
+                f"{clf.num_classes}; use loss='ce'" + (" or 'dlr'" if clf.num_classes >= 3 else "")
+            )
+        labels = y if target is None else target
+        attack = self.compiled(clf, lambda: self._attack_function(clf))
+        return attack(x, y, labels, seed)
+
+    def runs(self, num_classes: int) -> int:
+        """How many runs the attack makes: restarts, times the targets of dlr-targeted."""
+        p = self.params
+        per_target = p.restarts
+        if p.loss == "dlr-targeted" and not p.targeted:
+            return per_target * min(p.target_classes, num_classes - 1)
+        return per_target
+
+    def trace(self, clf, x, y, seed: int = 0) -> dict:
+        """One untargeted run on (x, y), logged: `objective` and `step_size` per iteration
+        (row 0: the start; row i: after iteration i and its checkpoint), for tests and for
+        anyone checking the schedule. Returns numpy arrays (steps + 1, n)."""
+        x = clf.check_inputs(x)
+        y = tf.constant(clf.check_labels(y, len(x)))
+        run = self.compiled(clf, lambda: self._attack_function(clf, record=True), "trace")
+        _, _, _, values, etas = run(tf.constant(x), y, y, tf.constant([seed, 0], tf.int64))
+        return {"objective": values.numpy(), "step_size": etas.numpy()}
+
+    # ---- the algorithm ----------------------------------------------------------------------
+    def _attack_function(self, clf, record: bool = False):
+        p = self.params
+        eps, norm, steps, rho = p.eps, p.norm, p.steps, p.rho
+        lo, hi = clf.clip
+        targeted_user = p.targeted
+        aim_at_top = p.loss == "dlr-targeted" and not targeted_user
+        runs = self.runs(clf.num_classes)
+        first = max(int(FIRST_CHECKPOINT * steps), 1)
+        decay = max(int(CHECKPOINT_DECAY * steps), 1)
+        shortest = max(int(SHORTEST_INTERVAL * steps), 1)
+        model_pass = objective_pass(clf, _objective(p.loss, targeted_user), p.eot_samples)
+
+        def succeeded(logits, y, goal):
+            pred = tf.argmax(logits, axis=1, output_type=y.dtype)
+            return tf.equal(pred, goal) if targeted_user else tf.not_equal(pred, y)
+
+        def step_towards(x_k, x0, grad, eta):
+            return clip_to_ball(x_k + eta * steepest_direction(grad, norm), x0, eps, norm, lo, hi)
+
+        def one_run(x0, y, goal, seed):
+            """APGD on the samples given (x0 its clean images); returns (first adversarial or
+            best point, broken, best objective)."""
+            n = tf.shape(x0)[0]
+            x_k = clip_to_ball(x0 + eps * _random_direction(tf.shape(x0), norm, seed), x0, eps, norm, lo, hi)
+            logits, value, grad = model_pass(x_k, y, goal)
+            broken = succeeded(logits, y, goal)
+            x_found = x_k  # the first adversarial point of each broken sample
+            x_best, best, grad_best = x_k, value, grad
+            eta = tf.fill([n, 1, 1, 1], tf.constant(2.0 * eps, tf.float32))
+            history = tf.TensorArray(tf.float32, size=steps + 1, clear_after_read=False).write(0, value)
+            etas = tf.TensorArray(tf.float32, size=steps + 1).write(0, eta[:, 0, 0, 0])
+            state = dict(
+                etas=etas,
+                i=tf.constant(0), x_k=x_k, x_prev=x_k, grad=grad, eta=eta, x_best=x_best, best=best,
+                grad_best=grad_best, broken=broken, x_found=x_found, history=history,
+                since=tf.constant(0), interval=tf.constant(first), last_check=tf.constant(0),
+                best_at_check=best, reduced_at_check=tf.ones([n], tf.bool),
+            )
+
+            def iteration(s):
+                i, x_k, x_prev = s["i"], s["x_k"], s["x_prev"]
+                alpha = tf.where(i > 0, MOMENTUM, 1.0)
+                z = step_towards(x_k, x0, s["grad"], s["eta"])
+                x_next = clip_to_ball(x_k + alpha * (z - x_k) + (1.0 - alpha) * (x_k - x_prev),
+                                      x0, eps, norm, lo, hi)
+                logits, value, grad = model_pass(x_next, y, goal)
+                hit = succeeded(logits, y, goal)
+                first_hit = tf.logical_and(hit, tf.logical_not(s["broken"]))
+                x_found = tf.where(first_hit[:, None, None, None], x_next, s["x_found"])
+                improved = value > s["best"]
+                x_best = tf.where(improved[:, None, None, None], x_next, s["x_best"])
+                grad_best = tf.where(improved[:, None, None, None], grad, s["grad_best"])
+                best = tf.where(improved, value, s["best"])
+                history = s["history"].write(i + 1, value)
+                since = s["since"] + 1
+                out = dict(s, i=i + 1, x_k=x_next, x_prev=x_k, grad=grad, x_best=x_best, best=best,
+                           grad_best=grad_best, broken=tf.logical_or(s["broken"], hit),
+                           x_found=x_found, history=history, since=since)
+                out = tf.cond(since >= s["interval"], lambda: checkpoint(out), lambda: out)
+                return dict(out, etas=out["etas"].write(i + 1, out["eta"][:, 0, 0, 0]))
+
+            def checkpoint(s):
+                # Condition 1: rises of the objective over the iterations since the last checkpoint.
+                values = s["history"].gather(tf.range(s["last_check"], s["i"] + 1))
+                rises = tf.reduce_sum(tf.cast(values[1:] > values[:-1], tf.float32), axis=0)
+                oscillating = rises <= rho * tf.cast(s["since"], tf.float32)
+                # Condition 2: not halved last time, and no better point since.
+                stalled = tf.logical_and(tf.logical_not(s["reduced_at_check"]), s["best_at_check"] >= s["best"])
+                halve = tf.logical_or(oscillating, stalled)
+                h4 = halve[:, None, None, None]
+                return dict(
+                    s,
+                    eta=tf.where(h4, s["eta"] / 2.0, s["eta"]),
+                    x_k=tf.where(h4, s["x_best"], s["x_k"]),
+                    grad=tf.where(h4, s["grad_best"], s["grad"]),
+                    reduced_at_check=halve,
+                    best_at_check=s["best"],
+                    since=tf.constant(0),
+                    last_check=s["i"],
+                    interval=tf.maximum(s["interval"] - decay, shortest),
+                )
+
+            final = tf.while_loop(lambda s: s["i"] < steps, lambda s: (iteration(s),), (state,))[0]
+            b4 = final["broken"][:, None, None, None]
+            found = tf.where(b4, final["x_found"], final["x_best"]), final["broken"], final["best"]
+            if record:
+                return (*found, final["history"].stack(), final["etas"].stack())
+            return found
+
+        if record:
+            return lambda x0, y, goal, seed: one_run(x0, y, goal, seed)
+
+        def attack(x0, y, labels, seed):
+            goal = labels  # the target labels, or y
+            clean = tf.cast(clf.logits(x0), tf.float32)
+            broken = succeeded(clean, y, goal)
+            if aim_at_top:
+                # The 2nd, 3rd, ... highest clean logits: the classes closest to taking over.
+                ranked = tf.argsort(clean, axis=1, direction="DESCENDING", stable=True)
+                ranked = tf.cast(ranked, y.dtype)
+            seeds = tf.random.experimental.stateless_split(seed, runs)
+            x_out = x0
+            best = tf.fill(tf.shape(y), -float("inf"))
+
+            def more(r, x_out, broken, best):
+                return tf.logical_and(r < runs, tf.reduce_any(tf.logical_not(broken)))
+
+            def run(r, x_out, broken, best):
+                todo = tf.where(tf.logical_not(broken))[:, 0]
+                goal_r = tf.gather(goal, todo)
+                if aim_at_top:
+                    goal_r = tf.gather(ranked[:, 1 + r // p.restarts], todo)
+                adv, hit, value = one_run(tf.gather(x0, todo), tf.gather(y, todo), goal_r, seeds[r])
+                # Unbroken samples keep their highest-objective point over the runs.
+                keep = tf.logical_or(hit, value > tf.gather(best, todo))
+                rows = tf.boolean_mask(todo, keep)[:, None]
+                x_out = tf.tensor_scatter_nd_update(x_out, rows, tf.boolean_mask(adv, keep))
+                best = tf.tensor_scatter_nd_update(best, rows, tf.boolean_mask(value, keep))
+                broken = tf.tensor_scatter_nd_update(broken, todo[:, None], hit)
+                return r + 1, x_out, broken, best
+
+            _, x_out, _, _ = tf.while_loop(more, run, (tf.constant(0), x_out, broken, best))
+            return x_out
+
+        return attack
+
+
+# ---- objectives -----------------------------------------------------------------------------
+def _objective(loss: str, targeted: bool):
+    """objective(logits, y, goal) -> (B,), maximised; goal is the target class (or y)."""
+
+    def cross_entropy(logits, y, goal):
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=goal, logits=logits)
+        return -ce if targeted else ce
+
+    def dlr(logits, y, goal):
+        top = tf.sort(logits, axis=1, direction="DESCENDING")
+        z_y = tf.gather(logits, y, batch_dims=1)
+        y_on_top = tf.equal(tf.argmax(logits, axis=1, output_type=y.dtype), y)
+        best_other = tf.where(y_on_top, top[:, 1], top[:, 0])
+        return -(z_y - best_other) / (top[:, 0] - top[:, 2] + _TINY)
+
+    def dlr_targeted(logits, y, goal):
+        top = tf.sort(logits, axis=1, direction="DESCENDING")
+        z_y = tf.gather(logits, y, batch_dims=1)
+        z_t = tf.gather(logits, goal, batch_dims=1)
+        return -(z_y - z_t) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _TINY)
+
+    if loss == "ce":
+        return cross_entropy
+    if loss == "dlr" and not targeted:
+        return dlr
+    return dlr_targeted
+
+
+def _random_direction(shape, norm: str, seed):
+    """u / ||u|| for u uniform in [-1, 1] (L-inf) or Gaussian (L2): a point on the unit sphere."""
+    if norm == "inf":
+        u = tf.random.stateless_uniform(shape, seed, -1.0, 1.0)
+        return u / (tf.reduce_max(tf.abs(u), axis=[1, 2, 3], keepdims=True) + _TINY)
+    u = tf.random.stateless_normal(shape, seed)
+    return u / (per_sample_l2(u) + _TINY)
+
+
+@hookimpl
+def egide_register_attacks(register):
+    register(APGD)
