@@ -320,6 +320,9 @@ class Case:
     batch_size: int = 64
     target: float | None = 1.15  # on the end-to-end ratio divided by `restarts`
     label: str = ""
+    # "random" labels, or the model's own predictions: every image correctly classified, so an
+    # attack that skips misclassified images (APGD) attacks all of them and pays its full cost.
+    labels: str = "random"
 
     @property
     def grads(self) -> int:
@@ -383,6 +386,14 @@ def cases(quick: bool) -> list[Case]:
         for t in steps_list:
             out.append(Case("mim", params=dict(eps=EPS, step_size=STEP, steps=t, decay=1.0),
                             steps=t, label=f"steps={t}", **common))
+        # APGD: N iterations cost N + 1 gradients (the start point's), plus one forward pass;
+        # the target is 1.1 x N.
+        for t in steps_list:
+            out.append(Case("apgd", params=dict(eps=EPS, steps=t), steps=t, target=1.1,
+                            labels="predicted", label=f"steps={t}", **common))
+        out.append(Case("apgd", params=dict(eps=EPS, steps=100 if not quick else 20, loss="dlr"),
+                        steps=100 if not quick else 20, target=1.1, labels="predicted",
+                        label="dlr steps=" + ("20" if quick else "100"), **common))
     bs, it = (2, 50) if quick else (5, 100)
     out.append(
         Case("cw", model="cnn8", n=450, batch_size=128,
@@ -412,6 +423,8 @@ def measure(case: Case, reg, clf, yard: Yardstick, repeats: int, redraw: int = 0
     if missing:
         notes.append(f"plugin has no parameter(s) {', '.join(missing)}; used its defaults")
     x, y = make_data(clf, case.n, seed=case.n)
+    if case.labels == "predicted":
+        y = clf.predict(x)
     b = case.batch_size
     batches = batch_tensors(x, y, b)
     w = warm_slice(case.n, b)
