@@ -31,6 +31,7 @@ from egide.lab import services
 from egide.lab.data import load as load_data
 from egide.lab.quiet import import_tensorflow_quietly
 from egide.lab.report.files import write_report
+from egide.lab.report.model import eps_key
 from egide.lab.services import parse_clip, parse_number, parse_param
 
 EXIT_USER_ERROR = 2
@@ -130,6 +131,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--batch-size", type=int, help="images per batch (default 128)")
+    p.add_argument(
+        "--suite", choices=["standard", "quick", "plus", "rand"],
+        help="add a reference-grade protocol (AutoAttack's standard: APGD-CE, APGD-T, FAB-T, Square); "
+        "its per-point worst case becomes the headline",
+    )
     p.add_argument("--defenses", help="comma-separated preprocessing defenses, or 'all'; each is attacked non-adaptively and adaptively (params: use --config)")
     p.add_argument("--eot-samples", type=int, help="draws averaged by EOT against randomized defenses (default 8)")
     p.add_argument("--detectors", help="comma-separated detectors, or 'all', to fit and score (params: use --config)")
@@ -282,7 +288,7 @@ def evaluation_config(args):
             raise InputError(f"{path}: not valid JSON: {exc}") from None
         if not isinstance(settings, dict):
             raise InputError(f"{path}: the config must be a JSON object")
-    for key in ("model", "data", "split", "limit", "seed", "batch_size"):
+    for key in ("model", "data", "split", "limit", "seed", "batch_size", "suite"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -316,7 +322,7 @@ def evaluation_config(args):
 
 
 def _cmd_evaluate(args) -> int:
-    from egide.lab.evaluation.pipeline import eps_key, evaluate
+    from egide.lab.evaluation.pipeline import evaluate
 
     config = evaluation_config(args)
     with _progress_bar(0, "evaluate", disabled=args.no_progress) as progress:
@@ -348,6 +354,7 @@ def _cmd_evaluate(args) -> int:
         print(f"  {found.attack}: {len(found.values)} adversarial examples, {median} (minimal perturbations)")
     for check in report.sanity:
         print(f"  [{'ok' if check.passed else 'FLAG'}] {check.name}: {check.message}")
+    _print_suite(report)
     _print_defenses(report, eps_list)
     _print_detectors(report)
     print(f"wrote {written['report.json']} and {written['report.html']} ({report.seconds:.1f} s)")
@@ -367,6 +374,26 @@ def _print_table(rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _print_suite(report) -> None:
+    suite = report.suite
+    if suite is None:
+        return
+    asked = "" if suite.ran == suite.protocol else f" (asked: {suite.protocol}; the model is randomized)"
+    print(f"suite {suite.ran}{asked}: robust accuracy after each attack, per point")
+    members = [m for m in suite.members]
+    rows = [["eps"] + [m.ran or f"({m.label})" for m in members] + ["suite"]]
+    for r in suite.runs:
+        rows.append([eps_key(r.eps)] + [f"{a:.1%}" if m.ran else "-" for a, m in zip(r.after, members)]
+                    + [f"{r.robust_accuracy:.1%}"])
+    _print_table(rows)
+    for m in members:
+        if m.note:
+            print(f"  note: {m.note}")
+    for r in suite.runs:
+        if r.masking:
+            print(f"  [FLAG] at eps {eps_key(r.eps)}: {r.masking}")
 
 
 def _print_defenses(report, eps_list: list[str]) -> None:
@@ -389,7 +416,6 @@ def _print_defenses(report, eps_list: list[str]) -> None:
 def _print_detectors(report) -> None:
     if not report.detectors:
         return
-    from egide.lab.evaluation.pipeline import eps_key
 
     det_eps = report.detectors[0].detection_eps
     print(f"detectors, ROC AUC at eps {eps_key(det_eps)} (minimal-perturbation attacks unbounded)")

@@ -17,7 +17,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from egide.lab.report.model import AttackRun, GalleryItem, MinimalPerturbations, Report, SanityCheck, eps_key
+from egide.lab.report.model import (
+    AttackRun,
+    GalleryItem,
+    MinimalPerturbations,
+    Report,
+    SanityCheck,
+    SuiteMember,
+    SuiteReport,
+    SuiteRun,
+    eps_key,
+)
 from egide.lab.report.html import render_html
 
 MRI_CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
@@ -368,6 +378,44 @@ def test_every_minimal_perturbation_attack_gets_its_own_part_under_its_own_title
 def test_no_minimal_perturbation_attack_is_said_not_left_blank():
     page = render_html(make_report(cw=False))
     assert "No minimal-perturbation attack was part of this evaluation" in page
+
+
+def _suite(report, masking=False, left_out=True) -> SuiteReport:
+    n = report.data["images"]
+    robust = np.zeros(n, bool)
+    robust[:5] = True
+    broken_by = np.array(["apgd-ce"] * n, dtype=object)
+    broken_by[:5] = ""
+    broken_by[5:8] = "apgd-t"
+    members = [
+        SuiteMember("apgd-ce", "apgd-ce", "apgd", {"loss": "ce"}),
+        SuiteMember("apgd-t", "apgd-t", "apgd", {"loss": "dlr-targeted"}),
+        SuiteMember("fab-t", None if left_out else "fab-t", "fab", {},
+                    note="fab-t: the 'fab' attack is not installed, so it was left out" if left_out else None),
+        SuiteMember("square", "square", "square", {"queries": 5000}, black_box=True),
+    ]
+    run = SuiteRun(eps=MRI_EPS[-1], robust_accuracy=5 / n, after=[8 / n, 5 / n, 5 / n, 5 / n],
+                   seconds=[1.0, 2.0, 0.0, 3.0], robust=robust, broken_by=broken_by,
+                   masking="square (black-box, no gradients) lowered robust accuracy" if masking else None)
+    return SuiteReport("standard", "standard", False, "inf", members, [run])
+
+
+def test_the_suite_has_its_section_with_what_ran_and_who_broke_each_point():
+    report = make_report()
+    report.suite = _suite(report)
+    page = render_html(report)
+    part = page[page.index('id="suite"'):page.index('id="robustness"')]
+    assert "Reference suite: standard" in part and "fab-t: the &#39;fab&#39; attack is not installed" in part
+    assert "apgd-ce 40" in part and "apgd-t 3" in part  # broken first by
+    assert "robust accuracy (suite + every attack)" in page[:page.index('id="sanity"')]
+    assert 'href="#suite"' in page
+
+
+def test_square_beating_the_gradient_attacks_is_flagged_in_the_suite():
+    report = make_report()
+    report.suite = _suite(report, masking=True, left_out=False)
+    part = render_html(report).split('id="suite"')[1]
+    assert 'class="banner flag" role="alert"' in part and "lowered robust accuracy" in part
 
 
 # ---- footer -----------------------------------------------------------------------------------

@@ -108,6 +108,22 @@ def test_evaluation_job_writes_its_report(app):
     assert plot.mimetype == "image/png" and plot.data.startswith(b"\x89PNG")
 
 
+def test_an_evaluation_job_runs_a_reference_suite(app):
+    client = app.test_client()
+    resp = client.post("/api/v1/jobs", json={"kind": "evaluate", "config": {
+        "attacks": [{"plugin": "fgsm"}], "eps": [4 / 255], "limit": 6, "sanity_checks": False,
+        "gallery": 0, "suite": "quick",
+    }})
+    assert resp.status_code == 202, resp.get_json()
+    job = wait(client, resp.get_json()["url"])
+    assert job["state"] == "done", job["error"]
+    suite = job["result"]["suite"]
+    assert suite["ran"] == "quick" and suite["runs"][0]["eps_text"] == "4/255"
+    assert job["result"]["worst_case_robust_accuracy"]["4/255"] <= suite["runs"][0]["robust_accuracy"]
+    bad = client.post("/api/v1/jobs", json={"kind": "evaluate", "config": {"suite": "strongest"}})
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["loc"] == ["config", "suite"]
+
+
 def test_cancel_a_running_attack_job(app, attack_job):
     client = app.test_client()
     resp = client.post("/api/v1/jobs", json={

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from flask import Blueprint, current_app, render_template
 
 from egide.lab.schema import SchemaRenderError, form_fields
+from egide.lab.evaluation.suite import PROTOCOLS
 from egide.lab.services import default_pair, quick_attacks
 
 pages = Blueprint("pages", __name__, template_folder="templates")
@@ -56,6 +57,7 @@ def index():
         data_default=data_default,
         default_attack=_quickest_attack(reg, attacks),
         quick_attacks=quick_attacks(reg),
+        suites=list(PROTOCOLS),
         failures=reg.failures,
         token_required=bool(current_app.config.get("EGIDE_TOKEN")),
     )

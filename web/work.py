@@ -23,6 +23,7 @@ import numpy as np
 
 from egide.lab import services
 from egide.lab.report.files import json_safe, write_figures, write_report
+from egide.lab.report.model import eps_key
 
 log = logging.getLogger("egide.web")
 
@@ -361,6 +362,12 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
         "sanity_checks": [s.to_dict() for s in report.sanity],
         "images": report.data["images"],
         "seconds": round(report.seconds, 3),
+        "suite": None if report.suite is None else {
+            "ran": report.suite.ran, "protocol": report.suite.protocol,
+            "runs": [{"eps": r.eps, "eps_text": eps_key(r.eps), "robust_accuracy": r.robust_accuracy,
+                      "gradient_masking": r.masking} for r in report.suite.runs],
+            "notes": [m.note for m in report.suite.members if m.note],
+        },
         "defenses": [{"plugin": d.name, "worst_case_robust_accuracy": d.worst_case, "masking": d.masking}
                      for d in defenses],
         "detectors": [{"plugin": d.name, "supervised": d.supervised, "detection_eps": d.detection_eps,

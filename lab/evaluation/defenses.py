@@ -18,6 +18,7 @@ import numpy as np
 from egide.core.errors import ParameterError
 from egide.core.preprocess import PreprocessedClassifier, Preprocessor
 from egide.lab.evaluation.running import run_attack
+from egide.lab.evaluation.suite import run_suite
 from egide.lab.report.model import DefenseReport, DefenseRun, eps_key
 
 MASKING_GAP = 0.10  # non-adaptive above adaptive by more than this: the defense masks gradients
@@ -35,8 +36,9 @@ def defense_classifier(reg, spec, clf) -> PreprocessedClassifier:
 
 
 def evaluate_defense(defended: PreprocessedClassifier, plan, x, y, names, config,
-                     counter) -> DefenseReport:
-    """Clean accuracy of the defended classifier, then each planned attack both ways."""
+                     counter, registry=None) -> DefenseReport:
+    """Clean accuracy of the defended classifier, then each planned attack both ways (and the
+    reference suite, when the evaluation has one, on the adaptive view)."""
     defense = defended.defense
     defended.reseed(config.seed)
     clean_ok = defended.predict(x, batch_size=config.batch_size) == y
@@ -54,6 +56,13 @@ def evaluate_defense(defended: PreprocessedClassifier, plan, x, y, names, config
                                plain.seconds + strong.seconds))
         robust_by[(cls.name, eps, "inf" if eps is None else plain.norm)] = (plain.robust, strong.robust)
 
+    if config.suite:
+        adaptive.reseed(config.seed)
+        suite = run_suite(registry, config.suite, defended, adaptive, x, y, clean_ok, config.eps,
+                          "inf", config, counter)
+        for r in suite.runs:
+            # The suite is adaptive only: the non-adaptive column is left as the plan made it.
+            robust_by[(f"suite:{suite.ran}", r.eps, "inf")] = (np.ones_like(r.robust), r.robust)
     worst = {}
     for eps in config.eps:
         at_eps = [v for (name, e, norm), v in robust_by.items()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -31,6 +31,7 @@ from egide.lab.data import load as load_data
 from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
 from egide.lab.evaluation.detectors import check_detector, evaluate_detectors, fit_images
 from egide.lab.evaluation.running import Counter, EvaluationProgress, per_class, run_attack
+from egide.lab.evaluation.suite import PROTOCOLS, run_suite
 from egide.lab.report.model import (
     AttackRun,
     GalleryItem,
@@ -116,6 +117,12 @@ class EvaluationConfig(BaseModel):
         "images it was trained on)")
     detector_fit_limit: int | None = Field(
         1024, ge=16, description="Fit detectors on at most this many images of that split"
+    )
+    suite: Literal["standard", "quick", "plus", "rand"] | None = Field(
+        None,
+        description="A reference-grade protocol (AutoAttack's): standard = APGD-CE, APGD-T, FAB-T, "
+        "Square; quick = APGD-CE, APGD-T; plus; rand (EOT, for randomized models). Its per-point "
+        "worst case is the report's headline",
     )
     detection_eps: float | None = Field(
         None, gt=0, le=1,
@@ -209,7 +216,9 @@ def evaluate(
     if detectors:
         fit_x, fit_y = fit_images(config, clf, detector_dataset)
     evaluation_plan = [p for p in plan if p[3] == "evaluation"]
-    total = len(plan) * len(x) + 2 * len(defended) * len(evaluation_plan) * len(x)
+    suite_work = len(PROTOCOLS[config.suite]) * len(config.eps) * len(x) if config.suite else 0
+    total = (len(plan) * len(x) + 2 * len(defended) * len(evaluation_plan) * len(x)
+             + suite_work * (1 + len(defended)))
 
     counter = Counter(total, progress)
     runs: list[AttackRun] = []
@@ -221,8 +230,10 @@ def evaluate(
         if purpose == "evaluation":
             adversarials[(cls.name, eps)] = result
 
+    suite = (run_suite(reg, config.suite, clf, clf, x, y, clean_ok, config.eps, "inf", config, counter)
+             if config.suite else None)
     defense_reports = [
-        evaluate_defense(d, evaluation_plan, x, y, names, config, counter) for d in defended
+        evaluate_defense(d, evaluation_plan, x, y, names, config, counter, registry=reg) for d in defended
     ]
     detector_reports = (
         evaluate_detectors(detectors, reg, clf, x, y, clean_ok, adversarials, attacks, fit_x,
@@ -232,7 +243,7 @@ def evaluate(
 
     evaluated = [r for r in runs if r.purpose == "evaluation"]
     unbounded = [r for r in runs if r.purpose == "sanity"]
-    worst, worst_per_class = _worst_case(evaluated, config.eps, clean_ok, y, names)
+    worst, worst_per_class = _worst_case(evaluated, config.eps, clean_ok, y, names, suite)
     # Minimal-perturbation attacks (budget "minimal"): the size each needed to break an image.
     minimal = [
         MinimalPerturbations(r.attack, reg.get("attack", r.attack).title, r.norm,
@@ -248,6 +259,8 @@ def evaluate(
         if config.sanity_checks
         else []
     )
+    if suite is not None:
+        sanity.append(_black_box_check(suite))
     gallery = _gallery(evaluated, adversarials, clf, x, y, names, clean_ok, config.gallery)
 
     import keras
@@ -288,6 +301,7 @@ def evaluate(
         seconds=time.perf_counter() - started,
         defenses=defense_reports,
         detectors=detector_reports,
+        suite=suite,
     )
 
 
@@ -312,15 +326,19 @@ def _budgets(cls, eps_list):
 
 
 # ---- aggregation ----------------------------------------------------------------------------
-def _worst_case(runs, eps_list, clean_ok, y, names):
+def _worst_case(runs, eps_list, clean_ok, y, names, suite=None):
+    """Per epsilon, the share of images no L-inf attack (nor the suite) broke: per point."""
     worst, by_class = {}, {n: {} for n in names}
     for eps in eps_list:
-        at_eps = [r for r in runs if r.eps is not None and math.isclose(r.eps, eps) and r.norm == "inf"]
+        at_eps = [r.robust for r in runs
+                  if r.eps is not None and math.isclose(r.eps, eps) and r.norm == "inf"]
+        if suite is not None and suite.at(eps) is not None:
+            at_eps.append(suite.at(eps).robust)
         if not at_eps:
             continue
         robust = clean_ok.copy()
         for r in at_eps:
-            robust &= r.robust
+            robust &= r
         worst[eps_key(eps)] = float(robust.mean())
         for name, acc in per_class(robust, y, names).items():
             by_class[name][eps_key(eps)] = acc
@@ -432,3 +450,14 @@ def _gallery(runs, adversarials, clf, x, y, names, clean_ok, count) -> list[Gall
         )
         for i, pc, pa in zip(chosen, p_clean, p_adv)
     ]
+
+
+def _black_box_check(suite) -> SanityCheck:
+    """The suite's own masking check: a gradient-free attack must not beat the gradient ones."""
+    flagged = [f"at {eps_key(r.eps)}: {r.masking}" for r in suite.runs if r.masking]
+    return SanityCheck(
+        "black-box-not-stronger-than-white-box",
+        not flagged,
+        "The black-box attack of the suite broke no point the gradient attacks had missed."
+        if not flagged else " ".join(flagged),
+    )

@@ -30,6 +30,7 @@ MASKING_GAP = 0.10  # a defense's non-adaptive accuracy this far above its adapt
 
 NAV = (
     ("sanity", "Sanity checks"),
+    ("suite", "Reference suite"),
     ("robustness", "Robust accuracy vs ε"),
     ("tables", "Tables"),
     ("per-class", "Per class"),
@@ -75,6 +76,7 @@ def render_html(report) -> str:
         "minimal": _minimal(report, units),
         "defenses": _defenses(report, units) if report.defenses else None,
         "detectors": _detectors(report, units) if report.detectors else None,
+        "suite": _suite(report, units) if report.suite is not None else None,
         "config_json": json.dumps(report.config, indent=2, sort_keys=False, default=str),
     }
     return _environment().get_template("report.html").render(context)
@@ -85,7 +87,8 @@ def _header(report, units) -> dict:
     model, env = report.model, report.environment
     created = getattr(report, "created", None)
     measured = [e for e in fmt.config_eps(report) if eps_key(e) in report.worst_case]
-    present = {"defenses": bool(report.defenses), "detectors": bool(report.detectors)}
+    present = {"defenses": bool(report.defenses), "detectors": bool(report.detectors),
+               "suite": report.suite is not None}
     return {
         "title": f"Égide robustness report: {model.get('name', 'model')}",
         "shape": "×".join(str(d) for d in model.get("input_shape", [])) or "?",
@@ -98,6 +101,18 @@ def _header(report, units) -> dict:
         "worst": (report.worst_case[eps_key(measured[-1])], units.eps(measured[-1])) if measured else None,
         "nav": [(anchor, title) for anchor, title in NAV if present.get(anchor, True)],
     }
+
+
+# ---- the reference suite ---------------------------------------------------------------------
+def _suite(report, units) -> dict:
+    s = report.suite
+    rows = []
+    for r in s.runs:
+        labels, counts = np.unique(r.broken_by[r.broken_by != ""], return_counts=True)
+        rows.append({"eps": units.eps(r.eps), "after": r.after, "robust": r.robust_accuracy,
+                     "first": dict(zip(labels.tolist(), counts.tolist())), "masking": r.masking,
+                     "seconds": sum(r.seconds)})
+    return {"suite": s, "rows": rows, "notes": [m.note for m in s.members if m.note]}
 
 
 # ---- robust accuracy versus epsilon ---------------------------------------------------------------

@@ -106,6 +106,7 @@ class Report:
     seconds: float
     defenses: list = field(default_factory=list)  # DefenseReport, one per preprocessing defense
     detectors: list = field(default_factory=list)  # DetectorReport, one per detector
+    suite: SuiteReport | None = None  # the reference-grade protocol, when one ran
 
     def to_dict(self) -> dict:
         return {
@@ -126,6 +127,7 @@ class Report:
             ],
             "defenses": [d.to_dict() for d in self.defenses],
             "detectors": [d.to_dict() for d in self.detectors],
+            "suite": self.suite.to_dict() if self.suite else None,
             "seconds": round(self.seconds, 3),
         }
 
@@ -245,3 +247,64 @@ class DetectorReport:
             "transfer_auc": self.transfer,
             "note": self.note,
         }
+
+
+@dataclass
+class SuiteMember:
+    """One attack of a reference protocol and its fate: the variant that ran, or why none did."""
+
+    label: str  # its name in the protocol, e.g. "apgd-t"
+    ran: str | None  # the variant that ran (the same, a fallback), or None when left out
+    plugin: str
+    params: dict
+    black_box: bool = False
+    note: str | None = None  # why it was replaced or left out
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "ran": self.ran, "plugin": self.plugin, "params": self.params,
+                "black_box": self.black_box, "note": self.note}
+
+
+@dataclass
+class SuiteRun:
+    """A protocol at one budget: robust accuracy after each member, and who broke each point."""
+
+    eps: float
+    robust_accuracy: float  # the per-point worst case over the whole ensemble
+    after: list[float]  # robust accuracy after each member, in order
+    seconds: list[float]
+    robust: np.ndarray = field(repr=False)
+    broken_by: np.ndarray = field(repr=False)  # per point: the first member that broke it, or ""
+    masking: str | None = None
+
+    def to_dict(self) -> dict:
+        labels, counts = np.unique(self.broken_by[self.broken_by != ""], return_counts=True)
+        return {
+            "eps": self.eps,
+            "robust_accuracy": self.robust_accuracy,
+            "robust_accuracy_after": self.after,
+            "seconds": [round(s, 3) for s in self.seconds],
+            "broken_first_by": {str(k): int(v) for k, v in zip(labels, counts)},
+            "broken_by_per_point": [str(b) or None for b in self.broken_by],
+            "gradient_masking": self.masking,
+        }
+
+
+@dataclass
+class SuiteReport:
+    """An AutoAttack-standard (or quick, plus, rand) evaluation over every budget."""
+
+    protocol: str  # what was asked
+    ran: str  # what ran: "rand" when the model turned out randomized
+    randomized: bool
+    norm: str
+    members: list[SuiteMember]
+    runs: list[SuiteRun]
+
+    def at(self, eps: float) -> SuiteRun | None:
+        return next((r for r in self.runs if math.isclose(r.eps, eps)), None)
+
+    def to_dict(self) -> dict:
+        return {"protocol": self.protocol, "ran": self.ran, "randomized": self.randomized,
+                "norm": self.norm, "members": [m.to_dict() for m in self.members],
+                "runs": [r.to_dict() for r in self.runs]}

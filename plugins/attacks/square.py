@@ -7,7 +7,7 @@ side s of each image, at a random place, and keeps the change if the margin loss
 z_y - max_{i != y} z_i (or -CE) went down; a sample stops at its first misclassification.
 The side shrinks as the search goes on: s = round(sqrt(p * H * W)), with p halving from
 `p_init` at fixed points of the query budget (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000
-of 10,000, rescaled to `queries`).
+of 10,000, rescaled to `queries` unless `rescale_schedule` is off).
 
 - L-inf: the start is x + eps * (random +-1 per column and channel, vertical stripes); an update
   sets the window of each channel to +-eps around the clean image (the search's vertices).
@@ -56,6 +56,11 @@ class Square(Attack):
             description="Share of the image the first squares cover (halved along the schedule)",
         )
         restarts: int = Field(1, ge=1, le=100, description="Searches, each on the samples still unbroken")
+        rescale_schedule: bool = Field(
+            True,
+            description="Stretch the p schedule (written for 10,000 queries) to the query budget; "
+            "AutoAttack's standard version runs 5,000 queries on the unstretched schedule",
+        )
         loss: Literal["margin", "ce"] = Field(
             "margin", description="What the search lowers: the logit margin, or minus the cross-entropy"
         )
@@ -71,7 +76,7 @@ class Square(Attack):
     def side(self, query: int, h: int, w: int) -> int:
         """The square's side at a query (0-based), as the schedule sets it."""
         p = self.params
-        at = int(query / p.queries * 10000)
+        at = int(query / p.queries * 10000) if p.rescale_schedule else query
         halvings = sum(at > mark for mark in SCHEDULE)
         share = p.p_init / 2**halvings
         smallest = 1 if p.norm == "inf" else 3

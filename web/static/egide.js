@@ -253,6 +253,7 @@
     var limitRaw = $("eval-limit").value.trim();
     var config = {model: $("model").value, data: $("data").value, split: chosenSplit(), attacks: attacks, eps: eps,
                   limit: limitRaw === "" ? null : Number(limitRaw)};
+    if ($("eval-suite") && $("eval-suite").value) { config.suite = $("eval-suite").value; }
     ["defenses", "detectors"].forEach(function (group) {
       config[group] = Array.prototype.map.call(form.querySelectorAll("input[name=" + group + "]:checked"), function (c) {
         return {plugin: c.value};
@@ -279,6 +280,11 @@
     Object.keys(s.worst_case_robust_accuracy || {}).forEach(function (k) {
       metric(dl, "Worst case at " + k, pct(s.worst_case_robust_accuracy[k]));
     });
+    if (s.suite) {
+      s.suite.runs.forEach(function (r) {
+        metric(dl, "Suite " + s.suite.ran + " at " + r.eps_text, pct(r.robust_accuracy));
+      });
+    }
     var flagged = (s.sanity_checks || []).filter(function (c) { return !c.passed; }).length;
     metric(dl, "Sanity checks", flagged ? flagged + " flagged" : "all passed");
     (s.defenses || []).forEach(function (d) {

@@ -1,0 +1,147 @@
+"""Reference-grade evaluation: the AutoAttack protocols (Croce & Hein 2020), run natively.
+
+    standard  APGD-CE, APGD-T (targeted DLR, 9 targets), FAB-T (9 targets), Square (5,000 queries)
+    quick     APGD-CE, APGD-T
+    plus      APGD-CE and APGD-DLR (5 restarts each), FAB (5 restarts), Square, APGD-T, FAB-T
+    rand      APGD-CE and APGD-DLR with EOT over 20 draws, for randomized models
+
+Each member runs only on the points every earlier member left robust, from the clean image; a
+point broken once stays broken; robust accuracy is the per-point worst case over the ensemble.
+Before the first attack the model is called twice on the same images: if its outputs differ it
+is randomized, and the `rand` protocol runs instead (the report says so). A member whose loss
+needs more classes than the model has is replaced by the variant that applies (targeted DLR
+needs 4, DLR 3), or left out, and the report says which ran. A member whose plugin is not
+installed is left out and named. When the black-box member (Square) breaks points the
+white-box members missed, their gradients were misleading: the report flags gradient masking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from egide.core.classifier import Classifier
+from egide.core.errors import ParameterError
+from egide.lab import services
+from egide.lab.report.model import SuiteMember, SuiteReport, SuiteRun, eps_key
+
+SQUARE_FLAG = 0.002  # Square lowering robust accuracy by more than this flags masking (as the reference)
+RANDOMIZED_TOLERANCE = 1e-4  # largest difference of two identical calls of a deterministic model
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One attack of a protocol: a label, a plugin and its parameters (eps comes per budget)."""
+
+    label: str
+    plugin: str
+    params: dict
+    min_classes: int = 2
+    fallback: str | None = None  # the member that runs instead when classes are too few
+    black_box: bool = False
+
+
+_APGD_CE = Member("apgd-ce", "apgd", {"loss": "ce", "steps": 100, "restarts": 1})
+_APGD_DLR = Member("apgd-dlr", "apgd", {"loss": "dlr", "steps": 100, "restarts": 1}, min_classes=3)
+_APGD_T = Member("apgd-t", "apgd", {"loss": "dlr-targeted", "steps": 100, "restarts": 1, "target_classes": 9},
+                 min_classes=4, fallback="apgd-dlr")
+_FAB_T = Member("fab-t", "fab", {"targeted": True, "target_classes": 9, "steps": 100, "restarts": 1})
+_FAB = Member("fab", "fab", {"steps": 100, "restarts": 5})
+_SQUARE = Member("square", "square", {"queries": 5000, "p_init": 0.8, "rescale_schedule": False},
+                 black_box=True)
+
+PROTOCOLS: dict[str, list[Member]] = {
+    "standard": [_APGD_CE, _APGD_T, _FAB_T, _SQUARE],
+    "quick": [_APGD_CE, _APGD_T],
+    "plus": [
+        dataclasses.replace(_APGD_CE, params={**_APGD_CE.params, "restarts": 5}),
+        dataclasses.replace(_APGD_DLR, params={**_APGD_DLR.params, "restarts": 5}),
+        _FAB, _SQUARE, _APGD_T, _FAB_T,
+    ],
+    "rand": [
+        dataclasses.replace(_APGD_CE, params={**_APGD_CE.params, "eot_samples": 20}),
+        dataclasses.replace(_APGD_DLR, params={**_APGD_DLR.params, "eot_samples": 20}),
+    ],
+}
+VARIANTS = {m.label: m for m in (_APGD_CE, _APGD_DLR, _APGD_T, _FAB_T, _FAB, _SQUARE)}
+
+
+def is_randomized(clf: Classifier, x: np.ndarray, batch_size: int) -> bool:
+    """Whether two calls on the same images give different outputs (a randomized model)."""
+    sample = x[: min(len(x), 64)]
+    first = clf.predict_logits(sample, batch_size=batch_size)
+    second = clf.predict_logits(sample, batch_size=batch_size)
+    return bool(np.abs(first - second).max() > RANDOMIZED_TOLERANCE)
+
+
+def plan(registry, protocol: str, num_classes: int, randomized: bool) -> tuple[str, list[SuiteMember]]:
+    """The protocol that runs and each member's fate: runs, replaced, or left out, and why."""
+    ran = "rand" if randomized and protocol != "rand" else protocol
+    members = []
+    for m in PROTOCOLS[ran]:
+        chosen, note = m, None
+        while chosen is not None and num_classes < chosen.min_classes:
+            replacement = VARIANTS.get(chosen.fallback) if chosen.fallback else None
+            note = (f"{chosen.label} needs {chosen.min_classes} classes and the model has {num_classes}"
+                    + (f": {replacement.label} runs instead" if replacement else ": left out"))
+            chosen = replacement
+        if chosen is not None and chosen.plugin not in registry.names("attack"):
+            note = f"{chosen.label}: the '{chosen.plugin}' attack is not installed, so it was left out"
+            chosen = None
+        members.append(SuiteMember(
+            label=m.label, ran=chosen.label if chosen else None,
+            plugin=chosen.plugin if chosen else m.plugin,
+            params=dict(chosen.params) if chosen else dict(m.params),
+            black_box=m.black_box, note=note))
+    return ran, members
+
+
+def run_suite(registry, protocol: str, real: Classifier, attacked: Classifier, x, y, clean_ok,
+              eps_list, norm: str, config, counter) -> SuiteReport:
+    """The protocol at every budget: per point, the first member that broke it."""
+    randomized = is_randomized(attacked, x, config.batch_size)
+    ran, members = plan(registry, protocol, real.num_classes, randomized)
+    runs = []
+    for eps in eps_list:
+        robust = clean_ok.copy()
+        broken_by = np.full(len(y), "", dtype=object)
+        after, seconds = [], []
+        for m in members:
+            todo = np.flatnonzero(robust)
+            started = time.perf_counter()
+            if m.ran is not None and len(todo):
+                attack = registry.create("attack", m.plugin, **{**m.params, "eps": eps, "norm": norm})
+                label = f"suite {m.ran} eps={eps_key(eps)}"
+                result = services.attack_on(attack, real, attacked, x[todo], y[todo],
+                                            batch_size=config.batch_size, seed=config.seed,
+                                            progress=counter.step(label))
+                hit = result.y_pred_adv != y[todo]
+                robust[todo[hit]] = False
+                broken_by[todo[hit]] = m.ran
+            counter.finished(len(x))
+            after.append(float(robust.mean()))
+            seconds.append(time.perf_counter() - started)
+        runs.append(SuiteRun(eps=eps, robust_accuracy=float(robust.mean()), after=after,
+                             seconds=seconds, robust=robust, broken_by=broken_by,
+                             masking=_masking(members, after, clean_ok.mean())))
+    return SuiteReport(protocol=protocol, ran=ran, randomized=randomized, norm=norm,
+                       members=members, runs=runs)
+
+
+def check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ParameterError(f"no suite '{protocol}'; use one of: {', '.join(PROTOCOLS)}")
+
+
+def _masking(members: list[SuiteMember], after: list[float], clean: float) -> str | None:
+    """A sentence when a black-box member broke points the white-box ones before it missed."""
+    for i, m in enumerate(members):
+        if m.black_box and m.ran is not None:
+            before = after[i - 1] if i else clean
+            if before - after[i] > SQUARE_FLAG:
+                return (f"{m.ran} (black-box, no gradients) lowered robust accuracy from "
+                        f"{before:.1%} to {after[i]:.1%} after the gradient attacks: their gradients "
+                        "were misleading here, a sign of gradient masking.")
+    return None
