@@ -17,14 +17,16 @@ every other logit by more than kappa, or some other logit beats Z_y by more than
 candidate; each image keeps its smallest-L2 candidate across all rounds. An image never broken
 is returned unchanged (so it counts as a failure). To cost one forward+backward pass per
 iteration, the bookkeeping reuses the logits of the gradient's forward pass: it judges the
-iterate *before* each Adam step, so the very last Adam step of a round is never judged.
+iterate *before* each Adam step; the round's last iterate is judged by one extra forward pass.
 
 Early abort (`abort_early`). A round runs in chunks of max(1, steps // 10) iterations. After
 each chunk every image's objective (at the chunk's last iterate) is compared with its value
-after the previous chunk; an image that has not improved by at least 0.01% of that value's
-magnitude (the paper's `loss > 0.9999 * previous`, made safe for negative objectives, which
-kappa > 0 allows) is frozen for the rest of the round, and the round ends as soon as every
-image of the batch is frozen. Freezing per image (rather than on the summed loss) makes each
+after the previous chunk; an image the round has already broken that has not improved by at
+least 0.01% of that value's magnitude (the paper's `loss > 0.9999 * previous`, made safe for
+negative objectives, which kappa > 0 allows) is frozen for the rest of the round, and the round
+ends as soon as every image of the batch is frozen. An image not yet broken is never frozen:
+a slow start is not a reason to give up on it (stopping it early cost images the TF toolbox's
+C&W breaks at the same settings). Freezing per image (rather than on the summed loss) makes each
 image's result independent of the other images in its batch.
 
 Speed: the whole attack on a batch (all rounds, all iterations, Adam included) is a single
@@ -175,6 +177,19 @@ class CarliniWagnerL2(Attack):
             inf = tf.fill([batch], np.float32(np.inf))
             nobody, everybody = tf.fill([batch], False), tf.fill([batch], True)
 
+            def judge(w, broken, best_l2, best_adv):
+                """Bookkeeping of an iterate from its logits alone (no gradient)."""
+                x_adv = mid + half_span * tf.tanh(w)
+                z = tf.cast(clf.logits(x_adv), tf.float32)
+                z_label = tf.reduce_sum(label_hot * z, axis=1)
+                z_other = tf.reduce_max(tf.where(label_hot > 0, -np.inf, z), axis=1)
+                margin = z_label - z_other if targeted else z_other - z_label
+                l2sq = tf.reduce_sum(tf.square(x_adv - x), axis=[1, 2, 3])
+                success = margin > kappa
+                better = success & (l2sq < best_l2)
+                return (broken | success, tf.where(better, l2sq, best_l2),
+                        tf.where(better[:, None, None, None], x_adv, best_adv))
+
             def iteration(i, w, m, v, moving, const, loss, broken, best_l2, best_adv):
                 """One Adam step on w; bookkeeping on the iterate before the step."""
                 tanh_w = tf.tanh(w)
@@ -211,7 +226,9 @@ class CarliniWagnerL2(Attack):
                     (i, w, m, v, moving, const, inf, broken, best_l2, best_adv),
                 )
                 # (No check after the first chunk: prev_loss is inf there, and inf - inf is NaN.)
-                stalled = tf.math.is_finite(prev_loss) & (
+                # Only an image this round has broken may stop: one still unbroken keeps going,
+                # however slowly its objective falls, until the round's last iteration.
+                stalled = tf.math.is_finite(prev_loss) & broken & (
                     loss > prev_loss - _MIN_IMPROVEMENT * tf.abs(prev_loss)
                 )
                 active = active & ~stalled
@@ -228,7 +245,10 @@ class CarliniWagnerL2(Attack):
                     chunk,
                     start,
                 )
-                broken, best_l2, best_adv = out[8], out[9], out[10]
+                w, broken, best_l2, best_adv = out[2], out[8], out[9], out[10]
+                # The round's last Adam step was never judged (each iteration judges the iterate
+                # before its step): one forward pass does it.
+                broken, best_l2, best_adv = judge(w, broken, best_l2, best_adv)
                 upper = tf.where(broken, tf.minimum(upper, const), upper)
                 lower = tf.where(broken, lower, tf.maximum(lower, const))
                 const = tf.where(
