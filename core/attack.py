@@ -27,7 +27,7 @@ class Attack(Plugin):
     # "fixed": it looks for an adversarial example within a budget, its parameter `eps`, in the
     # norm `norm`; "minimal": it looks for the smallest perturbation, in the norm `minimizes`.
     budget: ClassVar[str] = "fixed"
-    minimizes: ClassVar[str | None] = None  # "2" or "inf", for minimal-perturbation attacks
+    minimizes: ClassVar[str | None] = None  # "2" or "inf" (else its `norm` parameter), for minimal ones
     single_step: ClassVar[bool] = False  # one gradient step (FGSM): the floor iterative ones must beat
     iterative: ClassVar[bool] = False  # many gradient steps inside the eps-ball (PGD, BIM, MIM)
     # Parameters (besides eps) that run it at full strength: the sanity checks' unbounded run.
@@ -42,7 +42,7 @@ class Attack(Plugin):
     @property
     def norm(self) -> str:
         """The norm of the budget (fixed) or of the perturbation minimised (minimal)."""
-        if self.budget == "minimal":
+        if self.budget == "minimal" and self.minimizes is not None:
             return str(self.minimizes)
         return str(getattr(self.params, "norm", "inf"))
 
@@ -53,8 +53,9 @@ class Attack(Plugin):
             raise TypeError(f"{cls.__name__}.budget must be 'fixed' or 'minimal', got {cls.budget!r}")
         if cls.budget == "fixed" and "eps" not in cls.Params.model_fields:
             raise TypeError(f"{cls.__name__} has a fixed budget but no `eps` parameter")
-        if cls.budget == "minimal" and cls.minimizes not in ("2", "inf"):
-            raise TypeError(f"{cls.__name__} is minimal-perturbation: declare minimizes = '2' or 'inf'")
+        if cls.budget == "minimal" and cls.minimizes not in ("2", "inf") and "norm" not in cls.Params.model_fields:
+            raise TypeError(f"{cls.__name__} is minimal-perturbation: declare minimizes = '2' or 'inf' "
+                            "(or a `norm` parameter)")
 
     def perturb(self, clf: Classifier, x, y, target, seed):
         """Return adversarial versions of one batch.
