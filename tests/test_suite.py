@@ -56,8 +56,17 @@ def test_few_classes_get_the_variants_that_apply_and_the_report_says_so(fast_pro
     report = run(clf, data, "standard")  # the bars task has 3 classes
     members = {m.label: m for m in report.suite.members}
     assert members["apgd-t"].ran == "apgd-dlr" and "needs 4 classes" in members["apgd-t"].note
-    assert members["fab-t"].ran is None and "not installed" in members["fab-t"].note
-    assert members["square"].ran == "square"
+    assert members["fab-t"].ran == "fab-t" and members["square"].ran == "square"
+
+
+def test_a_member_whose_attack_is_not_installed_is_named_not_hidden():
+    from egide.core.registry import Registry
+
+    without_fab = Registry.load(disabled=["fab"])
+    ran, members = suite_module.plan(without_fab, "standard", 10, randomized=False)
+    fab_t = next(m for m in members if m.label == "fab-t")
+    assert fab_t.ran is None and "'fab' attack is not installed" in fab_t.note
+    assert [m.ran for m in members if m.label != "fab-t"] == ["apgd-ce", "apgd-t", "square"]
 
 
 class _Quantise(keras.layers.Layer):

@@ -47,7 +47,7 @@ _APGD_CE = Member("apgd-ce", "apgd", {"loss": "ce", "steps": 100, "restarts": 1}
 _APGD_DLR = Member("apgd-dlr", "apgd", {"loss": "dlr", "steps": 100, "restarts": 1}, min_classes=3)
 _APGD_T = Member("apgd-t", "apgd", {"loss": "dlr-targeted", "steps": 100, "restarts": 1, "target_classes": 9},
                  min_classes=4, fallback="apgd-dlr")
-_FAB_T = Member("fab-t", "fab", {"targeted": True, "target_classes": 9, "steps": 100, "restarts": 1})
+_FAB_T = Member("fab-t", "fab", {"target_classes": 9, "steps": 100, "restarts": 1})
 _FAB = Member("fab", "fab", {"steps": 100, "restarts": 5})
 _SQUARE = Member("square", "square", {"queries": 5000, "p_init": 0.8, "rescale_schedule": False},
                  black_box=True)
