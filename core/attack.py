@@ -72,7 +72,7 @@ class Attack(Plugin):
         y,
         *,
         target=None,
-        batch_size: int = 128,
+        batch_size: int | None = None,
         seed: int = 0,
         progress: Progress | None = None,
     ) -> AttackResult:
@@ -83,9 +83,11 @@ class Attack(Plugin):
                 f"{self.name}: expected an egide.Classifier, got {type(clf).__name__}; wrap a "
                 "Keras model with egide.Classifier.from_keras(model, clip=(0.0, 1.0))"
             )
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise InputError(f"{self.name}: batch_size must be a positive integer, got {batch_size!r}")
         x = clf.check_inputs(x)
+        if batch_size is None:  # chosen from the model's memory footprint
+            batch_size = clf.batch_size_for(len(x))
         y = clf.check_labels(y, len(x))
         target = self._check_target(clf, target, y)
         self._check_budget(clf)

@@ -83,6 +83,21 @@ class Classifier:
     def num_classes(self) -> int:
         return int(self.model.output_shape[-1])
 
+    def batch_size_for(self, images: int, budget_mb: float = 512.0) -> int:
+        """A batch size for attacks on `images` images: as many as the model's activations (kept
+        for the backward pass) fit in `budget_mb`, at most all of them. Fewer, larger batches
+        cost less per image on small models; the budget keeps memory flat on large ones."""
+        per_image = 0
+        for layer in getattr(self.model, "layers", []):
+            try:
+                shape = layer.output.shape
+                per_image += int(np.prod([d for d in shape[1:] if d is not None]))
+            except (AttributeError, ValueError, TypeError):
+                continue
+        per_image = max(per_image, 4 * int(np.prod(self.input_shape)))  # unknown layers: a floor
+        fits = int(budget_mb * 2**20 / (per_image * 4 * 3))  # float32; forward, backward, copies
+        return max(1, min(images, max(fits, 16)))
+
     def describe(self) -> dict:
         return {
             "name": self.name,
@@ -173,11 +188,11 @@ class Classifier:
 
         return tf.nn.softmax(self.logits(x))
 
-    def predict_logits(self, x, batch_size: int = 256) -> np.ndarray:
+    def predict_logits(self, x, batch_size: int | None = 256) -> np.ndarray:
         x = self.check_inputs(x)
-        return np.concatenate([self._logits_np(b) for b in batches(x, batch_size)])
+        return np.concatenate([self._logits_np(b) for b in batches(x, batch_size or 256)])
 
-    def predict(self, x, batch_size: int = 256) -> np.ndarray:
+    def predict(self, x, batch_size: int | None = 256) -> np.ndarray:
         """Predicted class indices, computed batch by batch."""
         return self.predict_logits(x, batch_size).argmax(axis=1)
 

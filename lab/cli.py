@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", default=None, help="data split to use (e.g. test), if the data has splits")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
-    p.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per batch (default: as many as the model's memory footprint allows)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--target", default=None,
@@ -130,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eps", help="comma-separated epsilons; fractions allowed (default 1/255,2/255,4/255,8/255)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--batch-size", type=int, help="images per batch (default 128)")
+    p.add_argument("--batch-size", type=int,
+                   help="images per attack batch (default: as many as the model's memory footprint allows)")
     p.add_argument(
         "--suite", choices=["standard", "quick", "plus", "rand"],
         help="add a reference-grade protocol (AutoAttack's standard: APGD-CE, APGD-T, FAB-T, Square); "

@@ -114,14 +114,14 @@ def measured_on(real: Classifier, result: AttackResult, x: np.ndarray, batch_siz
     success and robust accuracy must be the real defended classifier's."""
     if hasattr(real, "reseed"):
         real.reseed(result.seed)  # a randomized defense answers the same for the same run
-    y_pred = real.predict(x, batch_size)
-    y_pred_adv = real.predict(result.x_adv, batch_size)
+    y_pred = real.predict(x, batch_size or 256)
+    y_pred_adv = real.predict(result.x_adv, batch_size or 256)
     success = y_pred_adv == result.target if result.target is not None else y_pred_adv != result.y
     return dataclasses.replace(result, y_pred=y_pred, y_pred_adv=y_pred_adv, success=success)
 
 
 def attack_on(attack, real: Classifier, attacked: Classifier, x, y, *, target=None,
-              batch_size: int = 128, seed: int = 0, progress=None) -> AttackResult:
+              batch_size: int | None = None, seed: int = 0, progress=None) -> AttackResult:
     """Run `attack` on `attacked` (the real classifier, or a defense's adaptive view of it) and
     measure the result on `real`."""
     if hasattr(attacked, "reseed"):

@@ -36,7 +36,8 @@ class AttackJob(BaseModel):
                              "one the model declares, else the preselected one")
     split: str | None = Field("test", description="Split of the data set")
     limit: int | None = Field(64, ge=1, description="Attack only the first N images")
-    batch_size: int = Field(128, ge=1, le=1024)
+    batch_size: int | None = Field(
+        None, ge=1, le=1024, description="Images per batch; empty: chosen from the model's memory footprint")
     seed: int = Field(0, ge=0)
     target: int | str | None = Field(
         None, description="Targeted attacks: a class index or name for every image, or 'next'"

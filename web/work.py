@@ -284,7 +284,7 @@ def _attack(res: Resources, out: Path, req: dict, progress):
     data = data.for_classifier(clf)
     attack = res.attack(req["plugin"], req.get("params", {}))
     target = services.targets(req.get("target"), data.y, data.class_names, attack.targeted)
-    seed, batch_size = req.get("seed", 0), req.get("batch_size", 128)
+    seed, batch_size = req.get("seed", 0), req.get("batch_size")
     defense = req.get("defense")
     measured = attacked = clf
     if defense:

@@ -97,7 +97,10 @@ class EvaluationConfig(BaseModel):
     )
     limit: int | None = Field(None, ge=1, description="Evaluate only the first N images")
     seed: int = Field(0, ge=0, description="Random seed of every attack")
-    batch_size: int = Field(128, ge=1, le=4096, description="Images per batch")
+    batch_size: int | None = Field(
+        None, ge=1, le=4096,
+        description="Images per attack batch; empty (None): as many as the model's memory footprint allows",
+    )
     clip: tuple[float, float] = Field((0.0, 1.0), description="Input range of a model file")
     gallery: int = Field(8, ge=0, le=64, description="Examples shown in the report's gallery")
     sanity_checks: bool = Field(True, description="Run the gradient-masking sanity checks")
