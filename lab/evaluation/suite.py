@@ -23,7 +23,6 @@ import time
 import numpy as np
 
 from egide.core.classifier import Classifier
-from egide.core.errors import ParameterError
 from egide.lab import services
 from egide.lab.report.model import SuiteMember, SuiteReport, SuiteRun, eps_key
 
@@ -128,11 +127,6 @@ def run_suite(registry, protocol: str, real: Classifier, attacked: Classifier, x
                              masking=_masking(members, after, clean_ok.mean())))
     return SuiteReport(protocol=protocol, ran=ran, randomized=randomized, norm=norm,
                        members=members, runs=runs)
-
-
-def check_protocol(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise ParameterError(f"no suite '{protocol}'; use one of: {', '.join(PROTOCOLS)}")
 
 
 def _masking(members: list[SuiteMember], after: list[float], clean: float) -> str | None:
