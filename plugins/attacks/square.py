@@ -100,9 +100,14 @@ class Square(Attack):
             else:
                 stages.append([q, q + 1, s])
 
+        # The model's forward pass in a graph of its own (see egide.core.gradients: inlined into a
+        # while loop, TensorFlow may pick slower kernels for it).
+        forward = tf.function(lambda x: tf.cast(clf.logits(x), tf.float32),
+                              experimental_attributes={"_noinline": True}, reduce_retracing=True)
+
         def scores(x, labels):
             """(margin, loss) per sample: the search lowers loss; margin <= 0 is success."""
-            logits = tf.cast(clf.logits(x), tf.float32)
+            logits = forward(x)
             own = tf.gather(logits, labels, batch_dims=1)
             others = tf.reduce_max(
                 tf.where(tf.one_hot(labels, tf.shape(logits)[1], on_value=True, off_value=False),
