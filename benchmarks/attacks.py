@@ -45,25 +45,11 @@ import numpy as np  # noqa: E402
 
 MB = 1024 * 1024
 
+from egide.lab.quiet import import_tensorflow_quietly  # noqa: E402
 
-def _import_tf_quietly():
-    """Import TensorFlow with its native start-up log lines (oneDNN, CUDA stub) hidden."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(devnull)
-        os.close(saved)
-    import tensorflow as tf
+import_tensorflow_quietly()  # TensorFlow's native start-up lines (oneDNN, CUDA stub) stay hidden
+import tensorflow as tf  # noqa: E402
 
-    return tf
-
-
-tf = _import_tf_quietly()
 tf.get_logger().setLevel("ERROR")  # AutoGraph notices would interleave with the table
 import keras  # noqa: E402
 
