@@ -81,3 +81,22 @@ def test_thin_report_renders_in_chromium(browser, tmp_path):
     assert page.locator(".gallery img").count() == 0
     assert errors == [] and all(url.startswith(("file://", "data:")) for url in requests)
     page.close()
+
+
+def test_the_suite_and_its_masking_flag_render_in_chromium(browser, tmp_path):
+    from test_report_html import _suite
+
+    report = make_report(size=64, gallery=0)
+    report.suite = _suite(report, masking=True, left_out=False)
+    page, errors, requests = open_report(browser, report, tmp_path)
+    table = page.locator("#suite table.matrix")
+    assert table.is_visible() and table.locator("thead th").count() == 1 + 4 + 2
+    flag = page.locator("#suite .banner.flag")
+    assert flag.is_visible() and "lowered robust accuracy" in flag.text_content()
+    colour = page.eval_on_selector("#suite .banner.flag", "e => getComputedStyle(e).color")
+    assert colour != page.eval_on_selector("#suite .lead", "e => getComputedStyle(e).color")
+    # The headline names the suite, and the contents link to its section.
+    page.click('a[href="#suite"]')
+    assert page.evaluate("() => location.hash") == "#suite"
+    assert errors == [] and all(url.startswith(("file://", "data:")) for url in requests)
+    page.close()

@@ -283,6 +283,10 @@
     if (s.suite) {
       s.suite.runs.forEach(function (r) {
         metric(dl, "Suite " + s.suite.ran + " at " + r.eps_text, pct(r.robust_accuracy));
+        if (r.gradient_masking) {
+          metric(dl, "Gradient masking at " + r.eps_text, r.gradient_masking);
+          dl.lastChild.classList.add("flagged");
+        }
       });
     }
     var flagged = (s.sanity_checks || []).filter(function (c) { return !c.passed; }).length;

@@ -1,0 +1,271 @@
+"""Égide's `--suite standard` beside the original AutoAttack (PyTorch), on the same weights and images.
+
+    .venv/bin/python benchmarks/autoattack_crosscheck.py \\
+        --reference-python /path/to/venv-with-torch/bin/python --autoattack /path/to/auto-attack \\
+        [--model brain-tumor-cnn] [--data NAME|PATH] [--split test] [--limit N] [--eps 4/255] [--norm inf]
+
+The reference is not a dependency of Égide: bring a checkout of fra31/auto-attack and a Python
+with torch and numpy. This script
+  1. loads the Keras model and the images here, runs the suite and times it;
+  2. writes the model's layers (weights as arrays) and the images to a scratch folder;
+  3. runs itself in the reference Python (`--reference-worker`), which rebuilds the same network
+     in PyTorch, checks that its logits match Keras' (it stops if they differ by more than 1e-3),
+     and runs AutoAttack's "standard" version with n_target_classes = min(9, classes - 1) (the
+     reference indexes past the classes otherwise);
+  4. prints both robust accuracies, the points only one of them broke, and both times.
+
+Both sides get the same number of CPU threads. The networks the rebuild understands: Keras
+Sequential/functional chains of Conv2D (stride 1 'same', or 'valid'), Max/AveragePooling2D
+('valid'), Flatten, Dense, Dropout, BatchNormalization, Rescaling, ReLU/Activation and
+GlobalAveragePooling2D; anything else is refused by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+# ---- the Égide side -------------------------------------------------------------------------
+def run_egide(args, scratch: Path) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from egide.lab.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    import egide
+    from egide.lab import services
+    from egide.lab.data import load
+    from egide.lab.evaluation.running import Counter
+    from egide.lab.evaluation.suite import run_suite
+
+    reg = egide.registry()
+    clf = egide.Classifier.load(args.model)
+    data_name = args.data or services.default_data(reg, args.model)
+    data = load(data_name, split=args.split, limit=args.limit)
+    x, y = data.x.astype(np.float32), data.y.astype(np.int64)
+    eps = services.parse_number(args.eps)
+
+    np.save(scratch / "x.npy", x)
+    np.save(scratch / "y.npy", y)
+    logits = clf.predict_logits(x[:64])
+    np.save(scratch / "logits.npy", logits)
+    (scratch / "layers.json").write_text(json.dumps(export_layers(clf.model, scratch)))
+
+    clean_ok = clf.predict(x) == y
+
+    class Config:
+        batch_size = None
+        seed = 0
+
+    started = time.perf_counter()
+    report = run_suite(reg, "standard", clf, clf, x, y, clean_ok, [eps], args.norm, Config,
+                       Counter(len(x), None))
+    seconds = time.perf_counter() - started
+    run = report.runs[0]
+    return {"robust": run.robust, "seconds": seconds, "clean": clean_ok, "eps": eps,
+            "stages": dict(zip([m.label for m in report.members], run.after)),
+            "stage_seconds": dict(zip([m.label for m in report.members], run.seconds))}
+
+
+def export_layers(model, scratch: Path) -> list[dict]:
+    """The model as a list of layer records; weights go to scratch/w<i>_<name>.npy."""
+    records = []
+
+    def save(i, name, value):
+        path = scratch / f"w{i}_{name}.npy"
+        np.save(path, np.asarray(value, dtype=np.float32))
+        return path.name
+
+    for i, layer in enumerate(model.layers):
+        kind, cfg = type(layer).__name__, layer.get_config()
+        rec = {"kind": kind}
+        if kind == "InputLayer" or kind == "Dropout":
+            continue
+        if kind == "Conv2D":
+            if cfg["padding"] == "same" and tuple(cfg["strides"]) != (1, 1):
+                raise SystemExit(f"layer {layer.name}: 'same' padding with strides is not rebuilt")
+            kernel, *bias = layer.get_weights()
+            rec.update(kernel=save(i, "kernel", kernel), bias=save(i, "bias", bias[0]) if bias else None,
+                       strides=list(cfg["strides"]), padding=cfg["padding"],
+                       dilation=list(cfg["dilation_rate"]), activation=cfg["activation"])
+        elif kind == "Dense":
+            kernel, *bias = layer.get_weights()
+            rec.update(kernel=save(i, "kernel", kernel), bias=save(i, "bias", bias[0]) if bias else None,
+                       activation=cfg["activation"])
+        elif kind in ("MaxPooling2D", "AveragePooling2D"):
+            if cfg["padding"] != "valid":
+                raise SystemExit(f"layer {layer.name}: only 'valid' pooling is rebuilt")
+            rec.update(pool=list(cfg["pool_size"]), strides=list(cfg["strides"] or cfg["pool_size"]))
+        elif kind == "BatchNormalization":
+            gamma, beta, mean, var = (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance)
+            rec.update(gamma=save(i, "gamma", gamma), beta=save(i, "beta", beta), mean=save(i, "mean", mean),
+                       var=save(i, "var", var), epsilon=cfg["epsilon"])
+        elif kind == "Rescaling":
+            rec.update(scale=float(cfg["scale"]), offset=float(cfg["offset"]))
+        elif kind in ("Activation", "ReLU"):
+            rec.update(activation=cfg.get("activation", "relu"))
+        elif kind in ("Flatten", "GlobalAveragePooling2D", "Softmax"):
+            pass
+        else:
+            raise SystemExit(f"layer {layer.name} ({kind}) is not rebuilt in PyTorch by this script")
+        records.append(rec)
+    return records
+
+
+# ---- the reference side (runs in the Python that has torch) ---------------------------------
+def reference_worker(scratch: Path, autoattack: str, norm: str, eps: float, threads: int) -> None:
+    import torch
+
+    sys.path.insert(0, autoattack)
+    from autoattack import AutoAttack
+
+    torch.set_num_threads(threads)
+    layers = json.loads((scratch / "layers.json").read_text())
+    model = rebuild(layers, scratch, torch).eval()
+    x = np.load(scratch / "x.npy")
+    y = np.load(scratch / "y.npy")
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    yt = torch.from_numpy(y)
+    keras_logits = np.load(scratch / "logits.npy")
+    with torch.no_grad():
+        ours = model(xt[: len(keras_logits)]).numpy()
+    gap = float(np.abs(ours - keras_logits).max())
+    if gap > 1e-3:
+        raise SystemExit(f"the PyTorch rebuild's logits differ from Keras' by {gap:.2e}: not comparable")
+    classes = keras_logits.shape[1]
+    adversary = AutoAttack(model, norm="Linf" if norm == "inf" else "L2", eps=eps, version="standard",
+                           device="cpu", verbose=False, seed=0)
+    adversary.apgd_targeted.n_target_classes = min(9, classes - 1)
+    adversary.fab.n_target_classes = min(9, classes - 1)
+    started = time.perf_counter()
+    x_adv = adversary.run_standard_evaluation(xt, yt, bs=len(x))
+    seconds = time.perf_counter() - started
+    with torch.no_grad():
+        robust = (model(x_adv).argmax(1) == yt).numpy()
+    linf = float((x_adv - xt).abs().amax().item())
+    np.save(scratch / "reference_robust.npy", robust)
+    (scratch / "reference.json").write_text(json.dumps({"seconds": seconds, "gap": gap, "linf": linf}))
+
+
+def rebuild(layers, scratch: Path, torch):
+    nn = torch.nn
+    mods = []
+
+    def load(name):
+        return torch.from_numpy(np.load(scratch / name))
+
+    def activation(name):
+        return {"relu": nn.ReLU(), "linear": None, "softmax": None, "tanh": nn.Tanh(),
+                "sigmoid": nn.Sigmoid()}[name]  # softmax dropped: Égide attacks logits too
+
+    class ToChannelsLast(nn.Module):  # Keras flattens NHWC
+        def forward(self, x):
+            return x.permute(0, 2, 3, 1)
+
+    class Affine(nn.Module):
+        def __init__(self, scale, offset):
+            super().__init__()
+            self.scale, self.offset = scale, offset
+
+        def forward(self, x):
+            return x * self.scale + self.offset
+
+    for rec in layers:
+        kind = rec["kind"]
+        if kind == "Conv2D":
+            k = load(rec["kernel"]).permute(3, 2, 0, 1).contiguous()
+            conv = nn.Conv2d(k.shape[1], k.shape[0], tuple(k.shape[2:]), stride=tuple(rec["strides"]),
+                             padding="same" if rec["padding"] == "same" else 0,
+                             dilation=tuple(rec["dilation"]), bias=rec["bias"] is not None)
+            conv.weight.data = k
+            if rec["bias"]:
+                conv.bias.data = load(rec["bias"])
+            mods += [conv, activation(rec["activation"])]
+        elif kind == "Dense":
+            k = load(rec["kernel"])
+            dense = nn.Linear(k.shape[0], k.shape[1], bias=rec["bias"] is not None)
+            dense.weight.data = k.t().contiguous()
+            if rec["bias"]:
+                dense.bias.data = load(rec["bias"])
+            mods += [dense, activation(rec["activation"])]
+        elif kind == "MaxPooling2D":
+            mods.append(nn.MaxPool2d(tuple(rec["pool"]), tuple(rec["strides"])))
+        elif kind == "AveragePooling2D":
+            mods.append(nn.AvgPool2d(tuple(rec["pool"]), tuple(rec["strides"])))
+        elif kind == "BatchNormalization":
+            bn = nn.BatchNorm2d(len(load(rec["gamma"])), eps=rec["epsilon"])
+            for attr in ("gamma", "beta", "mean", "var"):
+                target = {"gamma": bn.weight, "beta": bn.bias, "mean": bn.running_mean,
+                          "var": bn.running_var}[attr]
+                target.data = load(rec[attr])
+            mods.append(bn)
+        elif kind == "Rescaling":
+            mods.append(Affine(rec["scale"], rec["offset"]))
+        elif kind in ("Activation", "ReLU"):
+            mods.append(activation(rec["activation"]))
+        elif kind == "Flatten":
+            mods += [ToChannelsLast(), nn.Flatten()]
+        elif kind == "GlobalAveragePooling2D":
+            mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*[m for m in mods if m is not None])
+
+
+# ---- the comparison -------------------------------------------------------------------------
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference-python", help="a Python with torch and numpy")
+    parser.add_argument("--autoattack", help="a checkout of fra31/auto-attack (the folder holding autoattack/)")
+    parser.add_argument("--model", default="brain-tumor-cnn", help="named model or .keras path")
+    parser.add_argument("--data", help="named data set, .npz or folder (default: the model's)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--eps", default="4/255")
+    parser.add_argument("--norm", default="inf", choices=["inf", "2"])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--reference-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.reference_worker:
+        reference_worker(Path(args.reference_worker), args.autoattack, args.norm, float(args.eps), args.threads)
+        return 0
+    if not (args.reference_python and args.autoattack):
+        parser.error("--reference-python and --autoattack are required")
+
+    with tempfile.TemporaryDirectory(prefix="egide-crosscheck-") as tmp:
+        scratch = Path(tmp)
+        ours = run_egide(args, scratch)
+        subprocess.run([args.reference_python, __file__, "--reference-worker", tmp, "--autoattack",
+                        args.autoattack, "--norm", args.norm, "--eps", repr(ours["eps"]),
+                        "--threads", str(args.threads)], check=True)
+        theirs = json.loads((scratch / "reference.json").read_text())
+        ref_robust = np.load(scratch / "reference_robust.npy")
+
+    n = len(ours["robust"])
+    only_ours = int(np.sum(~ours["robust"] & ref_robust))
+    only_theirs = int(np.sum(ours["robust"] & ~ref_robust))
+    print(f"{args.model} on {n} images, eps {args.eps} (L{args.norm}), {args.threads} threads each; "
+          f"clean accuracy {ours['clean'].mean():.1%}; PyTorch rebuild within {theirs['gap']:.1e} of Keras' logits")
+    print(f"{'':<26}{'robust acc':>11}{'seconds':>9}")
+    print(f"{'Égide --suite standard':<26}{ours['robust'].mean():>11.1%}{ours['seconds']:>9.1f}")
+    print(f"{'AutoAttack (reference)':<26}{ref_robust.mean():>11.1%}{theirs['seconds']:>9.1f}")
+    stages = ", ".join(f"{k} {v:.1%} ({ours['stage_seconds'][k]:.0f} s)" for k, v in ours["stages"].items())
+    print(f"Égide after each member: {stages}")
+    print(f"points only Égide broke: {only_ours}; points only the reference broke: {only_theirs}")
+    verdict = "at least as strong as" if ours["robust"].mean() <= ref_robust.mean() else "WEAKER than"
+    print(f"Égide's suite is {verdict} the reference here")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
