@@ -1,8 +1,15 @@
-"""Classifier: a Keras model seen as `logits(x)` over images in a declared input range.
+"""Classifier: a Keras model seen as `logits(x)` over images scaled to [0, 1].
+
+Images, budgets and attacks live in [0, 1] whatever pixel range the model expects; the model's
+own range (`input_range`: declared, or read from a leading Rescaling/Normalization layer) is
+applied inside `logits()`, x -> low + x (high - low). So a budget has one meaning for every
+model: eps = 4/255 is 4/255 of the input range, 4 grey levels of an 8-bit scan, and moving a
+model's rescaling out of it changes no number.
 
 Attacks need logits, not probabilities: a softmax saturates in float32 and its gradient
 vanishes. When a model ends in a softmax, the logits are recovered from the layer before it
-(sharing the model's live weights) and `logits_source` says so.
+(sharing the model's live weights) and `logits_source` says so. A model with one output (a
+sigmoid, or one logit z) is a two-class classifier with logits [0, z].
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import InputError, ModelError
+from .input_range import UNIT, checked_range, detect_input_range
 
 log = logging.getLogger("egide")
 
@@ -22,19 +30,29 @@ MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 class Classifier:
-    """An image classifier: float32 NHWC images in `clip` range -> one logit per class."""
+    """An image classifier: float32 NHWC images in [0, 1] -> one logit per class.
 
-    def __init__(self, model, *, clip=(0.0, 1.0), name: str | None = None):
+    input_range: the pixel range the Keras model expects, e.g. (0, 255); None reads it from the
+    model (a leading Rescaling or Normalization layer) and assumes (0, 1) if the model says
+    nothing. `clip` is the old name of the same argument."""
+
+    clip = UNIT  # where images, budgets and attacks live, for every model
+
+    def __init__(self, model, *, input_range=None, clip=None, name: str | None = None):
         import keras
 
         if not isinstance(model, keras.Model):
             raise ModelError(f"expected a keras.Model, got {type(model).__name__}")
-        lo, hi = (float(v) for v in clip)
-        if not hi > lo:
-            raise ModelError(f"clip must be (low, high) with low < high, got {clip}")
         self.model = model
-        self.clip = (lo, hi)
         self.name = name or model.name
+        declared = input_range if input_range is not None else clip
+        if declared is not None:
+            self.input_range = checked_range(declared)
+            self.range_source = "declared"
+        else:
+            found, how = detect_input_range(model)
+            self.input_range = found or UNIT
+            self.range_source = how if found else f"assumed: {how}"
         self._check_shapes()
         self._logits_fn, self.logits_source = _logits_function(model)
         if self.logits_source != "model output":
@@ -42,11 +60,11 @@ class Classifier:
 
     # ---- construction ------------------------------------------------------------------
     @classmethod
-    def from_keras(cls, model, clip=(0.0, 1.0), name: str | None = None) -> "Classifier":
-        return cls(model, clip=clip, name=name)
+    def from_keras(cls, model, input_range=None, name: str | None = None, *, clip=None) -> "Classifier":
+        return cls(model, input_range=input_range, clip=clip, name=name)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, clip=(0.0, 1.0)) -> "Classifier":
+    def load(cls, path: str | os.PathLike, input_range=None, *, clip=None) -> "Classifier":
         """Load a named model (a model plugin, e.g. "brain-tumor-cnn") or a `.keras`/`.h5`
         file, with Keras' safe mode (no arbitrary code runs)."""
         if isinstance(path, str) and not Path(path).suffix:
@@ -54,7 +72,9 @@ class Classifier:
 
             reg = registry()
             if path in reg.names("model"):
-                return reg.create("model", path).load()
+                named = reg.create("model", path).load()
+                declared = input_range if input_range is not None else clip
+                return named if declared is None else cls(named.model, input_range=declared, name=named.name)
             if not Path(path).exists():
                 known = ", ".join(reg.names("model")) or "none installed"
                 raise ModelError(f"no model named '{path}' (named models: {known}) and no such file")
@@ -72,7 +92,7 @@ class Classifier:
             model = keras.models.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:  # Keras raises many types for an unreadable file
             raise ModelError(f"{path}: could not load the model: {exc}") from None
-        return cls(model, clip=clip, name=path.stem)
+        return cls(model, input_range=input_range, clip=clip, name=path.stem)
 
     # ---- what it is --------------------------------------------------------------------
     @property
@@ -81,7 +101,12 @@ class Classifier:
 
     @property
     def num_classes(self) -> int:
-        return int(self.model.output_shape[-1])
+        return max(int(self.model.output_shape[-1]), 2)  # one output: two classes, [0, z]
+
+    def to_model_input(self, x):
+        """Images in [0, 1] -> the model's own pixel range (a tensor op; identity for [0, 1])."""
+        lo, hi = self.input_range
+        return x if (lo, hi) == UNIT else lo + x * (hi - lo)
 
     def batch_size_for(self, images: int, budget_mb: float = 512.0) -> int:
         """A batch size for attacks on `images` images: as many as the model's activations (kept
@@ -104,6 +129,8 @@ class Classifier:
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "clip": list(self.clip),
+            "input_range": list(self.input_range),
+            "input_range_source": self.range_source,
             "logits": self.logits_source,
         }
 
@@ -120,9 +147,16 @@ class Classifier:
                 f"{self.name}: expected an image input of shape (batch, H, W, C), got {shape}"
             )
         out = self.model.output_shape
-        if not isinstance(out, tuple) or len(out) != 2 or (out[-1] or 0) < 2:
+        if isinstance(out, list) or len(getattr(self.model, "outputs", [])) > 1:
+            names = [_producer(t) for t in self.model.outputs]
             raise ModelError(
-                f"{self.name}: expected one output per class, shape (batch, classes>=2), got {out}"
+                f"{self.name}: the model has {len(names)} outputs ({', '.join(names)}); pick the "
+                f"class scores with keras.Model(model.inputs, model.get_layer('{names[0]}').output)"
+            )
+        if not isinstance(out, tuple) or len(out) != 2 or not out[-1]:
+            raise ModelError(
+                f"{self.name}: expected class scores of shape (batch, classes) or one sigmoid "
+                f"output (batch, 1), got {out}"
             )
 
     # ---- inputs ------------------------------------------------------------------------
@@ -131,8 +165,8 @@ class Classifier:
         x = np.asarray(x)
         if x.dtype.kind in "iub":
             raise InputError(
-                f"{what} have integer dtype {x.dtype}; convert them to float32 in the "
-                f"classifier's range {self.clip} (for 8-bit images in [0, 1]: x / 255)"
+                f"{what} have integer dtype {x.dtype}; convert them to float32 in [0, 1] "
+                f"(8-bit images: x / 255; the model's own range {self._range_text()} is applied inside)"
             )
         if x.dtype.kind != "f":
             raise InputError(f"{what} must be a float array, got dtype {x.dtype}")
@@ -153,11 +187,18 @@ class Classifier:
         tol = 1e-5 * (hi - lo)
         xmin, xmax = float(x.min()), float(x.max())
         if xmin < lo - tol or xmax > hi + tol:
+            m_lo, m_hi = self.input_range
             raise InputError(
-                f"{what} have values in [{xmin:.4g}, {xmax:.4g}] but the classifier's range is "
-                f"[{lo:g}, {hi:g}]; rescale the data or declare the range with clip=(low, high)"
+                f"{what} have values in [{xmin:.4g}, {xmax:.4g}]; give images scaled to [0, 1] "
+                f"(the model's own range {self._range_text()} is applied inside"
+                + (f": pass (x - {m_lo:g}) / {m_hi - m_lo:g}" if (m_lo, m_hi) != UNIT else "")
+                + ")"
             )
         return x
+
+    def _range_text(self) -> str:
+        lo, hi = self.input_range
+        return f"{lo:g}..{hi:g}, {self.range_source}"
 
     def check_labels(self, y, n: int, what: str = "labels") -> np.ndarray:
         y = np.asarray(y)
@@ -179,9 +220,10 @@ class Classifier:
         return y
 
     # ---- outputs -----------------------------------------------------------------------
-    def logits(self, x):
-        """Logits as a tensor; differentiable, and safe to call inside a tf.function."""
-        return self._logits_fn(x)
+    def logits(self, x, training: bool = False):
+        """Logits of images in [0, 1] as a tensor; differentiable, and safe to call inside a
+        tf.function. training=True runs dropout and the like (for trainers)."""
+        return self._logits_fn(self.to_model_input(x), training)
 
     def probabilities(self, x):
         import tensorflow as tf
@@ -212,7 +254,7 @@ class Classifier:
     def __repr__(self) -> str:
         return (
             f"<Classifier {self.name}: input {self.input_shape}, {self.num_classes} classes, "
-            f"range {self.clip}, logits from {self.logits_source}>"
+            f"model range {self._range_text()}, logits from {self.logits_source}>"
         )
 
 
@@ -230,39 +272,66 @@ def batches(x: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         yield x[start : start + batch_size]
 
 
+def _producer(tensor) -> str:
+    """The name of the layer that computes a Keras output tensor."""
+    history = getattr(tensor, "_keras_history", None)
+    return getattr(getattr(history, "operation", None), "name", None) or str(tensor.name)
+
+
 def _activation_name(layer) -> str | None:
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", None)
 
 
 def _logits_function(model):
-    """Return (fn, source): fn(x) gives logits; source says where they come from."""
+    """Return (fn, source): fn(x, training) gives logits; source says where they come from."""
     import keras
     from keras import ops
 
     last = model.layers[-1] if model.layers else None
-    softmax_layer = isinstance(last, keras.layers.Softmax) or (
-        isinstance(last, keras.layers.Activation) and _activation_name(last) == "softmax"
+    binary = int(model.output_shape[-1]) == 1
+    squash = "sigmoid" if binary else "softmax"
+    if binary:
+        # One score z for the second class: logits [0, z] give softmax = [1 - sigmoid(z), sigmoid(z)].
+        def two(z):
+            z = ops.cast(z, "float32")
+            return ops.concatenate([ops.zeros_like(z), z], axis=-1)
+    else:
+        def two(z):
+            return z
+    squash_layer = (isinstance(last, keras.layers.Softmax) and not binary) or (
+        isinstance(last, keras.layers.Activation) and _activation_name(last) == squash
     )
-    if softmax_layer:
+    if squash_layer:
         features = keras.Model(model.inputs[0], last.input)
         return (
-            lambda x: features(x, training=False),
-            f"recovered: the input of the final {type(last).__name__} layer",
+            lambda x, training=False: two(features(x, training=training)),
+            f"recovered: the input of the final {type(last).__name__} layer"
+            + (" (one sigmoid output: logits [0, z])" if binary else ""),
         )
-    if isinstance(last, keras.layers.Dense) and _activation_name(last) == "softmax":
+    if isinstance(last, keras.layers.Dense) and _activation_name(last) == squash:
         features = keras.Model(model.inputs[0], last.input)
 
-        def dense_logits(x):
-            z = ops.matmul(features(x, training=False), last.kernel)
-            return z + last.bias if last.use_bias else z
+        def dense_logits(x, training=False):
+            z = ops.matmul(features(x, training=training), last.kernel)
+            return two(z + last.bias if last.use_bias else z)
 
-        return dense_logits, f"recovered: the pre-softmax output of Dense layer '{last.name}'"
-    if _activation_name(last) in ("softmax", "sigmoid"):
+        return dense_logits, (f"recovered: the pre-{squash} output of Dense layer '{last.name}'"
+                              + (" (one sigmoid output: logits [0, z])" if binary else ""))
+    if binary and _activation_name(last) == "sigmoid":
+        def log_odds(x, training=False):
+            p = ops.clip(model(x, training=training), 1e-7, 1 - 1e-7)
+            return two(ops.log(p) - ops.log(1 - p))
+
+        return log_odds, f"approximated: log-odds of the '{last.name}' sigmoid (layer not recognised)"
+    if _activation_name(last) in ("softmax", "sigmoid") and not binary:
         # A softmax we cannot undo structurally: log-probabilities differ from the logits
         # by a per-sample constant, so margins and argmax are exact; only saturation remains.
         return (
-            lambda x: ops.log(ops.maximum(model(x, training=False), 1e-30)),
+            lambda x, training=False: ops.log(ops.maximum(model(x, training=training), 1e-30)),
             f"approximated: log of the '{last.name}' probabilities (layer not recognised)",
         )
-    return (lambda x: model(x, training=False)), "model output"
+    if binary:
+        return (lambda x, training=False: two(model(x, training=training))), \
+            "model output: one logit z, as logits [0, z]"
+    return (lambda x, training=False: model(x, training=training)), "model output"

@@ -102,13 +102,6 @@ class Dataset:
                 f"expected an egide.Classifier, got {type(clf).__name__}; wrap a Keras model "
                 "with egide.Classifier.from_keras(model)"
             )
-        if clf.clip != (0.0, 1.0):
-            lo, hi = clf.clip
-            raise DataError(
-                f"{clf.name} expects inputs in [{lo:g}, {hi:g}] but data sets hold images in "
-                "[0, 1]; build the classifier with clip=(0.0, 1.0) and put the rescaling inside "
-                "the model (e.g. a keras.layers.Rescaling first layer)"
-            )
         h, w, c = clf.input_shape
         own = self.image_shape
         if own != (h, w, c):
@@ -127,7 +120,8 @@ class Dataset:
         if clf.num_classes != len(names):
             raise DataError(
                 f"the data set has {len(names)} classes ({listing(names)}) but {clf.name} "
-                f"outputs {clf.num_classes}"
+                + ("has one sigmoid output: two classes" if clf.model.output_shape[-1] == 1
+                   else f"outputs {clf.num_classes}")
             )
         x = fit_images(self.x, (h, w), c)
         if x is self.x and names == self.class_names:

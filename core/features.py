@@ -51,7 +51,7 @@ def feature_function(clf: Classifier, layers: list[str], pool: bool = True):
         inner = keras.Model(model.inputs[0], outputs)
 
     def features(x, training: bool = False):
-        maps = inner(x, training=training)
+        maps = inner(clf.to_model_input(x), training=training)
         maps = maps if isinstance(maps, (list, tuple)) else [maps]
         out = []
         for m in maps:

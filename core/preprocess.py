@@ -87,7 +87,7 @@ class PreprocessedClassifier(Classifier):
         self.eot_samples = int(eot_samples)
         # Shared by the Classifier API: the wrapped Keras model, range and name.
         self.model = base.model
-        self.clip = base.clip
+        self.input_range, self.range_source = base.input_range, base.range_source
         self.name = f"{base.name}+{defense.name}"
         self._rng = tf.random.Generator.from_seed(self.seed)
         if adaptive:
@@ -97,6 +97,9 @@ class PreprocessedClassifier(Classifier):
         else:
             self.logits_source = f"{base.logits_source}; behind {defense.name}"
             self._logits_fn = lambda x: defense.defended_logits(base, x, self._rng)
+
+    def logits(self, x, training: bool = False):
+        return self._logits_fn(x)  # base.logits maps [0, 1] to the model's range
 
     def adaptive(self, eot_samples: int | None = None) -> "PreprocessedClassifier":
         """The classifier an adaptive attacker differentiates (BPDA / EOT). Attack this one, then

@@ -75,13 +75,10 @@ class TrainingContext:
         """The context for training clf's model (also what a plugin's own tests can build)."""
         from .gradients import cross_entropy_pass
 
-        model = clf.model
-        if clf.logits_source == "model output":
-            train_logits = lambda x: model(x, training=True)  # noqa: E731
-        else:
-            # Logits recovered from before a final softmax: the Classifier computes them in
-            # inference mode only, so dropout stays off in training for such models.
-            train_logits = clf.logits
+        # Dropout on for models whose output is the logits; logits recovered from before a
+        # final softmax are computed in inference mode, as they always were here.
+        training = clf.logits_source.startswith("model output")
+        train_logits = lambda x: clf.logits(x, training=training)  # noqa: E731
         return cls(clf, train_logits, cross_entropy_pass(clf, targeted=False))
 
     def once(self, name: str, build: Callable):

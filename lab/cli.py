@@ -32,7 +32,7 @@ from egide.lab.data import load as load_data
 from egide.lab.quiet import import_tensorflow_quietly
 from egide.lab.report.files import write_report
 from egide.lab.report.model import eps_key
-from egide.lab.services import parse_clip, parse_number, parse_param
+from egide.lab.services import parse_number, parse_param, parse_range
 
 EXIT_USER_ERROR = 2
 
@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         help="targeted attacks: a class index or name for every image, or 'next' for (y+1) mod K "
         "(the default)",
     )
-    p.add_argument("--clip", default="0,1", help="the model's input range LOW,HIGH (default 0,1)")
+    _input_range_option(p)
     p.add_argument("--defense", default=None, help="a preprocessing defense to put in front of the model (see `egide plugins`)")
     p.add_argument(
         "--defense-param", action="append", default=[], metavar="KEY=VALUE",
@@ -130,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--attacks", help="comma-separated attack names (default fgsm,pgd,bim,mim,cw)")
     p.add_argument("--eps", help="comma-separated epsilons; fractions allowed (default 1/255,2/255,4/255,8/255)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    _input_range_option(p)
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--batch-size", type=int,
                    help="images per attack batch (default: as many as the model's memory footprint allows)")
@@ -175,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: <out>.ckpt)")
     p.add_argument("--no-checkpoint", action="store_true", help="do not write a checkpoint")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--clip", default="0,1", help="the model's input range LOW,HIGH (default 0,1)")
+    _input_range_option(p)
     p.add_argument("--no-progress", action="store_true", help="hide the per-batch progress bar")
     p.set_defaults(handler=_cmd_defend)
 
@@ -214,12 +215,21 @@ def _cmd_plugins(args) -> int:
     return 0
 
 
+def _input_range_option(p) -> None:
+    p.add_argument(
+        "--input-range", metavar="LOW,HIGH",
+        help="pixel range the model expects, e.g. 0,255 (default: read from a leading Rescaling or "
+        "Normalization layer, else 0,1); images and eps stay in [0, 1] units: 4/255 is 4/255 of the range",
+    )
+    p.add_argument("--clip", dest="input_range", help=argparse.SUPPRESS)  # the old name
+
+
 # ---- egide attack ---------------------------------------------------------------------
 def _cmd_attack(args) -> int:
     params = dict(parse_param(p) for p in args.param)
     attack = registry().create("attack", args.attack, **params)  # fail fast on bad params
     defense = _attack_defense(args)
-    clf = Classifier.load(args.model, clip=parse_clip(args.clip))
+    clf = Classifier.load(args.model, input_range=parse_range(args.input_range))
     if defense is not None:
         clf = defense.apply(clf, seed=args.seed)
     attacked = clf.adaptive() if args.adaptive else clf
@@ -300,6 +310,9 @@ def evaluation_config(args):
         settings["eps"] = [parse_number(v) for v in args.eps.split(",") if v.strip()]
     if args.eot_samples is not None:
         settings["eot_samples"] = args.eot_samples
+    if args.input_range is not None:
+        settings.pop("clip", None)  # the old name of the field
+        settings["input_range"] = parse_range(args.input_range)
     for key in ("defenses", "detectors"):
         names = getattr(args, key)
         if names == "all":
@@ -503,7 +516,7 @@ def _cmd_defend(args) -> int:
         raise InputError(f"--out {out}: save the defended model as .keras (or .h5)")
     if args.seed < 0:
         raise InputError(f"--seed must be a non-negative integer, got {args.seed}")
-    clf = Classifier.load(args.model, clip=parse_clip(args.clip))
+    clf = Classifier.load(args.model, input_range=parse_range(args.input_range))
     train = load_data(args.data, split="train")
     try:
         val = load_data(args.data, split="val")

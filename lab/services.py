@@ -2,7 +2,7 @@
 
     parse_number("4/255")          budgets and other numbers as people write them
     parse_param("eps=8/255")       one KEY=VALUE plugin parameter
-    parse_clip("0,255")            a model's input range
+    parse_range("0,255")           a model's input range
     targets("next", y, names)      the target labels of a targeted attack
     preprocessing_defense(...)     a defense to put in front of a model, refused if it trains
     attack_on(...)                 one attack run, measured on the real (defended) classifier
@@ -13,6 +13,8 @@
 """
 
 from __future__ import annotations
+
+import math
 
 import dataclasses
 import ipaddress
@@ -53,14 +55,17 @@ def parse_param(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def parse_clip(text: str) -> tuple[float, float]:
-    """'0,255' -> (0.0, 255.0): the input range a model expects."""
+def parse_range(text: str | None) -> tuple[float, float] | None:
+    """'0,255' -> (0.0, 255.0): the pixel range a model expects; None or 'auto': read it from
+    the model (a leading Rescaling/Normalization layer), else [0, 1]."""
+    if text is None or text.strip().lower() == "auto":
+        return None
     try:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
-        raise InputError(f"--clip expects LOW,HIGH such as 0,1 or 0,255; got {text!r}") from None
-    if not lo < hi:
-        raise InputError(f"--clip {text}: LOW must be below HIGH")
+        raise InputError(f"--input-range expects LOW,HIGH such as 0,1 or 0,255 (or auto); got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
+        raise InputError(f"--input-range {text}: LOW must be below HIGH, both finite")
     return lo, hi
 
 

@@ -59,7 +59,7 @@ def train(
 
         keras.utils.set_random_seed(seed)  # initial weights (from_scratch) and dropout seeds
         model = _copy_model(clf, from_scratch=p.from_scratch)
-        trained = Classifier.from_keras(model, clip=clf.clip, name=f"{clf.name}-{trainer.name}")
+        trained = Classifier.from_keras(model, input_range=clf.input_range, name=f"{clf.name}-{trainer.name}")
         ctx = TrainingContext.of(trained)
         steps_per_epoch = -(-len(train) // p.batch_size)
         total = p.epochs * steps_per_epoch

@@ -26,7 +26,10 @@ ALLOWED = {
 # The command line is a front end that lives in lab (DESIGN.md); its `serve` command starts the
 # other front end. That one edge is declared here, so no other lab module can grow one.
 FRONT_END_EDGES = {("lab/cli.py", "egide.web.serve")}
-KERNEL_LINES = 2100  # "about 2,000": the contract, the registry and the plugin authors' toolkit
+# "About 2,000": the contract, the registry and the plugin authors' toolkit; +150 when the
+# classifier learned the model's input range and one-output (sigmoid) models, which every plugin
+# relies on (core/input_range.py, classifier.py).
+KERNEL_LINES = 2250
 
 
 def _layer_of_module(module: str) -> str | None:

@@ -70,11 +70,17 @@ def test_models_that_are_not_image_classifiers_are_refused():
     flat = keras.Sequential([keras.Input((10,)), keras.layers.Dense(3)])
     with pytest.raises(ModelError, match=r"\(batch, H, W, C\)"):
         egide.Classifier.from_keras(flat)
+    maps = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3)])
+    with pytest.raises(ModelError, match="class scores of shape"):
+        egide.Classifier.from_keras(maps)
+    inp = keras.Input((4, 4, 1))
+    flat = keras.layers.Flatten()(inp)
+    two_heads = keras.Model(inp, [keras.layers.Dense(3, name="tumour")(flat), keras.layers.Dense(1, name="age")(flat)])
+    with pytest.raises(ModelError, match=r"2 outputs \(tumour, age\).*get_layer\('tumour'\)"):
+        egide.Classifier.from_keras(two_heads)
     single = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(1)])
-    with pytest.raises(ModelError, match="one output per class"):
-        egide.Classifier.from_keras(single)
     with pytest.raises(ModelError, match="low < high"):
-        egide.Classifier.from_keras(single, clip=(1, 0))
+        egide.Classifier.from_keras(single, input_range=(1, 0))
 
 
 @pytest.mark.parametrize(
@@ -84,7 +90,7 @@ def test_models_that_are_not_image_classifiers_are_refused():
         (np.zeros((2, 9, 9, 1), np.float32), r"shape \(2, 9, 9, 1\) but the model expects \(N, 8, 8, 1\)"),
         (np.zeros((0, 8, 8, 1), np.float32), "empty"),
         (np.full((2, 8, 8, 1), np.nan, np.float32), "NaN or Inf"),
-        (np.full((2, 8, 8, 1), 255.0, np.float32), r"range is \[0, 1\]"),
+        (np.full((2, 8, 8, 1), 255.0, np.float32), r"values in \[255, 255\]; give images scaled to \[0, 1\]"),
     ],
 )
 def test_bad_inputs_are_clear_errors(clf, x, message):

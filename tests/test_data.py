@@ -8,6 +8,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -560,11 +561,11 @@ def test_guessed_class_names_grow_to_the_model_classes(tmp_path, bars, clf):
     assert ds.for_classifier(clf).class_names == ("0", "1", "2")
 
 
-def test_classifier_with_another_input_range_is_refused(cnn_model):
-    clf_255 = egide.Classifier.from_keras(cnn_model, clip=(0.0, 255.0))
-    ds = egide.Dataset(np.zeros((2, 8, 8, 1), np.float32), np.array([0, 1]), ("a", "b", "c"))
-    with pytest.raises(DataError, match=r"\[0, 255\].*clip=\(0\.0, 1\.0\)"):
-        ds.for_classifier(clf_255)
+def test_a_sigmoid_model_given_three_classes_of_data_is_refused():
+    binary = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    ds = egide.Dataset(np.zeros((3, 8, 8, 1), np.float32), np.array([0, 1, 2]), ("a", "b", "c"))
+    with pytest.raises(DataError, match="3 classes .* one sigmoid output: two classes"):
+        ds.for_classifier(egide.Classifier.from_keras(binary))
 
 
 def test_for_classifier_needs_an_egide_classifier(cnn_model):

@@ -51,9 +51,11 @@ def test_a_bad_number_shows_both_forms(text):
 
 
 def test_an_input_range_must_rise():
-    assert services.parse_clip("0,255") == (0.0, 255.0)
-    with pytest.raises(InputError, match="LOW must be below HIGH"):
-        services.parse_clip("1,0")
+    assert services.parse_range("0,255") == (0.0, 255.0)
+    assert services.parse_range("auto") is None and services.parse_range(None) is None
+    for bad in ("1,0", "0,inf", "0,nan"):
+        with pytest.raises(InputError, match="LOW must be below HIGH"):
+            services.parse_range(bad)
 
 
 @pytest.mark.parametrize("host, loopback", [

@@ -113,6 +113,27 @@ def test_h5_model_upload(client, tmp_path):
     assert doc["name"].startswith("upload-") and doc["num_classes"] == 3
 
 
+def test_an_uploaded_models_input_range_is_read_or_declared_and_kept(app, client, tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    model.save(tmp_path / "r.keras")
+    payload = (tmp_path / "r.keras").read_bytes()
+    detected = send(client, "/api/v1/models", "r.keras", payload).get_json()
+    assert detected["input_range"] == [0, 255] and detected["input_range_source"].startswith("detected: Rescaling")
+    declared = send(client, "/api/v1/models", "r.keras", payload, input_range="0,1").get_json()
+    assert declared["input_range"] == [0, 1] and declared["input_range_source"] == "declared"
+    # Kept across a restart: the declared range is not replaced by the detected one.
+    again = create_app({"EGIDE_INSTANCE_PATH": app.instance_path, "EGIDE_REGISTRY": app.extensions["egide"].registry,
+                        "EGIDE_WORKERS": 0})
+    assert again.extensions["egide"].resources.classifier(declared["name"]).input_range == (0.0, 1.0)
+    again.extensions["egide"].runner.shutdown()
+    bad = problem(send(client, "/api/v1/models", "r.keras", payload, input_range="255,0"), 422)
+    assert "input_range" in str(bad) and "LOW must be below HIGH" in str(bad)
+    assert not [n for n in left_over(app, "models") if n.endswith(".part")]
+
+
 @pytest.mark.parametrize("name,payload,words", [
     ("model.pkl", b"\x80\x04K\x01.", "pickles"),
     ("saved_model.zip", zipped({"saved_model.pb": b"x"}), "SavedModel"),

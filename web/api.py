@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, request, send_from_directory, url_for
 from pydantic import ValidationError
 
 from egide.core.classifier import softmax
-from egide.core.errors import EgideError, ParameterError, PluginNotFoundError
+from egide.core.errors import EgideError, InputError, ParameterError, PluginNotFoundError
 from egide.core.plugin import KINDS
 
 from egide.lab import services
@@ -107,8 +107,8 @@ def datasets():
 def _uploaded(meta: dict) -> dict:
     out = {"name": meta["name"], "title": meta["title"], "description": f"uploaded as {meta['filename']}",
            "version": None, "source": "upload"}
-    for key in ("input_shape", "num_classes", "class_names", "image_shape", "images", "created", "data",
-                "made_by"):
+    for key in ("input_shape", "num_classes", "input_range", "input_range_source", "class_names",
+                "image_shape", "images", "created", "data", "made_by"):
         if key in meta:
             out[key] = meta[key]
     return out
@@ -133,11 +133,17 @@ def _upload_file(limit_key: str):
 
 @api.post("/models")
 def upload_model():
-    """Multipart `file`: a .keras or .h5 model (loaded in Keras safe mode); optional `class_names`."""
+    """Multipart `file`: a .keras or .h5 model (loaded in Keras safe mode); optional `class_names`
+    and `input_range` ("0,255"; empty or "auto": read from the model, else 0,1)."""
     file, form, limit = _upload_file("EGIDE_MAX_MODEL_BYTES")
     st = state()
     names = [n.strip() for n in (form.get("class_names") or "").split(",") if n.strip()]
-    meta, clf = st.resources.uploads.add_model(file, limit)
+    try:
+        input_range = services.parse_range(form.get("input_range") or None)
+    except InputError as exc:
+        raise validation_problem([field_error(["input_range"], str(exc).replace("--input-range", "input_range"),
+                                              "value_error", form.get("input_range"))]) from None
+    meta, clf = st.resources.uploads.add_model(file, limit, input_range)
     if names:
         if len(names) != clf.num_classes:
             st.resources.uploads.remove_model(meta)
@@ -259,9 +265,6 @@ def predict():
 
     clf = st.resources.classifier(model)
     shape = clf.input_shape
-    if clf.clip != (0.0, 1.0):
-        raise validation_problem([field_error(["model"], f"{model} expects inputs in {clf.clip}; "
-                                              "/predict feeds images scaled to [0, 1]", "unsupported_model", model)])
     batch, sizes, names = [], [], []
     for i, f in enumerate(files):
         filename = f.filename or f"image {i}"

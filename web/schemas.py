@@ -116,6 +116,10 @@ class NamedSource(BaseModel):
     splits: list[str] | None = Field(None, description="Data sets only")
     input_shape: list[int] | None = Field(None, description="Uploaded models: [height, width, channels]")
     num_classes: int | None = Field(None, description="Uploaded models")
+    input_range: list[float] | None = Field(None, description="Uploaded models: the pixel range the "
+                                            "model expects (images and eps are in [0, 1] units of it)")
+    input_range_source: str | None = Field(None, description="Uploaded models: declared, detected "
+                                           "(and from which layer) or assumed")
     class_names: list[str] | None = None
     image_shape: list[int] | None = Field(None, description="Uploaded data sets")
     images: dict[str, int] | None = Field(None, description="Uploaded data sets: images per split")
@@ -130,6 +134,9 @@ class ModelUploadForm(BaseModel):
 
     file: bytes = Field(json_schema_extra={"format": "binary"}, description=".keras or .h5 model file")
     class_names: str | None = Field(None, description="Comma-separated class names, one per model output")
+    input_range: str | None = Field(None, description="The pixel range the model expects, LOW,HIGH "
+                                    "(e.g. 0,255); empty or 'auto': read from a leading Rescaling or "
+                                    "Normalization layer, else 0,1")
 
 
 class DatasetUploadForm(BaseModel):

@@ -92,8 +92,9 @@ class Uploads:
         return "upload-" + uuid.uuid4().hex[:12]
 
     # ---- models -------------------------------------------------------------------------------
-    def add_model(self, upload, max_bytes: int) -> tuple[dict, object]:
-        """Store and load (safe mode) one uploaded model; returns its metadata and Classifier."""
+    def add_model(self, upload, max_bytes: int, input_range=None) -> tuple[dict, object]:
+        """Store and load (safe mode) one uploaded model; returns its metadata and Classifier.
+        input_range: the pixel range the model expects, or None to read it from the model."""
         filename = _clean_filename(upload.filename)
         suffix = PurePosixPath(filename.lower()).suffix
         if suffix not in MODEL_SUFFIXES:
@@ -113,7 +114,7 @@ class Uploads:
             elif not head.startswith(HDF5_MAGIC):
                 raise _invalid("file", f"{filename} is not an HDF5 (.h5) file", "invalid_model", filename)
             try:
-                clf = self.load_model_file(path)
+                clf = self.load_model_file(path, input_range)
             except Exception as exc:  # ModelError, or anything Keras raises for a hostile file
                 msg = str(exc).replace(str(path), filename)
                 raise _invalid("file", f"could not load {filename} in Keras safe mode: {msg}",
@@ -123,6 +124,7 @@ class Uploads:
                 "name": name, "title": f"Uploaded model ({filename})", "filename": filename,
                 "format": suffix, "bytes": path.stat().st_size, "created": time.time(),
                 "input_shape": list(clf.input_shape), "num_classes": int(clf.num_classes),
+                "input_range": list(clf.input_range), "input_range_source": clf.range_source,
                 "source": "upload",
             }
             self._write_meta(self.models_dir, meta)
@@ -254,21 +256,23 @@ class Uploads:
             "name": name, "title": title, "filename": Path(path).name, "format": ".keras",
             "bytes": target.stat().st_size, "created": time.time(),
             "input_shape": list(clf.input_shape), "num_classes": int(clf.num_classes),
+            "input_range": list(clf.input_range), "input_range_source": clf.range_source,
             "class_names": list(class_names), "data": data, "made_by": made_by, "source": "upload",
         }
         self._write_meta(self.models_dir, meta)
         return meta, clf
 
     def load_model(self, meta: dict):
-        clf = self.load_model_file(self.model_path(meta))
+        declared = meta.get("input_range") if meta.get("input_range_source") == "declared" else None
+        clf = self.load_model_file(self.model_path(meta), declared)
         clf.name = meta["name"]
         return clf
 
     @staticmethod
-    def load_model_file(path: Path):
+    def load_model_file(path: Path, input_range=None):
         from egide.core.classifier import Classifier
 
-        return Classifier.load(path, clip=(0.0, 1.0))  # keras safe_mode=True, compile=False
+        return Classifier.load(path, input_range=input_range)  # keras safe_mode=True, compile=False
 
     def remove_model(self, meta: dict) -> None:
         self.model_path(meta).unlink(missing_ok=True)

@@ -18,7 +18,7 @@ import time
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from egide.core import __version__
 from egide.core.classifier import Classifier, softmax
@@ -101,7 +101,12 @@ class EvaluationConfig(BaseModel):
         None, ge=1, le=4096,
         description="Images per attack batch; empty (None): as many as the model's memory footprint allows",
     )
-    clip: tuple[float, float] = Field((0.0, 1.0), description="Input range of a model file")
+    input_range: tuple[float, float] | None = Field(
+        None, validation_alias=AliasChoices("input_range", "clip"),
+        description="Pixel range the model expects, e.g. [0, 255]; empty: read from the model (a "
+        "leading Rescaling/Normalization layer), else [0, 1]. Images and budgets stay in [0, 1] "
+        "units: 4/255 is 4/255 of this range",
+    )
     gallery: int = Field(8, ge=0, le=64, description="Examples shown in the report's gallery")
     sanity_checks: bool = Field(True, description="Run the gradient-masking sanity checks")
     defenses: list[DefenseSpec] = Field(
@@ -190,7 +195,7 @@ def evaluate(
     reg = registry or default_registry()
     attacks = [check_attack(reg, spec) for spec in config.attacks]
 
-    clf = classifier or Classifier.load(config.model, clip=config.clip)
+    clf = classifier or Classifier.load(config.model, input_range=config.input_range)
     if dataset is None:
         dataset = load_data(config.data, split=config.split, limit=config.limit)
     elif config.limit:

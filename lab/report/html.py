@@ -92,7 +92,8 @@ def _header(report, units) -> dict:
     return {
         "title": f"Égide robustness report: {model.get('name', 'model')}",
         "shape": "×".join(str(d) for d in model.get("input_shape", [])) or "?",
-        "clip": model.get("clip") or report.config.get("clip") or (0.0, 1.0),
+        "range": model.get("input_range") or report.config.get("input_range") or report.config.get("clip") or (0.0, 1.0),
+        "range_source": model.get("input_range_source") or "declared",
         "when": f"evaluated {created}" if created else
                 f"rendered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
         "versions": [(k, v) for k, v in env.items() if k not in ("plugins", "platform")],
@@ -205,7 +206,7 @@ def _fragile(means: dict[str, float]) -> dict:
 # ---- gallery --------------------------------------------------------------------------------
 def _gallery(report, units) -> dict:
     items = report.gallery
-    lo, hi = (report.model.get("clip") or report.config.get("clip") or (0.0, 1.0))[:2]
+    lo, hi = (report.model.get("clip") or (0.0, 1.0))[:2]  # images live in [0, 1]
     attacks = {(g.attack, g.eps) for g in items}
     single = None
     if len(attacks) == 1:

@@ -236,11 +236,11 @@ def mc_uncertainty(clf, masks):
     first = next(i for i, layer in enumerate(layers) if type(layer).__name__ in _DROPOUTS)
     consts = [tf.constant(m) for m in masks]
     passes = int(masks[0].shape[0])
-    output_is_logits = clf.logits_source == "model output"
+    output_is_logits = clf.logits_source.startswith("model output")
 
     def uncertainty(x):
         batch = tf.shape(x)[0]
-        h, k = x, 0
+        h, k = clf.to_model_input(x), 0
         for i, layer in enumerate(layers):
             if type(layer).__name__ in _DROPOUTS:
                 inner = tf.shape(h)[1:]
@@ -253,7 +253,10 @@ def mc_uncertainty(clf, masks):
             else:
                 h = layer(h, training=False)
         h = tf.cast(h, tf.float64)
-        if output_is_logits:
+        if h.shape[-1] == 1:  # one sigmoid output (or one logit): two classes
+            q = tf.sigmoid(h) if output_is_logits else h
+            p = tf.concat([1.0 - q, q], axis=1)
+        elif output_is_logits:
             p = tf.nn.softmax(h)
         else:  # the model ends in a softmax (or another probability output)
             p = h / tf.reduce_sum(h, axis=1, keepdims=True)

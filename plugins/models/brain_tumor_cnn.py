@@ -54,7 +54,7 @@ class BrainTumorCNN(ModelSource):
                 f"the demo model file {WEIGHTS} is missing; recreate it with "
                 f"`egide train --data brain-tumor-phantom --out {WEIGHTS}`"
             )
-        return Classifier.load(WEIGHTS, clip=(0.0, 1.0))
+        return Classifier.load(WEIGHTS, input_range=(0.0, 1.0))
 
 
 @hookimpl
