@@ -9,7 +9,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # turning the tests that need it into skips; tests of lenient loading pass strict=False.
 os.environ.setdefault("EGIDE_STRICT_PLUGINS", "1")
 
-import numpy as np
 import pytest
 
 import egide

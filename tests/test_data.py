@@ -5,7 +5,6 @@ Every test writes real files in tmp_path and reads them through the public API.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import keras

@@ -5,7 +5,6 @@ black-box member breaks what the gradient attacks missed."""
 import dataclasses
 
 import keras
-import numpy as np
 import pytest
 
 import egide

@@ -213,7 +213,7 @@ def test_an_interrupted_job_is_rerun_from_the_page(server, browser):
     page.keyboard.press("Enter")
     page.locator("#attack-state.done").wait_for(timeout=60_000)
     page.wait_for_function("() => document.querySelectorAll('#attack-gallery figure').length === 4", timeout=10_000)
-    page.locator(f"#jobs-list li[data-state='done']").first.wait_for()
+    page.locator("#jobs-list li[data-state='done']").first.wait_for()
     page.close()
 
 

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 from browser import needs_browser
 from test_web_page import browser, server  # noqa: F401  (fixtures)
 
