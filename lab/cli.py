@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         help="targeted attacks: a class index or name for every image, or 'next' for (y+1) mod K "
         "(the default)",
     )
+    _scan_options(p)
     _input_range_option(p)
     p.add_argument("--defense", default=None, help="a preprocessing defense to put in front of the model (see `egide plugins`)")
     p.add_argument(
@@ -130,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--attacks", help="comma-separated attack names (default fgsm,pgd,bim,mim,cw)")
     p.add_argument("--eps", help="comma-separated epsilons; fractions allowed (default 1/255,2/255,4/255,8/255)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    _scan_options(p)
     _input_range_option(p)
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--batch-size", type=int,
@@ -215,6 +217,15 @@ def _cmd_plugins(args) -> int:
     return 0
 
 
+def _scan_options(p) -> None:
+    p.add_argument("--window", metavar="CENTRE,WIDTH",
+                   help="DICOM scans: read them through this VOI window instead of the stored one (e.g. 40,400)")
+    p.add_argument("--slice-axis", choices=["axial", "coronal", "sagittal"],
+                   help="NIfTI volumes: the axis to cut them along (default axial)")
+    p.add_argument("--skip-empty-slices", action="store_true", default=None,
+                   help="NIfTI volumes: drop slices without tissue")
+
+
 def _input_range_option(p) -> None:
     p.add_argument(
         "--input-range", metavar="LOW,HIGH",
@@ -233,7 +244,10 @@ def _cmd_attack(args) -> int:
     if defense is not None:
         clf = defense.apply(clf, seed=args.seed)
     attacked = clf.adaptive() if args.adaptive else clf
-    data = load_data(args.data, split=args.split, limit=args.limit).for_classifier(clf)
+    window = parse_range(args.window, what="--window", ordered=False)
+    data = load_data(args.data, split=args.split, limit=args.limit, window=window,
+                     slice_axis=args.slice_axis or "axial",
+                     skip_empty_slices=bool(args.skip_empty_slices)).for_classifier(clf)
     target = services.targets(args.target, data.y, data.class_names, attack.targeted)
 
     with _progress_bar(len(data), f"{attack.name}", disabled=args.no_progress) as progress:
@@ -304,12 +318,16 @@ def evaluation_config(args):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
-    if settings.get("split") == "all":
-        settings["split"] = None
     if args.eps is not None:
         settings["eps"] = [parse_number(v) for v in args.eps.split(",") if v.strip()]
     if args.eot_samples is not None:
         settings["eot_samples"] = args.eot_samples
+    if args.window is not None:
+        settings["window"] = parse_range(args.window, what="--window", ordered=False)
+    if args.slice_axis is not None:
+        settings["slice_axis"] = args.slice_axis
+    if args.skip_empty_slices:
+        settings["skip_empty_slices"] = True
     if args.input_range is not None:
         settings.pop("clip", None)  # the old name of the field
         settings["input_range"] = parse_range(args.input_range)

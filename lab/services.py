@@ -55,17 +55,20 @@ def parse_param(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def parse_range(text: str | None) -> tuple[float, float] | None:
+def parse_range(text: str | None, what: str = "--input-range", ordered: bool = True) -> tuple[float, float] | None:
     """'0,255' -> (0.0, 255.0): the pixel range a model expects; None or 'auto': read it from
-    the model (a leading Rescaling/Normalization layer), else [0, 1]."""
+    the model (a leading Rescaling/Normalization layer), else [0, 1]. ordered=False reads any
+    pair of finite numbers (a DICOM window: centre, width)."""
     if text is None or text.strip().lower() == "auto":
         return None
+    example = "LOW,HIGH such as 0,1 or 0,255 (or auto)" if ordered else "CENTRE,WIDTH such as 40,400"
     try:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
-        raise InputError(f"--input-range expects LOW,HIGH such as 0,1 or 0,255 (or auto); got {text!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
-        raise InputError(f"--input-range {text}: LOW must be below HIGH, both finite")
+        raise InputError(f"{what} expects {example}; got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or (ordered and not lo < hi):
+        raise InputError(f"{what} {text}: LOW must be below HIGH, both finite" if ordered
+                         else f"{what} {text}: both numbers must be finite")
     return lo, hi
 
 

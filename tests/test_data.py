@@ -285,13 +285,13 @@ def test_folder_of_splits_without_split_asks_for_one(tmp_path):
     make_folder(tmp_path / "test", {"glioma": [gray(1)]})
     with pytest.raises(DataError, match=r"split folders \(test, train\): pass split="):
         load(tmp_path)
-    with pytest.raises(DataError, match=r"no 'val' folder here; it holds test, train"):
+    with pytest.raises(DataError, match=r"no 'val' split here; it holds test, train"):
         load(tmp_path, split="val")
 
 
 def test_folder_with_class_folders_and_a_split_lists_what_exists(tmp_path):
     make_folder(tmp_path, {"glioma": [gray(1)], "meningioma": [gray(2)]})
-    with pytest.raises(DataError, match=r"no 'train' folder here; it holds glioma, meningioma; .*omit split="):
+    with pytest.raises(DataError, match=r"no 'train' split here; it holds glioma, meningioma; .*omit split="):
         load(tmp_path, split="train")
 
 
@@ -322,7 +322,7 @@ def test_empty_class_folders_are_listed(tmp_path):
     (root / "pituitary").mkdir()
     (root / "pituitary" / "readme.txt").write_text("not an image")
 
-    with pytest.raises(DataError, match=r"without PNG/JPEG images: notumor, pituitary"):
+    with pytest.raises(DataError, match=r"without images \(PNG, JPEG, DICOM or NIfTI\): notumor, pituitary"):
         load(root)
 
 

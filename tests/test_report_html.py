@@ -179,7 +179,7 @@ def test_header_states_model_data_accuracy_environment_and_definition(page):
     report = make_report()
     header = page[page.index("<header>"):page.index('id="sanity"')]
     for text in ("mri_cnn", "16×16×1", "4 classes", "logits: model output", "brain-tumor-phantom",
-                 "split test", "48 images", "glioma 12", "tensorflow 2.21.0", "keras 3.15.1",
+                 "split test", "48 images", "glioma <span class=\"muted\">→ output 0</span> 12", "tensorflow 2.21.0", "keras 3.15.1",
                  "python 3.11.7", "12.50 s", f"{100 * report.clean_accuracy:.1f}%"):
         assert text in header, text
     assert "Robust accuracy</strong> is the share" in header

@@ -13,9 +13,10 @@ from pathlib import Path
 from egide.core.dataset import Dataset
 from egide.core.errors import DataError
 
-from .folders import load_folder
-from .npz import load_npz
+from .folders import ScanOptions, load_folder, split_folders
+from .npz import load_npz, npz_splits
 from .options import checked_options, finish
+from .splits import ALL, concatenated, match
 
 __all__ = ["Dataset", "load"]
 
@@ -28,20 +29,34 @@ def _named_sources() -> dict:
     return {name: reg.get("dataset", name) for name in reg.names("dataset")}
 
 
-def load(name_or_path, split: str | None = None, *, image_size=None, channels=None, limit=None) -> Dataset:
-    """Load a built-in data set by name, an .npz file, or a folder with one subfolder per class.
+def load(name_or_path, split: str | None = None, *, image_size=None, channels=None, limit=None,
+         window=None, slice_axis: str = "axial", skip_empty_slices: bool = False) -> Dataset:
+    """Load a built-in data set by name, an .npz file, or a folder with one subfolder per class
+    of PNG/JPEG images, DICOM files or NIfTI volumes.
 
-    split: read `x_<split>`/`y_<split>` of an .npz, or the `<split>/` subfolder of a folder.
-    image_size: (H, W) to resize every image to; channels: 1 (grayscale) or 3 (RGB);
-    limit: keep only the first n images (read order: classes by name, files by name).
+    split: read `x_<split>`/`y_<split>` of an .npz, or the `<split>/` subfolder of a folder;
+    'training'/'Testing'/'valid' and the like name the same splits as train/test/val, and 'all'
+    reads every split together. image_size: (H, W) to resize every image to; channels: 1
+    (grayscale) or 3 (RGB); limit: keep only the first n images (read order: classes by name,
+    files by name). DICOM: window=(centre, width) replaces the stored VOI window. NIfTI:
+    slice_axis 'axial' (default), 'coronal' or 'sagittal'; skip_empty_slices drops slices
+    without tissue.
     """
     size, channels, limit = checked_options(image_size, channels, limit)
+    scans = _scan_options(window, slice_axis, skip_empty_slices)
+    if isinstance(split, str) and split.lower() == ALL:
+        parts = [load(name_or_path, s, image_size=size, channels=channels, window=window,
+                      slice_axis=slice_axis, skip_empty_slices=skip_empty_slices)
+                 for s in _splits_of(name_or_path)]
+        return finish(concatenated(parts), None, None, limit)
     if split is not None and (not isinstance(split, str) or split in ("", ".", "..") or Path(split).name != split):
         raise DataError(f"split must be a plain name such as 'train' or 'test', got {split!r}")
     named = _named_sources()
     if isinstance(name_or_path, str) and name_or_path in named:
         # Named data sets (data-set plugins) are consulted before the file system.
-        return finish(named[name_or_path]().load(split=split), size, channels, limit)
+        source = named[name_or_path]()
+        split = split if split is None else (match(split, getattr(source, "splits", ())) or split)
+        return finish(source.load(split=split), size, channels, limit)
     path = Path(os.fspath(name_or_path)).expanduser()
     if path.is_dir():
         loader = load_folder
@@ -56,6 +71,37 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
         known = f" (named data sets: {', '.join(sorted(named))})" if named else ""
         raise DataError(f"no data set named '{name_or_path}': not a file or folder{known}")
     try:
+        if loader is load_folder:
+            return load_folder(path, split, size, channels, limit, scans)
         return loader(path, split, size, channels, limit)
     except DataError as exc:  # say once which source the problem is in
         raise DataError(f"{path}: {exc}") from None
+
+
+def _splits_of(name_or_path) -> list[str | None]:
+    """The splits `all` reads: each split of the source, or [None] for a source without splits."""
+    named = _named_sources()
+    if isinstance(name_or_path, str) and name_or_path in named:
+        return [None]  # a named data set's split=None is all of it
+    path = Path(os.fspath(name_or_path)).expanduser()
+    try:
+        found = split_folders(path) if path.is_dir() else npz_splits(path) if path.is_file() else []
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    return found or [None]
+
+
+def _scan_options(window, slice_axis, skip_empty_slices) -> ScanOptions:
+    from .nifti import AXES
+
+    if window is not None:
+        try:
+            centre, width = (float(v) for v in window)
+        except (TypeError, ValueError):
+            raise DataError(f"window must be (centre, width), e.g. (40, 400) for a CT brain window; got {window!r}") from None
+        if not width > 0:
+            raise DataError(f"the window's width must be positive, got {width:g}")
+        window = (centre, width)
+    if slice_axis not in AXES:
+        raise DataError(f"slice_axis must be one of {', '.join(AXES)}, got {slice_axis!r}")
+    return ScanOptions(window, slice_axis, bool(skip_empty_slices))

@@ -1,9 +1,11 @@
-"""Folders of images, one subfolder per class (PNG/JPEG, grayscale or RGB), optionally inside
-split folders: the layout of the public brain-tumour MRI collections."""
+"""Folders of images, one subfolder per class, optionally inside split folders: the layout of the
+public brain-tumour MRI collections. Images are PNG/JPEG (grayscale, RGB or 16-bit), DICOM files
+(one image per frame) or NIfTI volumes (one image per slice); one tree holds one of these kinds."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,30 +15,39 @@ from egide.core.dataset import (
     Dataset,
     is_gray,
     listing,
+    fit_images,
     resampling,
 )
 from egide.core.errors import DataError
 
+from . import dicom, nifti
+from .splits import split_folder
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+KINDS = {"image": "PNG/JPEG images", "dicom": "DICOM files", "nifti": "NIfTI volumes"}
 
 
-def load_folder(base: Path, split, size, channels, limit) -> Dataset:
+@dataclass(frozen=True)
+class ScanOptions:
+    """How scans become images: a DICOM VOI window (centre, width) instead of the stored one,
+    the NIfTI slice axis, and whether slices without tissue are dropped."""
+
+    window: tuple[float, float] | None = None
+    slice_axis: str = "axial"
+    skip_empty_slices: bool = False
+
+
+def load_folder(base: Path, split, size, channels, limit, scans: ScanOptions = ScanOptions()) -> Dataset:
     from PIL import Image
 
-    root = base
-    if split is not None:
-        root = base / split
-        if not root.is_dir():
-            folders = _subfolders(base)
-            here = listing([p.name for p in folders]) or "no folders"
-            hint = "; if those are the classes, omit split=" if any(map(_images, folders)) else ""
-            raise DataError(f"no '{split}' folder here; it holds {here}{hint}")
+    root = base if split is None else split_folder(base, split, _subfolders(base), _images)
     classes = _subfolders(root)
     if not classes:
         loose = " (it holds images directly: move them into one folder per class)" if _images(root) else ""
         raise DataError(
-            f"no class folders found{loose}; expected one subfolder of PNG/JPEG images per "
-            f"class, e.g. {root / 'glioma' / '0001.png'}, or <root>/<split>/<class>/ with split="
+            f"no class folders found{loose}; expected one subfolder of images (PNG, JPEG, DICOM "
+            f"or NIfTI) per class, e.g. {root / 'glioma' / '0001.png'}, or <root>/<split>/<class>/ "
+            "with split="
         )
     per_class = [_images(folder) for folder in classes]
     empty = [folder for folder, files in zip(classes, per_class) if not files]
@@ -45,11 +56,21 @@ def load_folder(base: Path, split, size, channels, limit) -> Dataset:
         raise DataError(f"it holds split folders ({names}): pass split='{classes[0].name}' (or another)")
     if empty:
         raise DataError(
-            f"class folder(s) without PNG/JPEG images: {listing([f.name for f in empty])}; "
-            "add images or remove the folders"
+            f"class folder(s) without images (PNG, JPEG, DICOM or NIfTI): "
+            f"{listing([f.name for f in empty])}; add images or remove the folders"
         )
 
     files = [(path, label) for label, paths in enumerate(per_class) for path in paths]
+    kinds = Counter(_kind(path) for path, _ in files)
+    if len(kinds) > 1:
+        example = {}
+        for path, _ in files:
+            example.setdefault(_kind(path), path)
+        shown = ", ".join(f"{count} {KINDS[k]} (e.g. {_name(example[k], base)})" for k, count in kinds.most_common())
+        raise DataError(f"the folders mix formats: {shown}; keep one kind of file per data set")
+    names = tuple(folder.name for folder in classes)
+    if "image" not in kinds:
+        return _load_scans(files, next(iter(kinds)), base, names, size, channels, limit, scans)
     if limit is not None:
         files = files[:limit]
     bad: dict[int, str] = {}  # file index -> reason, kept in file order
@@ -98,7 +119,67 @@ def load_folder(base: Path, split, size, channels, limit) -> Dataset:
             + more
         )
     y = np.fromiter((label for _, label in files), np.int64, len(files))
-    return Dataset(x, y, tuple(folder.name for folder in classes), from_images=True)
+    return Dataset(x, y, names, from_images=True)
+
+
+def _load_scans(files, kind: str, base: Path, names, size, channels, limit, scans: ScanOptions) -> Dataset:
+    """DICOM or NIfTI files: every frame or slice an image of its file's class."""
+    cuts, labels, origin, bad = [], [], [], {}
+    for i, (path, label) in enumerate(files):
+        if limit is not None and len(cuts) >= limit:
+            break
+        try:
+            stack = (dicom.read_dicom(path, scans.window) if kind == "dicom"
+                     else nifti.read_nifti(path, scans.slice_axis, scans.skip_empty_slices))
+        except ValueError as exc:
+            bad[i] = str(exc)
+            continue
+        cuts.extend(stack)
+        labels += [label] * len(stack)
+        origin += [path] * len(stack)
+    if bad:
+        _refuse(bad, files, base, KINDS[kind])
+    if limit is not None:
+        cuts, labels = cuts[:limit], labels[:limit]
+    sizes = Counter(c.shape[:2] for c in cuts)
+    if size is None and len(sizes) > 1:
+        example = {}
+        for c, path in zip(cuts, origin):
+            example.setdefault(c.shape[:2], path)
+        shown = ", ".join(f"{hh}x{ww}: {count} (e.g. {_name(example[(hh, ww)], base)})"
+                          for (hh, ww), count in sizes.most_common(5))
+        raise DataError(f"the images differ in size ({shown}); pass image_size=(height, width) to "
+                        "resize them all to one size")
+    size = size or next(iter(sizes))
+    channels = channels or max(c.shape[2] for c in cuts)
+    x = np.empty((len(cuts), size[0], size[1], channels), np.float32)
+    for i, c in enumerate(cuts):
+        x[i] = fit_images(c[None], size, channels)[0]
+    return Dataset(x, np.asarray(labels, np.int64), names, from_images=True)
+
+
+def _refuse(bad: dict, files, base: Path, what: str):
+    lines = [f"  {_name(files[i][0], base)}: {bad[i]}" for i in sorted(bad)]
+    more = f"\n  ... and {len(lines) - MAX_LISTED} more" if len(lines) > MAX_LISTED else ""
+    raise DataError(f"{len(lines)} of the {what} could not be read; fix or remove them:\n"
+                    + "\n".join(lines[:MAX_LISTED]) + more)
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(dicom.SUFFIXES):
+        return "dicom"
+    if nifti.is_nifti(path):
+        return "nifti"
+    return "image"
+
+
+def split_folders(base: Path) -> list[str]:
+    """The split folders of a tree (folders of class folders, holding no images themselves)."""
+    folders = _subfolders(base)
+    if folders and all(_subfolders(f) and not _images(f) for f in folders):
+        return [f.name for f in folders]
+    return []
 
 
 def _decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
@@ -129,7 +210,8 @@ def _subfolders(folder: Path) -> list[Path]:
 
 def _images(folder: Path) -> list[Path]:
     return sorted(
-        (p for p in folder.iterdir() if p.is_file() and not _hidden(p) and p.suffix.lower() in IMAGE_SUFFIXES),
+        (p for p in folder.iterdir() if p.is_file() and not _hidden(p)
+         and (p.suffix.lower() in IMAGE_SUFFIXES or _kind(p) != "image")),
         key=lambda p: p.name,
     )
 

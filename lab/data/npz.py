@@ -17,6 +17,7 @@ from egide.core.dataset import (
 )
 from egide.core.errors import DataError
 
+from .splits import match
 from .options import finish
 
 
@@ -66,6 +67,16 @@ def load_npz(path: Path, split, size, channels, limit) -> Dataset:
     return finish(Dataset(x, y, names), size, channels, None)
 
 
+def npz_splits(path: Path) -> list[str]:
+    """The splits an .npz holds (x_<split> with y_<split>); [] when it has none."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+    except Exception as exc:  # not a zip, damaged
+        raise DataError(f"not a readable .npz file: {exc}") from None
+    return sorted(k[2:] for k in keys if k.startswith("x_") and f"y_{k[2:]}" in keys)
+
+
 def _npz_keys(keys: set[str], split) -> tuple[str, str]:
     splits = sorted(k[2:] for k in keys if k.startswith("x_") and f"y_{k[2:]}" in keys)
     found = listing(sorted(keys)) or "no arrays"
@@ -75,8 +86,9 @@ def _npz_keys(keys: set[str], split) -> tuple[str, str]:
         if splits:
             raise DataError(f"it holds the splits {listing(splits)}: pass split='{splits[0]}' (or another)")
         raise DataError(f"expected arrays 'x' (images) and 'y' (labels), found {found}")
-    if f"x_{split}" in keys and f"y_{split}" in keys:
-        return f"x_{split}", f"y_{split}"
+    named = match(split, splits)
+    if named is not None:
+        return f"x_{named}", f"y_{named}"
     if splits:
         raise DataError(f"no split '{split}': the splits are {listing(splits)}")
     raise DataError(

@@ -89,7 +89,14 @@ class EvaluationConfig(BaseModel):
         description="Named data set, .npz or image folder (default: the data set the model "
         "declares, else the demo's)",
     )
-    split: str | None = Field("test", description="Split of the data set to evaluate on")
+    split: str | None = Field("test", description="Split of the data set to evaluate on ('training', "
+                              "'Testing', 'valid'... name the same splits; 'all' reads every split)")
+    window: tuple[float, float] | None = Field(
+        None, description="DICOM: the VOI window (centre, width) to read scans with, instead of the one "
+        "each file stores (e.g. [40, 400] for a CT brain window)")
+    slice_axis: Literal["axial", "coronal", "sagittal"] = Field(
+        "axial", description="NIfTI: the axis volumes are cut along into images")
+    skip_empty_slices: bool = Field(False, description="NIfTI: drop slices without tissue")
     attacks: list[AttackSpec] = Field(default_factory=default_attacks, min_length=1)
     eps: list[float] = Field(
         default_factory=lambda: list(DEFAULT_EPS),
@@ -197,7 +204,8 @@ def evaluate(
 
     clf = classifier or Classifier.load(config.model, input_range=config.input_range)
     if dataset is None:
-        dataset = load_data(config.data, split=config.split, limit=config.limit)
+        dataset = load_data(config.data, split=config.split, limit=config.limit, window=config.window,
+                            slice_axis=config.slice_axis, skip_empty_slices=config.skip_empty_slices)
     elif config.limit:
         dataset = dataset.take(config.limit)
     data = dataset.for_classifier(clf)
