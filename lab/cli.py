@@ -131,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--attacks", help="comma-separated attack names (default fgsm,pgd,bim,mim,cw)")
     p.add_argument("--eps", help="comma-separated epsilons; fractions allowed (default 1/255,2/255,4/255,8/255)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--allow-broken-setup", action="store_true",
+                   help="evaluate even when the clean predictions look broken (one class for nearly every "
+                   "image, or chance-level accuracy); the report then flags it")
     _scan_options(p)
     _input_range_option(p)
     p.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -328,6 +331,8 @@ def evaluation_config(args):
         settings["slice_axis"] = args.slice_axis
     if args.skip_empty_slices:
         settings["skip_empty_slices"] = True
+    if args.allow_broken_setup:
+        settings["stop_on_broken_setup"] = False
     if args.input_range is not None:
         settings.pop("clip", None)  # the old name of the field
         settings["input_range"] = parse_range(args.input_range)

@@ -73,3 +73,25 @@ def test_images_in_the_models_own_scale_are_a_clear_error_saying_how_to_convert(
 def test_a_bad_declared_range_is_refused(cnn_model, bad):
     with pytest.raises(ModelError, match="input range"):
         egide.Classifier.from_keras(cnn_model, input_range=bad)
+
+
+def test_a_broken_set_up_stops_the_evaluation_naming_the_likely_causes(model_255, cnn_model, bars):
+    from egide.lab.evaluation.pipeline import AttackSpec, EvaluationConfig, evaluate
+
+    _, _, x, y = bars
+    data = egide.Dataset(x[:60], y[:60], ("horizontal", "vertical", "diagonal"))
+    config = dict(model="m", data="d", attacks=[AttackSpec(plugin="fgsm")], eps=[0.05], gallery=0)
+    # A 0..255 model declared as 0..1: it sees near-black images.
+    wrong_range = egide.Classifier.from_keras(model_255, input_range=(0, 1))
+    with pytest.raises(InputError, match=r"(?s)no attack was run.*input range.*0\.\.1 \(declared\).*--allow-broken-setup"):
+        evaluate(EvaluationConfig(**config), classifier=wrong_range, dataset=data)
+    # Class folders in another order than the model's outputs.
+    shifted = egide.Dataset(x[:60], (y[:60] + 1) % 3, ("horizontal", "vertical", "diagonal"))
+    clf = egide.Classifier.from_keras(cnn_model)
+    with pytest.raises(InputError, match=r"(?s)class order.*most 'horizontal' images are predicted as 'diagonal'"):
+        evaluate(EvaluationConfig(**config), classifier=clf, dataset=shifted)
+    # Overridden: the evaluation runs, and the report flags it first.
+    report = evaluate(EvaluationConfig(**config, stop_on_broken_setup=False), classifier=clf, dataset=shifted)
+    assert report.sanity[0].name == "clean-predictions-look-sane" and not report.sanity[0].passed
+    # A sane set-up is not stopped.
+    assert evaluate(EvaluationConfig(**config), classifier=clf, dataset=data).clean_accuracy > 0.9

@@ -22,7 +22,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from egide.core import __version__
 from egide.core.classifier import Classifier, softmax
-from egide.core.errors import ParameterError
+from egide.core.errors import InputError, ParameterError
 from egide.core.registry import Registry
 from egide.core.registry import registry as default_registry
 from egide.core.results import AttackResult
@@ -31,6 +31,7 @@ from egide.lab.data import load as load_data
 from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
 from egide.lab.evaluation.detectors import check_detector, evaluate_detectors, fit_images
 from egide.lab.evaluation.running import Counter, EvaluationProgress, per_class, run_attack
+from egide.lab.evaluation.setup_check import overridden, setup_problem
 from egide.lab.evaluation.suite import PROTOCOLS, run_suite
 from egide.lab.report.model import (
     AttackRun,
@@ -116,6 +117,9 @@ class EvaluationConfig(BaseModel):
     )
     gallery: int = Field(8, ge=0, le=64, description="Examples shown in the report's gallery")
     sanity_checks: bool = Field(True, description="Run the gradient-masking sanity checks")
+    stop_on_broken_setup: bool = Field(
+        True, description="Stop before any attack when the clean predictions look broken (one class for "
+        "nearly every image, or chance-level accuracy): a wrong input range, channel or class order")
     defenses: list[DefenseSpec] = Field(
         default_factory=list,
         description="Preprocessing defenses, each attacked non-adaptively and adaptively (BPDA/EOT)",
@@ -217,6 +221,9 @@ def evaluate(
     logits = clf.predict_logits(x, batch_size=config.batch_size)
     clean_pred = logits.argmax(1)
     clean_ok = clean_pred == y
+    setup = setup_problem(clf, clean_pred, y, names)
+    if setup and config.stop_on_broken_setup:
+        raise InputError(setup)
 
     plan = [
         (cls, spec, eps, "evaluation") for cls, spec in attacks for eps in _budgets(cls, config.eps)
@@ -277,6 +284,8 @@ def evaluate(
     )
     if suite is not None:
         sanity.append(_black_box_check(suite))
+    if setup:
+        sanity.insert(0, overridden(setup))
     gallery = _gallery(evaluated, adversarials, clf, x, y, names, clean_ok, config.gallery)
 
     import keras
