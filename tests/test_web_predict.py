@@ -89,6 +89,28 @@ def test_rgb_jpeg_of_another_size_is_converted_and_says_so(client, demo):
     assert p["class_name"] in doc["class_names"]
 
 
+def test_a_dicom_file_and_a_nifti_volume_are_predicted_as_the_loaders_read_them(client, demo):
+    from pathlib import Path
+
+    import nibabel
+    import pydicom
+
+    from egide.lab.data import dicom, nifti
+
+    _, clf = demo
+    mr = Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small.dcm"
+    volume = Path(nibabel.__file__).parent / "tests" / "data" / "example4d.nii.gz"
+    resp = post(client, [("mr.dcm", mr.read_bytes()), ("series.nii.gz", volume.read_bytes())])
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    by_file = {p["file"]: p for p in resp.get_json()["predictions"]}
+    expected = clf.predict(dicom.read_dicom(mr))[0]  # 64x64 gray: the demo's own input
+    assert by_file["mr.dcm"]["label"] == int(expected) and by_file["mr.dcm"]["resized"] is False
+    slices = nifti.read_nifti(volume)
+    assert by_file["series.nii.gz"]["resized_from"] == list(slices.shape[1:3])
+    bad = problem(post(client, [("cut.dcm", mr.read_bytes()[:600])]), 422)
+    assert "cut.dcm" in bad["detail"] and "DICOM" in bad["detail"]
+
+
 def test_an_unknown_detector_is_a_clear_422(client, demo, registry):
     data, _ = demo
     doc = problem(post(client, [("a.png", png(data.x[0]))], detector="no-such-detector"), 422)

@@ -203,6 +203,24 @@ def test_upload_a_zip_of_class_folders(app, client, every_class):
     assert job.status_code == 202, job.get_data(as_text=True)
 
 
+def test_upload_a_zip_of_dicom_class_folders_with_named_splits(app, client):
+    from pathlib import Path
+
+    import pydicom
+
+    mr = (Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small.dcm").read_bytes()
+    entries = {f"Training/{c}/{i}.dcm": mr for c in ("glioma", "meningioma", "notumor", "pituitary") for i in range(2)}
+    entries.update({f"Testing/{c}/0.dcm": mr for c in ("glioma", "meningioma", "notumor", "pituitary")})
+    resp = send(client, "/api/v1/datasets", "scans.zip", zipped(entries))
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    doc = resp.get_json()
+    assert doc["images"] == {"Testing": 4, "Training": 8} and doc["image_shape"] == [64, 64, 1]
+    job = client.post("/api/v1/jobs", json={"kind": "attack", "plugin": "fgsm", "data": doc["name"], "split": "test"})
+    assert job.status_code == 202, job.get_data(as_text=True)
+    truncated = problem(send(client, "/api/v1/datasets", "bad.zip", zipped({"a/x.dcm": mr[:100], "b/y.dcm": mr})), 422)
+    assert "a/x.dcm is not a readable DICOM file" in truncated["detail"]
+
+
 def blank(w, h) -> bytes:
     from PIL import Image
 

@@ -15,6 +15,7 @@ from egide.core.errors import EgideError, InputError, ParameterError, PluginNotF
 from egide.core.plugin import KINDS
 
 from egide.lab import services
+from egide.lab.data.splits import ALL, match
 from egide.lab.services import is_loopback
 
 from .jobs import QueueFull
@@ -157,7 +158,7 @@ def upload_model():
 
 @api.post("/datasets")
 def upload_dataset():
-    """Multipart `file`: an .npz (allow_pickle=False) or a zip of class folders of PNG/JPEG."""
+    """Multipart `file`: an .npz (allow_pickle=False) or a zip of class folders of PNG/JPEG images, DICOM files or NIfTI volumes."""
     file, _, limit = _upload_file("EGIDE_MAX_DATASET_BYTES")
     cfg = current_app.config
     meta = state().resources.uploads.add_dataset(
@@ -480,7 +481,7 @@ def _check_attack(job: AttackJob) -> dict:
 def _check_defend(job: DefendJob) -> dict:
     st = state()
     errors = _check_sources(job.model, job.data, None, job.limit, ())
-    if not errors and "train" not in st.resources.splits(job.data):
+    if not errors and match("train", st.resources.splits(job.data)) is None:
         errors.append(field_error(["data"], f"{job.data} has no train split to train on", "no_train_split",
                                   job.data))
     if errors:
@@ -564,7 +565,7 @@ def _check_sources(model: str, data: str, split, limit, prefix: tuple) -> list[d
                                   "unknown_dataset", data))
     else:
         splits = st.resources.splits(data)
-        if split is not None and splits and split not in splits:
+        if split is not None and splits and split.lower() != ALL and match(split, splits) is None:
             errors.append(field_error([*prefix, "split"], f"{data} has the splits {', '.join(splits)}",
                                       "unknown_split", split))
     most = current_app.config["EGIDE_MAX_IMAGES"]

@@ -1,6 +1,8 @@
-"""Synchronous prediction on uploaded images: decode (PNG, JPEG or a .npy float array) within
-bounds, convert like the data loaders do (grayscale/RGB to the model's channels, resized to its
-input, scaled to [0, 1]), and answer the label and softmax confidences per image.
+"""Synchronous prediction on uploaded images: decode (PNG, JPEG, a .npy float array, a DICOM
+file or a NIfTI volume) within bounds, convert like the data loaders do (grayscale/RGB to the
+model's channels, resized to its input, scaled to [0, 1]), and answer the label and softmax
+confidences per image. A multi-frame DICOM is predicted on its middle frame, a NIfTI volume on
+its middle axial slice.
 
 Every bad upload is a 4xx problem naming the file; nothing here may become a 500."""
 
@@ -31,6 +33,10 @@ def decode(data: bytes, filename: str, index: int, channels: int, max_pixels: in
     """One upload as float32 (H, W, C) in [0, 1], C being 1 or 3 (or `channels` for arrays)."""
     if data.startswith(NPY_MAGIC):
         return _decode_npy(data, filename, index, channels, max_pixels)
+    if data[128:132] == b"DICM" or filename.lower().endswith((".dcm", ".dicom")):
+        return _decode_scan(data, filename, index, max_pixels, "dicom")
+    if filename.lower().endswith((".nii", ".nii.gz")):
+        return _decode_scan(data, filename, index, max_pixels, "nifti")
     from PIL import Image
 
     try:
@@ -56,6 +62,38 @@ def decode(data: bytes, filename: str, index: int, channels: int, max_pixels: in
     except Exception as exc:  # Pillow raises many types for a broken file
         raise _bad(index, filename, f"a corrupt image ({type(exc).__name__}: {exc})") from None
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
+
+
+def _decode_scan(data: bytes, filename: str, index: int, max_pixels: int, kind: str) -> np.ndarray:
+    """A DICOM file or NIfTI volume, read as the data loaders read them, within pixel bounds
+    checked on the header before any pixel data is decoded."""
+    import tempfile
+    from pathlib import Path
+
+    from egide.lab.data import dicom, nifti
+
+    suffix = ".dcm" if kind == "dicom" else (".nii.gz" if filename.lower().endswith(".gz") else ".nii")
+    with tempfile.TemporaryDirectory(prefix="egide-scan-") as tmp:
+        path = Path(tmp) / ("upload" + suffix)
+        path.write_bytes(data)
+        try:
+            _check_scan_size(path, kind, max_pixels, filename)
+            stack = dicom.read_dicom(path) if kind == "dicom" else nifti.read_nifti(path)
+        except ValueError as exc:
+            raise _bad(index, filename, f"a {'DICOM' if kind == 'dicom' else 'NIfTI'} file that could not be "
+                       f"read: {exc}") from None
+    return stack[len(stack) // 2]
+
+
+def _check_scan_size(path, kind: str, max_pixels: int, filename: str) -> None:
+    """Refuse before decoding: a slice above the pixel budget, or a volume above 256 slices' worth."""
+    from egide.lab.data import dicom, nifti
+
+    rows, cols, frames = dicom.dicom_size(path) if kind == "dicom" else nifti.nifti_size(path)
+    if rows * cols > max_pixels:
+        raise _too_big(filename, f"{rows}x{cols} pixels per slice is more than the {max_pixels} allowed")
+    if rows * cols * frames > 256 * max_pixels:
+        raise _too_big(filename, f"{frames} slices of {rows}x{cols} pixels is more than 256 slices' worth")
 
 
 def _decode_npy(data: bytes, filename: str, index: int, channels: int, max_pixels: int) -> np.ndarray:

@@ -141,7 +141,7 @@ class ModelUploadForm(BaseModel):
 
 class DatasetUploadForm(BaseModel):
     """multipart/form-data: an .npz (x, y [, class_names] or x_<split>, y_<split>; read with
-    allow_pickle=False) or a .zip of <class>/<image> (or <split>/<class>/<image>) PNG/JPEG folders."""
+    allow_pickle=False) or a .zip of <class>/<image> (or <split>/<class>/<image>) folders of PNG/JPEG images, DICOM files or NIfTI volumes."""
 
     file: bytes = Field(json_schema_extra={"format": "binary"}, description=".npz or .zip file")
 

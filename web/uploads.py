@@ -142,7 +142,7 @@ class Uploads:
         suffix = PurePosixPath(filename.lower()).suffix
         if suffix not in (".npz", ".zip"):
             raise _invalid("file", "send an .npz (arrays x, y or x_<split>, y_<split>) or a .zip of "
-                           "class folders of PNG/JPEG images", "unsupported_format", filename)
+                           "class folders of PNG/JPEG images, DICOM files or NIfTI volumes", "unsupported_format", filename)
         name = self.new_name()
         tmp = self.data_dir / (name + ".part")
         self._save(upload, tmp, max_bytes, "file")
@@ -194,8 +194,11 @@ class Uploads:
 
     def _extract(self, archive: Path, target: Path, entries, max_pixels: int, filename: str,
                  max_total_pixels: int) -> None:
-        """Entry by entry into `target`: only PNG/JPEG files, each path checked, sizes counted as read."""
+        """Entry by entry into `target`: only PNG/JPEG images, DICOM files and NIfTI volumes, each
+        path checked, sizes counted as read (scans: from their headers, every frame or slice)."""
         from PIL import Image
+
+        from egide.lab.data import dicom, nifti
 
         target.mkdir()
         pixels = 0
@@ -212,10 +215,12 @@ class Uploads:
                 path = PurePosixPath(entry.filename)
                 if entry.is_dir() or _skipped(path):
                     continue
-                if path.suffix.lower() not in IMAGE_SUFFIXES:
-                    raise _invalid("file", f"{filename}: {entry.filename} is not a PNG or JPEG image; a "
-                                   "data set zip holds only <class>/<image> (or <split>/<class>/<image>)",
-                                   "invalid_dataset", filename)
+                lower = path.name.lower()
+                scan = "dicom" if lower.endswith(dicom.SUFFIXES) else "nifti" if lower.endswith(nifti.SUFFIXES) else None
+                if path.suffix.lower() not in IMAGE_SUFFIXES and scan is None:
+                    raise _invalid("file", f"{filename}: {entry.filename} is not a PNG or JPEG image, a DICOM "
+                                   "file or a NIfTI volume; a data set zip holds only <class>/<image> (or "
+                                   "<split>/<class>/<image>)", "invalid_dataset", filename)
                 dest = target.joinpath(*path.parts[strip:])
                 if not dest.resolve().is_relative_to(target.resolve()):
                     raise _invalid("file", f"{filename}: unsafe path {entry.filename!r}", "unsafe_path", filename)
@@ -229,15 +234,19 @@ class Uploads:
                                            "invalid_dataset", filename)
                         out.write(chunk)
                 try:
-                    with Image.open(dest) as im:
-                        w, h = im.size
+                    if scan is None:
+                        with Image.open(dest) as im:
+                            (w, h), frames = im.size, 1
+                    else:
+                        h, w, frames = dicom.dicom_size(dest) if scan == "dicom" else nifti.nifti_size(dest)
                 except Exception:
-                    raise _invalid("file", f"{filename}: {entry.filename} is not a readable image",
+                    raise _invalid("file", f"{filename}: {entry.filename} is not a readable "
+                                   f"{'image' if scan is None else scan.upper() + ' file'}",
                                    "invalid_dataset", filename) from None
                 if w * h > max_pixels:
                     raise Problem(413, "Image too large", f"{filename}: {entry.filename} has {w}x{h} pixels, "
                                   f"more than the {max_pixels} allowed", type="image-too-large")
-                pixels += w * h
+                pixels += w * h * frames
                 if pixels > max_total_pixels:  # small files can decode to a lot of memory
                     raise Problem(413, "Data set too large", f"{filename}: its images hold more than "
                                   f"{max_total_pixels} pixels together", type="archive-too-large")

@@ -62,6 +62,18 @@ def read_dicom(path: Path, window: tuple[float, float] | None = None) -> np.ndar
     return scaled.astype(np.float32)
 
 
+def dicom_size(path: Path) -> tuple[int, int, int]:
+    """(rows, columns, frames) from the header alone, before any pixel data is read."""
+    import pydicom
+
+    try:
+        head = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as exc:
+        raise ValueError(f"not a readable DICOM file: {exc}") from None
+    return (int(head.get("Rows", 0) or 0), int(head.get("Columns", 0) or 0),
+            int(head.get("NumberOfFrames", 1) or 1))
+
+
 def _stored_window(ds) -> tuple[float, float] | None:
     """The file's first VOI window (a file may store several), or None."""
     from pydicom.multival import MultiValue

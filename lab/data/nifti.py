@@ -26,6 +26,18 @@ def is_nifti(path: Path) -> bool:
     return path.name.lower().endswith(SUFFIXES)
 
 
+def nifti_size(path: Path) -> tuple[int, int, int]:
+    """(rows, columns, slices) of the largest possible cut, from the header alone."""
+    import nibabel
+
+    try:
+        shape = tuple(int(d) for d in nibabel.load(str(path)).shape)
+    except Exception as exc:
+        raise ValueError(f"not a readable NIfTI file: {exc}") from None
+    dims = sorted(shape[:3], reverse=True) + [1, 1]
+    return dims[0], dims[1], int(np.prod(shape)) // max(dims[0] * dims[1], 1)
+
+
 def read_nifti(path: Path, axis: str = "axial", skip_empty: bool = False) -> np.ndarray:
     """(slices, H, W, 1) float32 in [0, 1]; raises ValueError with a reason for a bad file."""
     import nibabel

@@ -400,7 +400,7 @@
       verdict.hidden = false;
     } else { verdict.hidden = true; }
     var img = $("scan-preview");
-    if (/\.npy$/i.test(file.name)) { img.hidden = true; } else {
+    if (/\.(npy|dcm|dicom|nii|nii\.gz)$/i.test(file.name)) { img.hidden = true; } else {  // not browser images
       if (img.src) { URL.revokeObjectURL(img.src); }
       img.src = URL.createObjectURL(file); img.hidden = false;
     }
