@@ -66,7 +66,7 @@ def run_egide(args, scratch: Path) -> dict:
 
     class Config:
         batch_size = None
-        seed = 0
+        seed = args.seed
 
     started = time.perf_counter()
     report = run_suite(reg, "standard", clf, clf, x, y, clean_ok, [eps], args.norm, Config,
@@ -124,7 +124,7 @@ def export_layers(model, scratch: Path) -> list[dict]:
 
 
 # ---- the reference side (runs in the Python that has torch) ---------------------------------
-def reference_worker(scratch: Path, autoattack: str, norm: str, eps: float, threads: int) -> None:
+def reference_worker(scratch: Path, autoattack: str, norm: str, eps: float, threads: int, seed: int) -> None:
     import torch
 
     sys.path.insert(0, autoattack)
@@ -145,7 +145,7 @@ def reference_worker(scratch: Path, autoattack: str, norm: str, eps: float, thre
         raise SystemExit(f"the PyTorch rebuild's logits differ from Keras' by {gap:.2e}: not comparable")
     classes = keras_logits.shape[1]
     adversary = AutoAttack(model, norm="Linf" if norm == "inf" else "L2", eps=eps, version="standard",
-                           device="cpu", verbose=False, seed=0)
+                           device="cpu", verbose=True, seed=seed)  # prints its robust accuracy per attack
     adversary.apgd_targeted.n_target_classes = min(9, classes - 1)
     adversary.fab.n_target_classes = min(9, classes - 1)
     started = time.perf_counter()
@@ -233,11 +233,13 @@ def main(argv=None) -> int:
     parser.add_argument("--eps", default="4/255")
     parser.add_argument("--norm", default="inf", choices=["inf", "2"])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--seed", type=int, default=0, help="seed of both sides' random starts")
     parser.add_argument("--reference-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.reference_worker:
-        reference_worker(Path(args.reference_worker), args.autoattack, args.norm, float(args.eps), args.threads)
+        reference_worker(Path(args.reference_worker), args.autoattack, args.norm, float(args.eps), args.threads,
+                         args.seed)
         return 0
     if not (args.reference_python and args.autoattack):
         parser.error("--reference-python and --autoattack are required")
@@ -247,7 +249,7 @@ def main(argv=None) -> int:
         ours = run_egide(args, scratch)
         subprocess.run([args.reference_python, __file__, "--reference-worker", tmp, "--autoattack",
                         args.autoattack, "--norm", args.norm, "--eps", repr(ours["eps"]),
-                        "--threads", str(args.threads)], check=True)
+                        "--threads", str(args.threads), "--seed", str(args.seed)], check=True)
         theirs = json.loads((scratch / "reference.json").read_text())
         ref_robust = np.load(scratch / "reference_robust.npy")
 

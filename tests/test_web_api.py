@@ -90,8 +90,9 @@ def test_page_renders_generated_forms(client):
 @pytest.mark.parametrize(
     "body, loc",
     [
-        ("{not json", []),
         ("[1, 2]", []),
+        ('{"kind": {}}', ["kind"]),
+        ('{"kind": []}', ["kind"]),
         ('{"plugin": "fgsm"}', ["kind"]),
         ('{"kind": "attack", "plugin": "fgsm", "bogus": 1}', ["bogus"]),
         ('{"kind": "attack", "plugin": "fgsm", "limit": 0}', ["limit"]),
@@ -117,6 +118,27 @@ def test_bad_job_requests_are_422_naming_the_field(client, body, loc):
     assert loc in [e["loc"] for e in doc["errors"]], doc["errors"]
     err = next(e for e in doc["errors"] if e["loc"] == loc)
     assert err["msg"] and err["pointer"] == "".join(f"/{p}" for p in loc)
+
+
+@pytest.mark.parametrize("body, words", [
+    ("{not json", "not valid JSON"),
+    ('{"kind": "evaluate", "config": {"clip": [NaN, Infinity]}}', "NaN is not a JSON number"),
+    ('{"kind": "attack", "plugin": "fgsm", "seed": -Infinity}', "-Infinity is not a JSON number"),
+    ("[" * 100_000, "nested 100000 levels deep"),
+    ('{"kind": "attack", "plugin": "fgsm", "params": ' + "{\"a\": " * 50 + "1" + "}" * 51, "nested 51 levels"),
+])
+def test_a_body_that_is_not_strict_json_is_400_and_changes_nothing(client, body, words):
+    before = client.get("/api/v1/jobs").get_json()["jobs"]
+    doc = problem(client.post("/api/v1/jobs", data=body, content_type="application/json"), 400)
+    assert words in doc["detail"]
+    assert client.get("/api/v1/jobs").get_json()["jobs"] == before
+
+
+def test_a_huge_body_is_refused_unread_and_odd_limits_are_422(client):
+    doc = problem(client.post("/api/v1/jobs", data=b"{" + b" " * 2_000_000 + b"}", content_type="application/json"), 413)
+    assert len(str(doc)) < 500  # nothing echoed back
+    for limit in ("²", "-1", "1e3", "501"):
+        problem(client.get(f"/api/v1/jobs?limit={limit}"), 422)
 
 
 def test_unknown_parameter_message_suggests_the_right_name(client):

@@ -235,6 +235,17 @@ def evil_link():
     return info
 
 
+def bad_crc() -> bytes:
+    """A stored (uncompressed) zip whose member's bytes were changed after its CRC was written."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("c/a.png", blank(8, 8))
+        z.writestr("d/b.png", blank(8, 8))
+    data = bytearray(buf.getvalue())
+    data[data.find(b"IDAT") + 6] ^= 0xFF
+    return bytes(data)
+
+
 @pytest.mark.parametrize("name,payload,status,words", [
     ("up.zip", zipped({"../evil/a.png": b"x"}), 422, "unsafe path"),
     ("abs.zip", zipped({"/etc/a/b.png": b"x"}), 422, "unsafe path"),
@@ -245,6 +256,8 @@ def evil_link():
     ("huge.zip", zipped({"c/a.png": blank(1200, 1000)}), 413, "pixels"),
     ("sum.zip", zipped({f"c/{i}.png": blank(1000, 1000) for i in range(4)}), 413, "together"),
     ("notpng.zip", zipped({"c/a.png": b"garbage"}), 422, "not a readable image"),
+    ("crc.zip", bad_crc(), 422, "c/a.png is damaged in the archive (Bad CRC-32"),
+    ("clash.zip", zipped({"c/x.png": b"x", "c/x.png/y.png": b"x"}), 422, "c/x.png is both a file and a folder"),
     ("pickled.npz", None, 422, "pickled.npz"),
     ("data.csv", b"1,2,3", 422, ".npz"),
     ("broken.npz", b"PK\x03\x04garbage", 422, "zip"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import hmac
-import json
 import shutil
 
 from flask import Blueprint, current_app, request, send_from_directory, url_for
@@ -18,6 +17,7 @@ from egide.lab import services
 from egide.lab.data.splits import ALL, match
 from egide.lab.services import is_loopback
 
+from . import json_body
 from .jobs import QueueFull
 from .problems import Problem, field_error, from_parameter_error, from_pydantic, validation_problem
 from .schemas import AttackJob, DefendJob, EvaluateJob
@@ -323,9 +323,9 @@ def _detector_params(raw: str | None, errors: list) -> dict | None:
     if not raw or not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        errors.append(field_error(["detector_params"], f"malformed JSON: {exc}", "json_invalid"))
+        value = json_body.parse(raw, "detector_params")
+    except Problem as exc:
+        errors.append(field_error(["detector_params"], exc.detail, "json_invalid"))
         return None
     if not isinstance(value, dict):
         errors.append(field_error(["detector_params"], "must be a JSON object", "model_type"))
@@ -378,7 +378,7 @@ def _validated_job(body) -> tuple[str, dict]:
     if not isinstance(body, dict):
         raise validation_problem([field_error([], "the body must be a JSON object", "model_type")])
     kind = body.get("kind")
-    if kind not in JOB_KINDS:
+    if not isinstance(kind, str) or kind not in JOB_KINDS:
         raise validation_problem([field_error(
             ["kind"], f"must be one of {', '.join(map(repr, JOB_KINDS))}", "literal_error",
             kind if isinstance(kind, str) else None)])
@@ -582,17 +582,17 @@ def _unknown(what: str, name: str, known: list[str]) -> str:
 
 
 def _json_body():
-    raw = request.get_data(cache=False, as_text=True)
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise validation_problem([field_error([], f"malformed JSON: {exc}", "json_invalid")]) from None
+    """The request's JSON body: bounded before it is read, strict (no NaN), not too deep."""
+    if (request.content_length or 0) > json_body.MAX_BYTES:
+        raise Problem(413, "Body too large", f"at most {json_body.MAX_BYTES} bytes of JSON are read",
+                      type="body-too-large")
+    return json_body.parse(request.stream.read(json_body.MAX_BYTES + 1))
 
 
 @api.get("/jobs")
 def list_jobs():
     limit = request.args.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= 500:
         raise validation_problem([field_error(["query", "limit"], "an integer from 1 to 500", "int_parsing", limit)])
     return {"jobs": [_public(j) for j in state().store.list(int(limit))]}
 

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from .problems import Problem, field_error, validation_problem
@@ -210,6 +211,15 @@ class Uploads:
             inner = {n.parts[1] for n in names if len(n.parts) > 2 and not _skipped(n)}
             if inner and all(len(n.parts) > 2 for n in names if not _skipped(n)):
                 strip = 1
+        kept = [tuple(n.parts[strip:]) for n in names if not _skipped(n)]
+        folders = {parts[:i] for parts in kept for i in range(1, len(parts))}
+        seen: set = set()
+        for parts in kept:
+            if parts in folders or parts in seen:
+                why = "is both a file and a folder" if parts in folders else "appears twice"
+                raise _invalid("file", f"{filename}: {'/'.join(parts)} {why} in the archive",
+                               "invalid_dataset", filename)
+            seen.add(parts)
         with zipfile.ZipFile(archive) as z:
             for entry in entries:
                 path = PurePosixPath(entry.filename)
@@ -225,14 +235,18 @@ class Uploads:
                 if not dest.resolve().is_relative_to(target.resolve()):
                     raise _invalid("file", f"{filename}: unsafe path {entry.filename!r}", "unsafe_path", filename)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(entry) as src, dest.open("wb") as out:
-                    left = entry.file_size
-                    while chunk := src.read(1 << 16):
-                        left -= len(chunk)
-                        if left < 0:  # more than the header declared: a lying zip
-                            raise _invalid("file", f"{filename}: {entry.filename} is larger than declared",
-                                           "invalid_dataset", filename)
-                        out.write(chunk)
+                try:
+                    with z.open(entry) as src, dest.open("wb") as out:
+                        left = entry.file_size
+                        while chunk := src.read(1 << 16):
+                            left -= len(chunk)
+                            if left < 0:  # more than the header declared: a lying zip
+                                raise _invalid("file", f"{filename}: {entry.filename} is larger than declared",
+                                               "invalid_dataset", filename)
+                            out.write(chunk)
+                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+                    raise _invalid("file", f"{filename}: {entry.filename} is damaged in the archive ({exc})",
+                                   "invalid_dataset", filename) from None
                 try:
                     if scan is None:
                         with Image.open(dest) as im:

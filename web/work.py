@@ -298,6 +298,7 @@ def _attack(res: Resources, out: Path, req: dict, progress):
     summary = result.summary()
     summary["class_names"] = names
     summary["model"] = req["model"]
+    summary["input_range"], summary["input_range_source"] = list(clf.input_range), clf.range_source
     if defense:
         summary["defense"] = {**measured.defense.config(), "adaptive": bool(defense.get("adaptive", True))}
     n_shown = min(EXAMPLES, len(result))
@@ -360,6 +361,8 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
             for r in report.runs
         ],
         "sanity_checks": [s.to_dict() for s in report.sanity],
+        "input_range": report.model.get("input_range"),
+        "input_range_source": report.model.get("input_range_source"),
         "images": report.data["images"],
         "seconds": round(report.seconds, 3),
         "suite": None if report.suite is None else {

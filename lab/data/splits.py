@@ -11,7 +11,7 @@ from egide.core.dataset import Dataset, listing
 from egide.core.errors import DataError
 
 ALL = "all"
-_GROUPS = (("train", "training"), ("val", "valid", "validation", "dev"), ("test", "testing"))
+_GROUPS = (("train", "training"), ("val", "valid", "validation"), ("test", "testing"))
 
 
 def canonical(name: str) -> str:
