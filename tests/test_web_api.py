@@ -141,6 +141,30 @@ def test_a_huge_body_is_refused_unread_and_odd_limits_are_422(client):
         problem(client.get(f"/api/v1/jobs?limit={limit}"), 422)
 
 
+@pytest.mark.parametrize("body, loc", [
+    ({"kind": "attack", "plugin": "fgsm", "seed": 2**70}, ["seed"]),
+    ({"kind": "evaluate", "config": {"seed": 2**40}}, ["config", "seed"]),
+    ({"kind": "evaluate", "config": {"eps": [0.01] * 40}}, ["config", "eps"]),
+    ({"kind": "evaluate", "config": {"attacks": [{"plugin": "fgsm"}] * 20}}, ["config", "attacks"]),
+    ({"kind": "attack", "plugin": "x" * 100_000}, ["plugin"]),
+])
+def test_the_request_models_bound_the_work_and_the_answer(client, body, loc):
+    resp = client.post("/api/v1/jobs", json=body)
+    doc = problem(resp, 422)
+    assert loc in [e["loc"] for e in doc["errors"]]
+    assert len(resp.get_data()) < 5_000  # a hostile body is not echoed back whole
+    schema = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    assert "maximum" in str(schema) and "maxLength" in str(schema)  # the bounds are documented
+
+
+def test_a_job_without_a_limit_gets_the_servers_limit(client, app):
+    resp = client.post("/api/v1/jobs", json={"kind": "attack", "plugin": "fgsm", "limit": None})
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    job = client.get(resp.headers["Location"]).get_json()
+    assert job["request"]["limit"] == app.config["EGIDE_MAX_IMAGES"]
+    client.delete(resp.headers["Location"])
+
+
 def test_unknown_parameter_message_suggests_the_right_name(client):
     doc = problem(client.post("/api/v1/jobs", json={"kind": "attack", "plugin": "fgsm", "params": {"nrm": "2"}}), 422)
     assert "Did you mean 'norm'" in doc["errors"][0]["msg"]

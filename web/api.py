@@ -444,6 +444,8 @@ def _check_attack(job: AttackJob) -> dict:
     errors = _check_sources(job.model, job.data, job.split, job.limit, ())
     if errors:
         raise validation_problem(errors)
+    if job.limit is None:  # "all": as many as this server attacks per job
+        job.limit = int(current_app.config["EGIDE_MAX_IMAGES"])
     try:
         st.registry.get("attack", job.plugin)
     except PluginNotFoundError as exc:
@@ -517,6 +519,8 @@ def _check_evaluation(job: EvaluateJob) -> dict:
     if errors:
         raise validation_problem(errors)
     _check_classes(cfg.model, cfg.data, ("config", "data"))
+    if cfg.limit is None:  # "all": as many as this server evaluates per job
+        cfg.limit = int(current_app.config["EGIDE_MAX_IMAGES"])
     return job.model_dump(mode="json")
 
 

@@ -13,6 +13,7 @@ from flask import Response, json
 
 PROBLEM_BASE = "urn:egide:problem:"
 MEDIA_TYPE = "application/problem+json"
+ECHO = 200  # characters of a bad input echoed back in a problem
 
 
 class Problem(Exception):
@@ -52,7 +53,10 @@ def field_error(loc: Iterable, msg: str, type: str = "value_error", input: Any =
         "type": type,
     }
     if input is not None and isinstance(input, (str, int, float, bool)):
-        entry["input"] = input
+        # Echo what was sent, but never much of it: an answer must not grow with a hostile body.
+        entry["input"] = input if not isinstance(input, str) or len(input) <= ECHO else input[:ECHO] + "…"
+    if len(msg) > 4 * ECHO:
+        entry["msg"] = msg[: 4 * ECHO] + "…"
     return entry
 
 

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from egide.lab.evaluation.pipeline import EvaluationConfig
+from egide.lab.evaluation.pipeline import MAX_SEED, EvaluationConfig
 
 MAX_IMAGES = 2048  # images one job may attack (EGIDE_MAX_IMAGES)
+Name = Annotated[str, Field(min_length=1, max_length=128)]  # plugin, model, data set and split names
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class JobDefense(BaseModel):
     """A preprocessing defense the attacked model sits behind."""
 
     model_config = ConfigDict(extra="forbid")
-    plugin: str = Field(description="Defense plugin name (a preprocessor: GET /api/v1/plugins)")
+    plugin: Name = Field(description="Defense plugin name (a preprocessor: GET /api/v1/plugins)")
     params: dict[str, Any] = Field(default_factory=dict, description="The defense's parameters")
     adaptive: bool = Field(True, description="Attack the defense's adaptive view (BPDA for a "
                            "non-differentiable transform, EOT for a randomized one); false attacks it "
@@ -28,17 +32,18 @@ class AttackJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["attack"]
-    plugin: str = Field(description="Attack plugin name, e.g. 'fgsm'")
+    plugin: Name = Field(description="Attack plugin name, e.g. 'fgsm'")
     params: dict[str, Any] = Field(default_factory=dict, description="The attack's parameters")
-    model: str | None = Field(None, description="Named model (GET /api/v1/models); default: the "
+    model: Name | None = Field(None, description="Named model (GET /api/v1/models); default: the "
                               "preselected one, the demo model when installed")
-    data: str | None = Field(None, description="Named data set (GET /api/v1/datasets); default: the "
+    data: Name | None = Field(None, description="Named data set (GET /api/v1/datasets); default: the "
                              "one the model declares, else the preselected one")
-    split: str | None = Field("test", description="Split of the data set")
-    limit: int | None = Field(64, ge=1, description="Attack only the first N images")
+    split: Name | None = Field("test", description="Split of the data set ('all': every split)")
+    limit: int | None = Field(64, ge=1, description="Attack only the first N images; empty: as many as the "
+                              "server allows per job (EGIDE_MAX_IMAGES)")
     batch_size: int | None = Field(
         None, ge=1, le=1024, description="Images per batch; empty: chosen from the model's memory footprint")
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     target: int | str | None = Field(
         None, description="Targeted attacks: a class index or name for every image, or 'next'"
     )
@@ -52,14 +57,14 @@ class DefendJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["defend"]
-    plugin: str = Field(description="Trainer plugin name (a defense with needs_training_data)")
+    plugin: Name = Field(description="Trainer plugin name (a defense with needs_training_data)")
     params: dict[str, Any] = Field(default_factory=dict, description="The trainer's parameters")
-    model: str | None = Field(None, description="Named model to start from (GET /api/v1/models); "
+    model: Name | None = Field(None, description="Named model to start from (GET /api/v1/models); "
                               "default: the preselected one, the demo model when installed")
-    data: str | None = Field(None, description="Named data set with a train split; default: the one "
+    data: Name | None = Field(None, description="Named data set with a train split; default: the one "
                              "the model declares, else the preselected one")
     limit: int | None = Field(None, ge=1, description="Train on the first N training images only")
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
 
 
 class EvaluateJob(BaseModel):
@@ -123,7 +128,7 @@ class NamedSource(BaseModel):
     class_names: list[str] | None = None
     image_shape: list[int] | None = Field(None, description="Uploaded data sets")
     images: dict[str, int] | None = Field(None, description="Uploaded data sets: images per split")
-    data: str | None = Field(None, description="Models trained by a defend job: their data set")
+    data: Name | None = Field(None, description="Models trained by a defend job: their data set")
     made_by: dict[str, Any] | None = Field(None, description="Models trained by a defend job: the job "
                                            "and the trainer's configuration")
 
@@ -192,7 +197,7 @@ class PredictForm(BaseModel):
 
     image: list[bytes] = Field(description="One or more files: PNG, JPEG, or .npy float arrays in [0, 1] "
                                "shaped (H, W), (H, W, 1) or (H, W, 3)", min_length=1)
-    model: str | None = Field(None, description="Named model (GET /api/v1/models); default: the "
+    model: Name | None = Field(None, description="Named model (GET /api/v1/models); default: the "
                               "preselected one, the demo model when installed")
     detector: str | None = Field(None, description="A detector plugin to flag adversarial inputs. "
                                  "Fitted to the model on first use, on up to EGIDE_DETECTOR_FIT_IMAGES "

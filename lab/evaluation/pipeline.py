@@ -43,6 +43,10 @@ from egide.lab.report.model import (
 )
 
 DEFAULT_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+# Bounds of one evaluation, so a config (or an API request) states its cost up front.
+MAX_SEED = 2**32 - 1
+MAX_BUDGETS = 32
+MAX_PLUGINS = 16  # attacks, defenses, detectors: each list
 UNBOUNDED_SUCCESS = 0.95  # an unbounded attack should break nearly every sample
 MONOTONE_SLACK = 0.02  # robust accuracy may wobble this much before a flag is raised
 
@@ -51,7 +55,7 @@ class AttackSpec(BaseModel):
     """One attack of an evaluation: a plugin name and its parameters (eps comes from the list)."""
 
     model_config = ConfigDict(extra="forbid")
-    plugin: str = Field(description="Attack plugin name, e.g. 'pgd'")
+    plugin: str = Field(max_length=128, description="Attack plugin name, e.g. 'pgd'")
     params: dict[str, Any] = Field(default_factory=dict, description="Parameters other than eps")
 
 
@@ -59,7 +63,7 @@ class DefenseSpec(BaseModel):
     """A preprocessing defense to evaluate: its plugin name and parameters."""
 
     model_config = ConfigDict(extra="forbid")
-    plugin: str = Field(description="Defense plugin name, e.g. 'jpeg'")
+    plugin: str = Field(max_length=128, description="Defense plugin name, e.g. 'jpeg'")
     params: dict[str, Any] = Field(default_factory=dict, description="The defense's parameters")
 
 
@@ -67,7 +71,7 @@ class DetectorSpec(BaseModel):
     """A detector to evaluate: its plugin name and parameters."""
 
     model_config = ConfigDict(extra="forbid")
-    plugin: str = Field(description="Detector plugin name, e.g. 'mahalanobis'")
+    plugin: str = Field(max_length=128, description="Detector plugin name, e.g. 'mahalanobis'")
     params: dict[str, Any] = Field(default_factory=dict, description="The detector's parameters")
 
 
@@ -98,13 +102,14 @@ class EvaluationConfig(BaseModel):
     slice_axis: Literal["axial", "coronal", "sagittal"] = Field(
         "axial", description="NIfTI: the axis volumes are cut along into images")
     skip_empty_slices: bool = Field(False, description="NIfTI: drop slices without tissue")
-    attacks: list[AttackSpec] = Field(default_factory=default_attacks, min_length=1)
+    attacks: list[AttackSpec] = Field(default_factory=default_attacks, min_length=1, max_length=MAX_PLUGINS)
     eps: list[float] = Field(
+        min_length=1, max_length=MAX_BUDGETS,
         default_factory=lambda: list(DEFAULT_EPS),
-        description="L-inf budgets in input units, e.g. [1/255, 2/255, 4/255, 8/255]",
+        description="L-inf budgets as fractions of the input range, e.g. [1/255, 2/255, 4/255, 8/255]",
     )
     limit: int | None = Field(None, ge=1, description="Evaluate only the first N images")
-    seed: int = Field(0, ge=0, description="Random seed of every attack")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Random seed of every attack")
     batch_size: int | None = Field(
         None, ge=1, le=4096,
         description="Images per attack batch; empty (None): as many as the model's memory footprint allows",
@@ -121,14 +126,14 @@ class EvaluationConfig(BaseModel):
         True, description="Stop before any attack when the clean predictions look broken (one class for "
         "nearly every image, or chance-level accuracy): a wrong input range, channel or class order")
     defenses: list[DefenseSpec] = Field(
-        default_factory=list,
+        default_factory=list, max_length=MAX_PLUGINS,
         description="Preprocessing defenses, each attacked non-adaptively and adaptively (BPDA/EOT)",
     )
     eot_samples: int = Field(
         8, ge=1, le=256, description="Draws averaged by EOT when attacking a randomized defense"
     )
     detectors: list[DetectorSpec] = Field(
-        default_factory=list, description="Detectors to fit and score (ROC AUC per attack and eps)"
+        default_factory=list, max_length=MAX_PLUGINS, description="Detectors to fit and score (ROC AUC per attack and eps)"
     )
     detector_fit_split: str = Field(
         "val", description="Split the detectors are fitted on: held-out images, so the threshold "
