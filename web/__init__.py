@@ -25,6 +25,11 @@ Configuration comes from `config` and from `EGIDE_*` environment variables (the 
                                asked for (default 512; a supervised detector also gets PGD examples
                                of each, so its first request takes a while). Fitted detectors are
                                kept in memory and under <instance>/detectors/.
+    EGIDE_ALLOWED_HOSTS  more Host names the server answers to, comma-separated (loopback names
+                         and the address it is bound to always are; any other Host is refused,
+                         against DNS rebinding). Browsers may change state only from the
+                         server's own page (Origin / Sec-Fetch-Site), scripts from anywhere
+                         the token (or loopback) allows.
 
 The app's state (registry, job store, runner, cached models and data) is one `EgideState` in
 `app.extensions["egide"]`; nothing is global.
@@ -55,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "EGIDE_MAX_DATASET_UNPACKED": 1024 * 1024 * 1024,
     "EGIDE_MAX_DATASET_PIXELS": 250_000_000,
     "EGIDE_DETECTOR_FIT_IMAGES": 512,
+    "EGIDE_ALLOWED_HOSTS": "",
+    "EGIDE_BIND_HOST": None,
 }
 
 
@@ -127,6 +134,10 @@ def create_app(config: dict | None = None) -> Flask:
 
     app.register_blueprint(api)
     app.register_blueprint(pages)
+
+    from .origin_guard import check_request
+
+    app.before_request(check_request)
 
     @app.errorhandler(Problem)
     def _problem(exc: Problem):

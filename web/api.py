@@ -587,6 +587,10 @@ def _unknown(what: str, name: str, known: list[str]) -> str:
 
 def _json_body():
     """The request's JSON body: bounded before it is read, strict (no NaN), not too deep."""
+    if request.mimetype != "application/json":  # a cross-site form or text/plain post, or a mistake
+        raise Problem(415, "Unsupported media type",
+                      f"send the body as JSON with 'Content-Type: application/json' (got {request.mimetype or 'none'!r})",
+                      type="unsupported-media-type")
     if (request.content_length or 0) > json_body.MAX_BYTES:
         raise Problem(413, "Body too large", f"at most {json_body.MAX_BYTES} bytes of JSON are read",
                       type="body-too-large")

@@ -14,7 +14,7 @@ def serve(host: str, port: int, *, instance=None, token: str | None = None,
 
     from . import create_app
 
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = {"EGIDE_BIND_HOST": host}
     if instance:
         config["EGIDE_INSTANCE_PATH"] = instance
     if token:
