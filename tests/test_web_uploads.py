@@ -104,6 +104,24 @@ def test_upload_a_keras_model_and_use_it_by_name(app, client, demo_bytes, phanto
     again.extensions["egide"].runner.shutdown()
 
 
+def test_a_small_file_declaring_a_huge_model_is_refused_at_upload(app, client, tmp_path):
+    import keras
+
+    huge = keras.Sequential([keras.Input((8192, 8192, 3)), keras.layers.Conv2D(1, 3),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    huge.save(tmp_path / "huge.keras")
+    assert (tmp_path / "huge.keras").stat().st_size < 50_000
+    before = left_over(app, "models")
+    doc = problem(send(client, "/api/v1/models", "huge.keras", (tmp_path / "huge.keras").read_bytes()), 413)
+    assert doc["limit"] == "input" and "201,326,592 input values per image" in doc["detail"]
+    assert left_over(app, "models") == before  # nothing kept
+    wide = keras.Sequential([keras.Input((512, 512, 1)), keras.layers.Conv2D(300, 3),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    wide.save(tmp_path / "wide.keras")
+    doc = problem(send(client, "/api/v1/models", "wide.keras", (tmp_path / "wide.keras").read_bytes()), 413)
+    assert doc["limit"] == "activations" and "EGIDE_MAX_MODEL_ACTIVATIONS" in doc["detail"]
+
+
 def test_h5_model_upload(client, tmp_path):
     import keras
 

@@ -17,6 +17,10 @@ Configuration comes from `config` and from `EGIDE_*` environment variables (the 
     EGIDE_MAX_PIXELS           largest uploaded image, in pixels (default 40 MP; more is a 413)
     EGIDE_MAX_PREDICT_IMAGES   images one /predict request may hold (default 64)
     EGIDE_MAX_MODEL_BYTES      largest uploaded model (default 200 MB)
+    EGIDE_MAX_MODEL_INPUT      most input values per image of an uploaded model (default 2048x2048x3)
+    EGIDE_MAX_MODEL_PARAMS     most weights of an uploaded model (default 200 M)
+    EGIDE_MAX_MODEL_ACTIVATIONS most activation values per image of an uploaded model (default 64 M,
+                               256 MB per image in float32): a 16 KB file can declare a huge input
     EGIDE_MAX_DATASET_BYTES    largest uploaded data set (default 200 MB)
     EGIDE_MAX_DATASET_FILES    most entries in an uploaded zip (default 20000)
     EGIDE_MAX_DATASET_UNPACKED most bytes an uploaded zip may unpack to (default 1 GB)
@@ -60,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "EGIDE_MAX_DATASET_UNPACKED": 1024 * 1024 * 1024,
     "EGIDE_MAX_DATASET_PIXELS": 250_000_000,
     "EGIDE_DETECTOR_FIT_IMAGES": 512,
+    "EGIDE_MAX_MODEL_INPUT": 2048 * 2048 * 3,
+    "EGIDE_MAX_MODEL_PARAMS": 200_000_000,
+    "EGIDE_MAX_MODEL_ACTIVATIONS": 64_000_000,
     "EGIDE_ALLOWED_HOSTS": "",
     "EGIDE_BIND_HOST": None,
 }

@@ -144,7 +144,10 @@ def upload_model():
     except InputError as exc:
         raise validation_problem([field_error(["input_range"], str(exc).replace("--input-range", "input_range"),
                                               "value_error", form.get("input_range"))]) from None
-    meta, clf = st.resources.uploads.add_model(file, limit, input_range)
+    cfg = current_app.config
+    meta, clf = st.resources.uploads.add_model(file, limit, input_range, {
+        "input": int(cfg["EGIDE_MAX_MODEL_INPUT"]), "params": int(cfg["EGIDE_MAX_MODEL_PARAMS"]),
+        "activations": int(cfg["EGIDE_MAX_MODEL_ACTIVATIONS"])})
     if names:
         if len(names) != clf.num_classes:
             st.resources.uploads.remove_model(meta)

@@ -21,6 +21,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from .problems import Problem, field_error, validation_problem
 
 MODEL_SUFFIXES = (".keras", ".h5")
@@ -93,9 +95,11 @@ class Uploads:
         return "upload-" + uuid.uuid4().hex[:12]
 
     # ---- models -------------------------------------------------------------------------------
-    def add_model(self, upload, max_bytes: int, input_range=None) -> tuple[dict, object]:
+    def add_model(self, upload, max_bytes: int, input_range=None, max_cost: dict | None = None) -> tuple[dict, object]:
         """Store and load (safe mode) one uploaded model; returns its metadata and Classifier.
-        input_range: the pixel range the model expects, or None to read it from the model."""
+        input_range: the pixel range the model expects, or None to read it from the model.
+        max_cost: {"input": values per image, "params": weights, "activations": values per image}
+        a model may have; a bigger one is refused (413) before anything runs on it."""
         filename = _clean_filename(upload.filename)
         suffix = PurePosixPath(filename.lower()).suffix
         if suffix not in MODEL_SUFFIXES:
@@ -121,6 +125,7 @@ class Uploads:
                 raise _invalid("file", f"could not load {filename} in Keras safe mode: {msg}",
                                "invalid_model", filename) from None
             clf.name = name
+            _check_cost(clf, max_cost or {}, filename)
             meta = {
                 "name": name, "title": f"Uploaded model ({filename})", "filename": filename,
                 "format": suffix, "bytes": path.stat().st_size, "created": time.time(),
@@ -357,3 +362,27 @@ class Uploads:
 def _skipped(path: PurePosixPath) -> bool:
     """macOS and editor litter in zips: __MACOSX/, .DS_Store, hidden files."""
     return path.parts[0] == "__MACOSX" or any(p.startswith(".") for p in path.parts)
+
+
+def model_cost(clf) -> dict:
+    """What one image costs the model: its input values, its weights, its activation values."""
+    per_image = 0
+    for layer in getattr(clf.model, "layers", []):
+        try:
+            per_image += int(np.prod([d for d in layer.output.shape[1:] if d is not None]))
+        except (AttributeError, ValueError, TypeError):
+            continue
+    return {"input": int(np.prod(clf.input_shape)), "params": int(clf.model.count_params()),
+            "activations": per_image}
+
+
+def _check_cost(clf, limits: dict, filename: str) -> None:
+    """A 16 KB file can describe a model that takes gigabytes per image: refuse it at upload."""
+    cost = model_cost(clf)
+    what = {"input": "input values per image", "params": "weights", "activations": "activation values per image"}
+    for key, most in limits.items():
+        if most and cost[key] > most:
+            raise Problem(413, "Model too costly", f"{filename}: {cost[key]:,} {what[key]}, more than the "
+                          f"{most:,} this server accepts (EGIDE_MAX_MODEL_{key.upper()})",
+                          type="model-too-costly", limit=key, value=cost[key], most=most)
+
