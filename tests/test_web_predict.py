@@ -155,3 +155,23 @@ def test_bounds_on_count_bytes_model_and_missing_files(client, demo):
     assert "Did you mean 'brain-tumor-cnn'" in doc["detail"]
     problem(post(client, []), 422)
     problem(client.post("/api/v1/predict", json={"image": "x"}), 422)
+
+
+def test_a_requests_pixels_are_bounded_together_and_predict_work_at_once_is_bounded(tmp_path, registry, demo):
+    app = create_app({"EGIDE_INSTANCE_PATH": str(tmp_path), "EGIDE_REGISTRY": registry, "EGIDE_WORKERS": 0,
+                      "EGIDE_MAX_PREDICT_PIXELS": 3_000_000, "EGIDE_PREDICT_CONCURRENCY": 1,
+                      "EGIDE_PREDICT_WAIT_S": 0.2})
+    client = app.test_client()
+    big = png(np.zeros((1200, 1200, 1), np.float32))  # 1.44 MP each, a few KB compressed
+    assert post(client, [("a.png", big), ("b.png", big)]).status_code == 200
+    doc = problem(post(client, [("a.png", big), ("b.png", big), ("c.png", big)]), 413)
+    assert doc["detail"].startswith("c.png: with it the request's images hold more than the 3000000 pixels")
+    slots = app.extensions["egide"].predict_slots
+    slots.acquire()  # another request is decoding
+    try:
+        resp = post(client, [("a.png", png(demo[0].x[0]))])
+        assert resp.status_code == 503 and resp.headers["Retry-After"] == "1"
+    finally:
+        slots.release()
+    assert post(client, [("a.png", png(demo[0].x[0]))]).status_code == 200
+    app.extensions["egide"].runner.shutdown()

@@ -14,7 +14,11 @@ Configuration comes from `config` and from `EGIDE_*` environment variables (the 
     EGIDE_QUEUE_SIZE     jobs that may wait (default 16; more is a 429)
     EGIDE_MAX_IMAGES     images one job may process (default 2048)
     EGIDE_MAX_UPLOAD_BYTES     largest /predict request body (default 10 MB; more is a 413)
-    EGIDE_MAX_PIXELS           largest uploaded image, in pixels (default 40 MP; more is a 413)
+    EGIDE_MAX_PIXELS           largest uploaded image, in pixels (default 16 MP, 4096x4096; more is a 413)
+    EGIDE_MAX_PREDICT_PIXELS   most pixels the images of one /predict request hold together (default 32 MP)
+    EGIDE_PREDICT_CONCURRENCY  /predict requests decoding and classifying at once (default 2); more
+                               wait up to EGIDE_PREDICT_WAIT_S (default 10 s), then get a 503
+                               with Retry-After
     EGIDE_MAX_PREDICT_IMAGES   images one /predict request may hold (default 64)
     EGIDE_MAX_MODEL_BYTES      largest uploaded model (default 200 MB)
     EGIDE_MAX_MODEL_INPUT      most input values per image of an uploaded model (default 2048x2048x3)
@@ -56,7 +60,10 @@ DEFAULTS: dict[str, Any] = {
     "EGIDE_QUEUE_SIZE": 16,
     "EGIDE_MAX_IMAGES": 2048,
     "EGIDE_MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
-    "EGIDE_MAX_PIXELS": 40_000_000,
+    "EGIDE_MAX_PIXELS": 16_777_216,
+    "EGIDE_MAX_PREDICT_PIXELS": 33_554_432,
+    "EGIDE_PREDICT_CONCURRENCY": 2,
+    "EGIDE_PREDICT_WAIT_S": 10,
     "EGIDE_MAX_PREDICT_IMAGES": 64,
     "EGIDE_MAX_MODEL_BYTES": 200 * 1024 * 1024,
     "EGIDE_MAX_DATASET_BYTES": 200 * 1024 * 1024,
@@ -79,6 +86,7 @@ class EgideState:
     runner: Any  # jobs.JobRunner
     resources: Any  # work.Resources
     job_dir: Path
+    predict_slots: Any = None  # threading.BoundedSemaphore: /predict work at once
 
 
 def settings(config: dict | None = None, environ=os.environ) -> dict:
@@ -137,7 +145,10 @@ def create_app(config: dict | None = None) -> Flask:
         workers=int(cfg["EGIDE_WORKERS"]),
         queue_size=max(1, int(cfg["EGIDE_QUEUE_SIZE"])),
     )
-    app.extensions["egide"] = EgideState(registry, store, runner, resources, job_dir)
+    import threading
+
+    app.extensions["egide"] = EgideState(registry, store, runner, resources, job_dir,
+                                         threading.BoundedSemaphore(max(1, int(cfg["EGIDE_PREDICT_CONCURRENCY"]))))
 
     app.register_blueprint(api)
     app.register_blueprint(pages)

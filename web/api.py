@@ -6,6 +6,8 @@ import difflib
 import hmac
 import shutil
 
+import numpy as np
+
 from flask import Blueprint, current_app, request, send_from_directory, url_for
 from pydantic import ValidationError
 
@@ -18,6 +20,7 @@ from egide.lab.data.splits import ALL, match
 from egide.lab.services import is_loopback
 
 from . import json_body
+from . import predict as pred
 from .jobs import QueueFull
 from .problems import Problem, field_error, from_parameter_error, from_pydantic, validation_problem
 from .schemas import AttackJob, DefendJob, EvaluateJob
@@ -220,10 +223,8 @@ def docs():
 @api.post("/predict")
 def predict():
     """Multipart: one or more `image` files (PNG, JPEG or .npy floats in [0, 1]) and a `model`."""
-    import numpy as np
     from werkzeug.exceptions import RequestEntityTooLarge
 
-    from . import predict as pred
 
     cfg = current_app.config
     request.max_content_length = int(cfg["EGIDE_MAX_UPLOAD_BYTES"])
@@ -268,22 +269,15 @@ def predict():
         raise validation_problem(errors)
 
     clf = st.resources.classifier(model)
+    if not st.predict_slots.acquire(timeout=float(cfg["EGIDE_PREDICT_WAIT_S"])):  # decoding is memory: a bounded number at once
+        raise Problem(503, "Busy", "too many /predict requests at once; retry in a moment",
+                      type="busy", headers={"Retry-After": "1"})
+    try:
+        x, sizes, names = _decoded(files, clf, model, cfg)
+        logits = clf.predict_logits(x, batch_size=64)
+    finally:
+        st.predict_slots.release()
     shape = clf.input_shape
-    batch, sizes, names = [], [], []
-    for i, f in enumerate(files):
-        filename = f.filename or f"image {i}"
-        data = f.read()
-        if not data:
-            raise pred._bad(i, filename, "an empty file", "empty")
-        pixels = pred.decode(data, filename, i, shape[-1], int(cfg["EGIDE_MAX_PIXELS"]))
-        try:
-            batch.append(pred.fit(pixels, shape))
-        except ValueError as exc:
-            raise pred._bad(i, filename, f"{exc} for {model}", "invalid_channels") from None
-        sizes.append([int(pixels.shape[0]), int(pixels.shape[1])])
-        names.append(filename)
-    x = np.stack(batch)
-    logits = clf.predict_logits(x, batch_size=64)
     probs = softmax(logits)
     guarded, info = None, None
     if detector:
@@ -319,6 +313,40 @@ def predict():
         results.append(row)
     return {"model": model, "input_shape": list(shape), "class_names": class_names,
             "detector": info, "predictions": results}
+
+
+def _decoded(files, clf, model: str, cfg) -> tuple[np.ndarray, list, list]:
+    """The uploads as one batch for `clf`, each image fitted to its input as soon as it is
+    decoded; the request's pixels together within EGIDE_MAX_PREDICT_PIXELS."""
+    shape = clf.input_shape
+    batch, sizes, names = [], [], []
+    budget, used = int(cfg["EGIDE_MAX_PREDICT_PIXELS"]), 0
+    for i, f in enumerate(files):
+        filename = f.filename or f"image {i}"
+        data = f.read()
+        if not data:
+            raise pred._bad(i, filename, "an empty file", "empty")
+        per_image = int(cfg["EGIDE_MAX_PIXELS"])
+        limit = min(per_image, budget - used)
+        try:
+            if limit <= 0:
+                raise Problem(413, "Image too large")
+            pixels = pred.decode(data, filename, i, shape[-1], limit)
+        except Problem as exc:
+            if exc.status == 413 and limit < per_image:  # the request's budget, not the image's
+                raise pred._too_big(filename, f"with it the request's images hold more than the {budget} "
+                                    "pixels allowed together (EGIDE_MAX_PREDICT_PIXELS); send fewer per "
+                                    "request") from None
+            raise
+        used += int(pixels.shape[0]) * int(pixels.shape[1])
+        try:
+            batch.append(pred.fit(pixels, shape))
+        except ValueError as exc:
+            raise pred._bad(i, filename, f"{exc} for {model}", "invalid_channels") from None
+        sizes.append([int(pixels.shape[0]), int(pixels.shape[1])])
+        names.append(filename)
+        del pixels  # only the fitted copy stays
+    return np.stack(batch), sizes, names
 
 
 def _detector_params(raw: str | None, errors: list) -> dict | None:
