@@ -71,3 +71,18 @@ def test_only_this_servers_names_are_served_against_dns_rebinding(client, host, 
     if expected == 400:
         assert "EGIDE_ALLOWED_HOSTS" in doc["detail"]
     assert client.get("/", headers={"Host": host}).status_code == expected
+
+
+def test_the_real_server_is_waitress_and_refuses_a_rebound_name(tmp_path):
+    import http.client
+
+    from egide.lab.server_process import running_server
+
+    with running_server(tmp_path / "inst") as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("GET", "/api/v1/models")
+        ok = conn.getresponse()
+        assert ok.status == 200 and ok.getheader("Server") == "egide"  # waitress, with our ident
+        ok.read()
+        conn.request("GET", "/api/v1/models", headers={"Host": "attacker.example"})
+        assert conn.getresponse().status == 400

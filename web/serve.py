@@ -1,14 +1,25 @@
-"""`egide serve`: the web lab in a real threaded server process, on the demo by default."""
+"""`egide serve`: the web lab in a production WSGI server (waitress), on the demo by default.
+
+Why waitress (docs/decisions.md): pure Python on every platform (gunicorn has no Windows), one
+process — so the job runner, the cached models and the fitted detectors are shared by every
+request without a second copy of TensorFlow per worker — a bounded thread pool, bounded request
+bodies and header sizes, and timeouts for idle or slow clients. Werkzeug's development server
+has none of these bounds."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
+THREADS = 8  # requests served at once; jobs run on the runner's own workers
+CHANNEL_TIMEOUT_S = 60  # an idle or stalled client connection is closed after this
+MAX_BODY = 256 * 1024 * 1024  # no request body above this is read (uploads have their own, lower, bounds)
+
+
 def serve(host: str, port: int, *, instance=None, token: str | None = None,
           workers: int | None = None) -> None:
     """Create the app and serve it until interrupted (the caller has checked host and token)."""
-    from werkzeug.serving import run_simple
+    import waitress
 
     from egide.lab.services import default_pair
 
@@ -28,4 +39,5 @@ def serve(host: str, port: int, *, instance=None, token: str | None = None,
     model, data = default_pair(state.registry.plugins("model"), state.registry.plugins("dataset"))
     state.resources.warm(model, data, "test")
     print(f"egide: serving on http://{host}:{port}/  (instance folder {app.instance_path})", flush=True)
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    waitress.serve(app, host=host, port=port, threads=THREADS, channel_timeout=CHANNEL_TIMEOUT_S,
+                   max_request_body_size=MAX_BODY, ident="egide", _quiet=True)
