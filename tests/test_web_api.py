@@ -175,7 +175,9 @@ def test_unknown_job_and_artifact_are_404(client):
     problem(client.delete("/api/v1/jobs/nope"), 404)
     problem(client.get("/api/v1/jobs/nope/artifacts/adversarial.npz"), 404)
     problem(client.get("/api/v1/jobs?limit=zero"), 422)
-    problem(client.put("/api/v1/jobs"), 405)
+    refused = client.put("/api/v1/jobs")
+    problem(refused, 405)
+    assert set(refused.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
 
 
 def test_token_required_when_set(tmp_path, registry):

@@ -177,6 +177,11 @@ def test_an_interrupted_job_can_be_rerun_after_a_restart(tmp_path, registry):
         assert job["state"] == "done" and job["result"]["images"] == 4
         assert job["request"] == old["request"]
         assert client.get(created["url"]).get_json()["state"] == "interrupted"  # history is kept
+        # Re-run once: the second time points to the job that re-runs it.
+        again = client.post(created["url"] + "/rerun")
+        assert again.status_code == 409 and again.get_json()["rerun_by"] == new["id"]
+        assert again.headers["Location"] == new["url"]
+        assert client.get(created["url"]).get_json()["rerun_by"] == new["id"]
 
         # A done job is not re-run (submit it again instead): 409, as a problem document.
         done = client.post(new["url"] + "/rerun")
@@ -213,6 +218,7 @@ def test_cancel_a_queued_job_and_queue_full(tmp_path, registry):
     full = client.post("/api/v1/jobs", json=body)
     assert full.status_code == 429 and full.mimetype == "application/problem+json"
     assert full.headers["Retry-After"]
+    assert len(client.get("/api/v1/jobs").get_json()["jobs"]) == 2  # the refused one left no ghost
     resp = client.delete(first["url"])
     assert resp.status_code == 200 and resp.get_json()["state"] == "cancelled"
     assert client.get(first["url"]).get_json()["state"] == "cancelled"

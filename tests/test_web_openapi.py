@@ -43,6 +43,8 @@ def test_document_is_openapi_31_with_every_route(app, doc):
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             assert op["responses"] and op["summary"], (method, path)
+            public = path in ("/openapi.json", "/docs")
+            assert ("401" in op["responses"]) != public, (method, path)  # the token, when one is set
             for name in re.findall(r"{(\w+)}", path):
                 assert name in {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
 

@@ -167,7 +167,9 @@ def create_app(config: dict | None = None) -> Flask:
 
         if not request.path.startswith("/api/"):
             return exc
-        return problem_response(Problem(exc.code or 500, exc.name, exc.description or ""))
+        # Keep what HTTP says must come with the status (Allow on a 405, Retry-After...).
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return problem_response(Problem(exc.code or 500, exc.name, exc.description or "", headers=headers))
 
     @app.errorhandler(Exception)
     def _bug(exc: Exception):

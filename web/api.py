@@ -385,8 +385,21 @@ def rerun_job(job_id: str):
                       f"job {job_id} is {job['state']}; only {', '.join(RERUNNABLE)} jobs can be re-run"
                       + (" (submit a new job to run it again)" if job["state"] == "done" else ""),
                       type="job-not-rerunnable", state=job["state"])
+    if job.get("rerun_by"):
+        raise _already_rerun(job_id, job["rerun_by"])
     kind, request_doc = _validated_job(job["request"])
-    return _submit(kind, request_doc, rerun_of=job_id)
+    doc, status, headers = _submit(kind, request_doc, rerun_of=job_id)
+    other = state().store.claim_rerun(job_id, doc["id"])
+    if other is not None:  # a concurrent re-run won: this one never happened
+        state().runner.cancel(doc["id"])
+        raise _already_rerun(job_id, other)
+    return doc, status, headers
+
+
+def _already_rerun(job_id: str, new_id: str) -> Problem:
+    url = url_for("api.get_job", job_id=new_id)
+    return Problem(409, "Job already re-run", f"job {job_id} was re-run as job {new_id}; follow that one",
+                   type="job-already-rerun", rerun_by=new_id, headers={"Location": url})
 
 
 def _resume_from(old_id: str):
@@ -443,7 +456,9 @@ def _fill_defaults(job) -> None:
 def _submit(kind: str, request_doc: dict, rerun_of: str | None = None):
     try:
         job_id = state().runner.submit(kind, request_doc, _resume_from(rerun_of) if rerun_of else None)
-    except QueueFull:
+    except QueueFull as full:
+        if full.job_id:  # what a re-run's preparation copied for it
+            shutil.rmtree(state().job_dir / full.job_id, ignore_errors=True)
         raise Problem(429, "Too many jobs", "the job queue is full; wait for a job to finish, "
                       "or cancel one, and submit again", type="queue-full",
                       headers={"Retry-After": "10"}) from None
@@ -674,6 +689,7 @@ def _public(job: dict) -> dict:
         "url": url_for("api.get_job", job_id=job["id"]),
         "kind": job["kind"],
         "state": job["state"],
+        "rerun_by": job.get("rerun_by"),
         "request": job["request"],
         "created": job["created"],
         "started": job["started"],

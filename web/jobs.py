@@ -52,7 +52,11 @@ class JobCancelled(Exception):
 
 
 class QueueFull(Exception):
-    """The queue holds as many jobs as it may; try again later."""
+    """The queue holds as many jobs as it may; try again later. The refused job is not kept."""
+
+    def __init__(self, job_id: str = ""):
+        super().__init__(job_id)
+        self.job_id = job_id
 
 
 class JobStore:
@@ -65,6 +69,9 @@ class JobStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "rerun_by" not in columns:  # a store from before re-runs were recorded
+                db.execute("ALTER TABLE jobs ADD COLUMN rerun_by TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -127,6 +134,16 @@ class JobStore:
              json.dumps(artifacts or []), job_id),
         )
 
+    def discard(self, job_id: str) -> None:
+        """Forget a job that never entered the queue (refused there): it never existed."""
+        self._write("DELETE FROM jobs WHERE id = ? AND state = 'queued'", (job_id,))
+
+    def claim_rerun(self, old_id: str, new_id: str) -> str | None:
+        """Record that `new_id` re-runs `old_id`; None if so, else the job that already does."""
+        if self._write("UPDATE jobs SET rerun_by = ? WHERE id = ? AND rerun_by IS NULL", (new_id, old_id)) == 1:
+            return None
+        return (self.get(old_id) or {}).get("rerun_by")
+
     def cancel(self, job_id: str) -> str | None:
         """Cancel a queued job at once; returns the state the job was in."""
         job = self.get(job_id)
@@ -180,8 +197,8 @@ class JobRunner:
         try:
             self.queue.put_nowait(job_id)
         except queue.Full:
-            self.store.finish(job_id, "cancelled", error="the job queue was full")
-            raise QueueFull from None
+            self.store.discard(job_id)  # a refused job leaves no ghost to re-run
+            raise QueueFull(job_id) from None
         return job_id
 
     def cancel(self, job_id: str) -> str | None:

@@ -44,7 +44,7 @@ def _param(name: str, where: str = "path", description: str = "", schema: dict |
 
 
 def _op(summary: str, responses: dict, *, tag: str, params: list | None = None, body: dict | None = None,
-        changes: bool = False, description: str = "") -> dict:
+        changes: bool = False, description: str = "", public: bool = False) -> dict:
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
     if description:
         op["description"] = description
@@ -52,8 +52,10 @@ def _op(summary: str, responses: dict, *, tag: str, params: list | None = None, 
         op["parameters"] = params
     if body:
         op["requestBody"] = body
-    if changes:
-        op["responses"] = {**responses, **_problems(401, 403)}
+    # Every operation but the API's own description wants the token when one is set (401);
+    # state-changing ones are also refused from beyond loopback without one, or cross-site (403).
+    if not public:
+        op["responses"] = {**responses, **_problems(*((401, 403) if changes else (401,)))}
     return op
 
 
@@ -167,9 +169,10 @@ def document(registry, version: str = "0.1.0", extra_paths: dict | None = None) 
             tag="jobs", params=[_param("job_id"), _param("name")])},
         "/openapi.json": {"get": _op("This document", {"200": {
             "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}},
-            tag="meta")},
+            tag="meta", public=True)},
         "/docs": {"get": _op("This document as a page", {"200": {
-            "description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}, tag="meta")},
+            "description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}, tag="meta",
+            public=True)},
     }
     for path, ops in (extra_paths or {}).items():
         paths.setdefault(path, {}).update(ops)

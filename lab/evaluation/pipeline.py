@@ -104,7 +104,7 @@ class EvaluationConfig(BaseModel):
     skip_empty_slices: bool = Field(False, description="NIfTI: drop slices without tissue")
     attacks: list[AttackSpec] = Field(default_factory=default_attacks, min_length=1, max_length=MAX_PLUGINS)
     eps: list[float] = Field(
-        min_length=1, max_length=MAX_BUDGETS,
+        max_length=MAX_BUDGETS,  # at least one: the validator says so, with an example
         default_factory=lambda: list(DEFAULT_EPS),
         description="L-inf budgets as fractions of the input range, e.g. [1/255, 2/255, 4/255, 8/255]",
     )
