@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from egide.core import Classifier, Defense, Detector, Preprocessor, PluginSource, Registry, hookimpl
 from egide.web import create_app
 
-from web_jobs import wait
+from web_jobs import until, wait
 
 EPS = 4 / 255
 CALLS: dict[str, list] = {"trainer": [], "supervised": []}
@@ -240,13 +240,28 @@ def predict(client, images, **form):
     return client.post("/api/v1/predict", data=data, content_type="multipart/form-data")
 
 
+def predict_when_fitted(client, images, **form):
+    """The first request with a new detector starts its fit and is answered at once (503, with
+    Retry-After); the same request answers once the fit is done."""
+    first = predict(client, images, **form)
+    if first.status_code == 503:
+        assert first.get_json()["type"].endswith("detector-fitting") and first.headers["Retry-After"]
+        answers = []
+        until(lambda: answers.append(predict(client, images, **form)) or answers[-1].status_code != 503,
+              timeout=120, what="the detector's background fit")
+        return answers[-1]
+    return first
+
+
 @pytest.fixture(scope="module")
 def scans(app):
     return app.extensions["egide"].resources.dataset("brain-tumor-phantom", "test").x[:3]
 
 
 def test_predict_with_an_unsupervised_detector_fits_it_once_and_keeps_it(client, scans):
-    resp = predict(client, scans, detector="example-max-softmax", detector_params='{"fpr": 0.1}')
+    first = predict(client, scans, detector="example-max-softmax", detector_params='{"fpr": 0.1}')
+    assert first.status_code == 503  # never fitted inside a request
+    resp = predict_when_fitted(client, scans, detector="example-max-softmax", detector_params='{"fpr": 0.1}')
     assert resp.status_code == 200, resp.get_json()
     doc = resp.get_json()
     det = doc["detector"]
@@ -268,7 +283,7 @@ def test_predict_with_an_unsupervised_detector_fits_it_once_and_keeps_it(client,
 
 def test_predict_with_a_supervised_detector_fits_it_on_pgd_examples(client, instance, registry, scans):
     CALLS["supervised"].clear()
-    doc = predict(client, scans[:2], detector="web-test-supervised").get_json()
+    doc = predict_when_fitted(client, scans[:2], detector="web-test-supervised").get_json()
     [call] = CALLS["supervised"]
     assert call["clean"] == 32 and call["adv"] == (32, 64, 64, 1)
     assert doc["detector"]["fitted"]["adversarial"] == "pgd eps=0.0156863"

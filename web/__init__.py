@@ -31,8 +31,11 @@ Configuration comes from `config` and from `EGIDE_*` environment variables (the 
     EGIDE_MAX_DATASET_PIXELS   most pixels the images of an uploaded zip may hold (default 250 M)
     EGIDE_DETECTOR_FIT_IMAGES  train images a /predict detector is fitted on, the first time it is
                                asked for (default 512; a supervised detector also gets PGD examples
-                               of each, so its first request takes a while). Fitted detectors are
-                               kept in memory and under <instance>/detectors/.
+                               of each). The fit runs in the background, one at a time: until it is
+                               done /predict answers 503 with Retry-After, never waiting for it.
+                               Fitted detectors are saved under <instance>/detectors/.
+    EGIDE_DETECTORS_KEPT       fitted detectors kept in memory (default 8, least recently used
+                               dropped first; they reload from disk)
     EGIDE_ALLOWED_HOSTS  more Host names the server answers to, comma-separated (loopback names
                          and the address it is bound to always are; any other Host is refused,
                          against DNS rebinding). Browsers may change state only from the
@@ -71,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
     "EGIDE_MAX_DATASET_UNPACKED": 1024 * 1024 * 1024,
     "EGIDE_MAX_DATASET_PIXELS": 250_000_000,
     "EGIDE_DETECTOR_FIT_IMAGES": 512,
+    "EGIDE_DETECTORS_KEPT": 8,
     "EGIDE_MAX_MODEL_INPUT": 2048 * 2048 * 3,
     "EGIDE_MAX_MODEL_PARAMS": 200_000_000,
     "EGIDE_MAX_MODEL_ACTIVATIONS": 64_000_000,
@@ -138,7 +142,8 @@ def create_app(config: dict | None = None) -> Flask:
 
     uploads = Uploads(instance_path / "uploads")
     resources = Resources(registry, uploads, detector_dir=instance_path / "detectors",
-                          detector_images=max(1, int(cfg["EGIDE_DETECTOR_FIT_IMAGES"])))
+                          detector_images=max(1, int(cfg["EGIDE_DETECTOR_FIT_IMAGES"])),
+                          detectors_kept=int(cfg["EGIDE_DETECTORS_KEPT"]))
     runner = JobRunner(
         store,
         lambda job, progress: run_job(resources, job_dir, job, progress),

@@ -22,6 +22,7 @@ from egide.lab.services import is_loopback
 from . import json_body
 from . import predict as pred
 from .jobs import QueueFull
+from .work import FitsBusy
 from .problems import Problem, field_error, from_parameter_error, from_pydantic, validation_problem
 from .schemas import AttackJob, DefendJob, EvaluateJob
 
@@ -284,13 +285,21 @@ def predict():
         from egide.lab.guard import Guard
 
         try:
-            det = st.resources.detector(model, detector, detector_params)  # fitted on first use
+            det, fitting = st.resources.detector_or_fit(model, detector, detector_params)
+        except FitsBusy as exc:
+            raise Problem(429, "Too many detector fits", str(exc), type="detector-fits-busy",
+                          headers={"Retry-After": "10"}) from None
         except EgideError:
             raise  # a user error (e.g. a data set that does not fit the model): a 422
         except Exception as exc:  # a broken detector plugin: say which, keep serving
             current_app.logger.exception("detector %s failed to fit to %s", detector, model)
             raise Problem(500, "Detector failed", f"detector {detector!r} could not be fitted to {model!r}: "
                           f"{type(exc).__name__}: {exc}", type="detector-failed") from None
+        if det is None:  # being fitted in the background: the request does not wait for it
+            raise Problem(503, "Detector being fitted",
+                          f"detector {detector!r} is being fitted to {model!r} ({fitting:.0f} s so far); "
+                          "send the request again in a few seconds", type="detector-fitting",
+                          headers={"Retry-After": "5"}, fitting_seconds=round(fitting, 1))
         guarded = Guard(clf, det)(x, batch_size=64)
         info = {"plugin": det.name, "version": det.version, "params": det.params.model_dump(mode="json"),
                 "threshold": float(det.threshold), "fpr": det.fpr, "fitted": getattr(det, "fit_info", None)}

@@ -37,12 +37,20 @@ def _key(name: str, params: dict) -> str:
     return name + json.dumps(params, sort_keys=True)
 
 
+MAX_FITS_WAITING = 4  # detector fits queued or running at once; more is a 429
+
+
+class FitsBusy(Exception):
+    """Too many detector fits are under way."""
+
+
 class Resources:
     """What jobs and requests share within one app: named models and data sets (loading a Keras
     model is slow), attack objects and defended classifiers (they keep compiled functions), and
     detectors fitted to a model."""
 
-    def __init__(self, registry, uploads=None, detector_dir: Path | None = None, detector_images: int = 512):
+    def __init__(self, registry, uploads=None, detector_dir: Path | None = None, detector_images: int = 512,
+                 detectors_kept: int = 8):
         self.registry = registry
         self.uploads = uploads  # uploads.Uploads, or None
         self.detector_dir = Path(detector_dir) if detector_dir else None
@@ -51,7 +59,11 @@ class Resources:
         self._models: dict[str, object] = {}
         self._data: dict[tuple[str, str | None], object] = {}
         self._plugins: OrderedDict[tuple, object] = OrderedDict()
-        self._detectors: dict[tuple, object] = {}
+        self._detectors: OrderedDict[tuple, object] = OrderedDict()  # least recently used first
+        self.detectors_kept = max(1, int(detectors_kept))  # in memory; the rest reload from disk
+        self._fitting: dict[tuple, float] = {}  # detector key -> when its background fit started
+        self._fit_failures: dict[tuple, BaseException] = {}
+        self._fitter = None  # one background thread fits detectors, one at a time
         self._loading: dict[tuple, threading.Lock] = {}  # one lock per thing being loaded
         self._warmed: set[tuple] = set()
 
@@ -194,12 +206,64 @@ class Resources:
                             lambda: self.registry.create("defense", name, **params).apply(self.classifier(model)))
         return self._cached(("adaptive", model, key), real.adaptive) if adaptive else real
 
-    def detector(self, model: str, name: str, params: dict):
-        """A detector fitted to `model`: from memory, else from its file under the instance folder,
-        else fitted now on the val (else train) split of the model's data set (and saved). A supervised
-        detector also needs adversarial examples: PGD at eps 4/255 on the same images."""
-        return self._once(self._detectors, (model, _key(name, params)),
-                          lambda: self._load_or_fit_detector(model, name, params))
+    def detector_or_fit(self, model: str, name: str, params: dict):
+        """(detector, None) when it is fitted — in memory, or saved under the instance folder —
+        else (None, seconds its fit has run), the fit going on in the background: a request never
+        waits seconds for one. A fit that failed raises its error once, to the next caller."""
+        key = (model, _key(name, params))
+        with self._lock:
+            if key in self._detectors:
+                self._detectors.move_to_end(key)
+                return self._detectors[key], None
+            if key in self._fit_failures:
+                raise self._fit_failures.pop(key)
+            if key in self._fitting:
+                return None, time.time() - self._fitting[key]
+        det = self._saved_detector(model, name, params)
+        if det is not None:
+            self._keep_detector(key, det)
+            return det, None
+        with self._lock:
+            if key in self._fitting:
+                return None, time.time() - self._fitting[key]
+            if len(self._fitting) >= MAX_FITS_WAITING:
+                raise FitsBusy(f"{len(self._fitting)} detectors are being fitted already; retry later")
+            self._fitting[key] = time.time()
+            if self._fitter is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._fitter = ThreadPoolExecutor(1, thread_name_prefix="egide-detector-fit")
+        self._fitter.submit(self._fit_in_background, key, model, name, params)
+        return None, 0.0
+
+    def _fit_in_background(self, key, model: str, name: str, params: dict) -> None:
+        try:
+            self._keep_detector(key, self._load_or_fit_detector(model, name, params))
+        except BaseException as exc:  # kept for the next request, which reports it
+            with self._lock:
+                self._fit_failures[key] = exc
+        finally:
+            with self._lock:
+                self._fitting.pop(key, None)
+
+    def _keep_detector(self, key, det) -> None:
+        with self._lock:
+            self._detectors[key] = det
+            self._detectors.move_to_end(key)
+            while len(self._detectors) > self.detectors_kept:
+                self._detectors.popitem(last=False)  # saved on disk: reloaded, not refitted
+
+    def _saved_detector(self, model: str, name: str, params: dict):
+        from egide.core.detector import load_detector
+        from egide.core.errors import InputError
+
+        path = self.detector_path(model, name, params)
+        if path is None or not path.is_file():
+            return None
+        try:
+            return load_detector(path, self.classifier(model), self.registry)
+        except InputError:  # fitted on other weights (an upload replaced): fit again
+            return None
 
     def detector_path(self, model: str, name: str, params: dict) -> Path | None:
         if self.detector_dir is None:
@@ -208,16 +272,16 @@ class Resources:
         return self.detector_dir / model / f"{name}-{digest}.npz"
 
     def _load_or_fit_detector(self, model: str, name: str, params: dict):
-        from egide.core.detector import load_detector
+        """A detector fitted to `model`: from its file under the instance folder, else fitted on
+        the val (else train) split of the model's data set (and saved). A supervised detector also
+        needs adversarial examples: PGD at eps 4/255 on the same images."""
         from egide.core.errors import InputError
 
         clf = self.classifier(model)
         path = self.detector_path(model, name, params)
-        if path is not None and path.is_file():
-            try:
-                return load_detector(path, clf, self.registry)
-            except InputError:  # fitted on other weights (an upload replaced): fit again
-                pass
+        saved = self._saved_detector(model, name, params)
+        if saved is not None:
+            return saved
         det = self.registry.create("detector", name, **params)
         data = self.training_data(model)
         if data is None:

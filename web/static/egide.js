@@ -335,11 +335,18 @@
     var headers = {"Accept": "application/json"};
     if (token()) { headers["Authorization"] = "Bearer " + token(); }
     $("scan-run").disabled = true;
-    $("scan-status").textContent = detectorFs
-      ? "Classifying… (the first time, the detector is fitted to the model first: this can take a minute)"
-      : "Classifying…";
+    $("scan-status").textContent = "Classifying…";
+    function send() {
     fetch(API + "/predict", {method: "POST", headers: headers, body: body}).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (doc) {
+        if (r.status === 503 && /detector-fitting$/.test(doc.type || "")) {
+          // The server fits the detector in the background: ask again when it says to.
+          var wait = Number(r.headers.get("Retry-After")) || 5;
+          $("scan-status").textContent = "Fitting the detector to the model (" + Math.round(doc.fitting_seconds || 0) +
+            " s so far, the first time only)… asking again in " + wait + " s";
+          setTimeout(send, wait * 1000);
+          return;
+        }
         $("scan-run").disabled = false;
         $("scan-status").textContent = "";
         if (!r.ok) {
@@ -362,6 +369,8 @@
       $("scan-status").textContent = "";
       showError($("scan-error"), "the server did not answer: " + e.message);
     });
+    }
+    send();
   });
 
   function showPrediction(doc, file) {
