@@ -12,7 +12,10 @@ library's http.client only (no TensorFlow in this process, so the client steals 
    median of the next `--repeats` jobs.
 2. POST /api/v1/predict of one 64x64 PNG (a demo image, the first clean PNG the FGSM job wrote):
    `--warmup` requests first, then `--requests` timed ones; median and p95 milliseconds.
-3. 4 jobs submitted at once (FGSM, PGD, BIM, MIM on 64 images, 10 steps): every one must end
+3. The same /predict from `--clients` (8) concurrent clients, `--requests` each: every answer
+   200 (a 503 from the server's bound on concurrent predict work counts as an error), and the
+   median and p99 milliseconds.
+4. 4 jobs submitted at once (FGSM, PGD, BIM, MIM on 64 images, 10 steps): every one must end
    `done`; the wall time from the first submit to the last done.
 
 Prints a table with PASS/FAIL against the targets (median predict < 30 ms, FGSM job < 2 s,
@@ -117,6 +120,27 @@ def fgsm_job(client: Client, poll: float) -> tuple[float, dict]:
     return time.perf_counter() - t0, job
 
 
+def predict_from_clients(port: int, body: bytes, headers: dict, clients: int, each: int):
+    """`clients` threads, each with its own connection, sending `each` /predict requests;
+    returns (milliseconds of the 200 answers, statuses of the others)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one_client(_):
+        own, times, bad = Client(port), [], []
+        try:
+            for _ in range(each):
+                t0 = time.perf_counter()
+                status, _data = own.request("POST", "/api/v1/predict", body, headers)
+                (times if status == 200 else bad).append((time.perf_counter() - t0) * 1000 if status == 200 else status)
+        finally:
+            own.close()
+        return times, bad
+
+    with ThreadPoolExecutor(clients) as pool:
+        outcomes = list(pool.map(one_client, range(clients)))
+    return [t for times, _ in outcomes for t in times], [s for _, bad in outcomes for s in bad]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     k = (len(ordered) - 1) * q
@@ -133,6 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--workers", type=int, help="the server's worker threads (default: its own, 1)")
     parser.add_argument("--keep", action="store_true", help="keep the instance folder and server log")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent /predict clients (default 8)")
     args = parser.parse_args(argv)
 
     load = os.getloadavg()[0]
@@ -184,7 +209,14 @@ def main(argv=None) -> int:
         results["predict_ms"] = {"median": round(predict_median, 2), "p95": round(predict_p95, 2),
                                  "min": round(min(times), 2), "requests": len(times)}
 
-        # 3. Four jobs at once: all must finish done.
+        # 3. The same request from several clients at once.
+        concurrent_ms, failures = predict_from_clients(server.port, body, headers, args.clients, args.requests)
+        results["predict_concurrent_ms"] = {
+            "clients": args.clients, "requests": len(concurrent_ms) + len(failures), "errors": len(failures),
+            "median": round(statistics.median(concurrent_ms), 2) if concurrent_ms else None,
+            "p99": round(percentile(concurrent_ms, 0.99), 2) if concurrent_ms else None}
+
+        # 4. Four jobs at once: all must finish done.
         bodies = [{"kind": "attack", "plugin": name, "params": {"eps": 4 / 255, **extra}, "limit": 64}
                   for name, extra in (("fgsm", {}), ("pgd", {"steps": 10}), ("bim", {"steps": 10}),
                                       ("mim", {"steps": 10}))]
@@ -208,6 +240,9 @@ def main(argv=None) -> int:
         (f"POST /predict 64x64, median of {len(times)}", f"{predict_median:.1f} ms",
          f"< {PREDICT_TARGET_MS:g} ms", "PASS" if predict_median < PREDICT_TARGET_MS else "FAIL"),
         ("POST /predict 64x64, p95", f"{predict_p95:.1f} ms", "", ""),
+        (f"POST /predict from {args.clients} clients at once, p99",
+         f"{results['predict_concurrent_ms']['p99']} ms", "no errors",
+         "PASS" if not failures else f"FAIL ({len(failures)} errors)"),
         (f"4 jobs at once (fgsm, pgd, bim, mim), {args.workers or 1} worker(s)", f"{wall:.2f} s wall",
          "all done", "PASS" if states == ["done"] * 4 else "FAIL"),
     ]
