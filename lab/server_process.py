@@ -28,6 +28,7 @@ class RunningServer:
     port: int
     instance: Path
     log_path: Path
+    pid: int = 0  # the server process (for benchmarks that watch its memory)
 
 
 def free_port() -> int:
@@ -66,7 +67,7 @@ def running_server(instance, *, args: tuple[str, ...] = (), timeout: float = 90.
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_ready(proc, url, timeout, log_path)
-        yield RunningServer(url, port, instance, log_path)
+        yield RunningServer(url, port, instance, log_path, proc.pid)
     finally:
         proc.terminate()
         try:
