@@ -62,8 +62,15 @@ def test_schemas_come_from_the_request_models_and_the_plugins(doc, registry):
     from egide.web.schemas import AttackJob
 
     schemas = doc["components"]["schemas"]
-    assert schemas["AttackJob"]["properties"] == AttackJob.model_json_schema(
-        ref_template="#/components/schemas/{model}")["properties"]
+    documented = schemas["AttackJob"]["properties"]
+    # The names a request may use are enums of what is installed (and uploaded) now...
+    assert documented["plugin"].pop("enum") == registry.names("attack")
+    assert "brain-tumor-cnn" in documented["model"]["anyOf"][0].pop("enum")
+    assert "brain-tumor-phantom" in documented["data"]["anyOf"][0].pop("enum")
+    assert set(schemas["DefendJob"]["properties"]["plugin"]["enum"]) >= {"adversarial-training"}
+    assert "jpeg" in schemas["JobDefense"]["properties"]["plugin"]["enum"]
+    # ... and otherwise the schema is the request model's own.
+    assert documented == AttackJob.model_json_schema(ref_template="#/components/schemas/{model}")["properties"]
     assert "EvaluationConfig" in schemas and "AttackSpec" in schemas
     for name in registry.names("attack"):
         params = schemas[f"AttackParams_{name}"]

@@ -194,7 +194,9 @@ def _openapi_doc() -> dict:
         v = version("egide")
     except PackageNotFoundError:
         v = "0.1.0"
-    return document(state().registry, v)
+    st = state()
+    return document(st.registry, v, names={"model": st.resources.model_names(),
+                                           "dataset": st.resources.dataset_names()})
 
 
 @api.get("/docs")

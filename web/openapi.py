@@ -86,8 +86,40 @@ def _components(registry) -> tuple[dict, list[str]]:
     return schemas, failures
 
 
-def document(registry, version: str = "0.1.0", extra_paths: dict | None = None) -> dict:
+def _name_enums(schemas: dict, registry, names: dict) -> None:
+    """The names a request may use, as enums: the installed plugins of the right sort, and the
+    named models and data sets (uploads included) at the time the document is served. A client
+    (or a fuzzer) then knows what is accepted, not only what is refused."""
+    defenses = registry.plugins("defense")
+    choices = {
+        "attack": registry.names("attack"),
+        "trainer": sorted(c.name for c in defenses if getattr(c, "needs_training_data", False)),
+        "preprocessor": sorted(c.name for c in defenses if not getattr(c, "needs_training_data", False)),
+        "detector": registry.names("detector"),
+        "model": list(names.get("model", [])),
+        "dataset": list(names.get("dataset", [])),
+    }
+    fields = {
+        ("AttackJob", "plugin"): "attack", ("DefendJob", "plugin"): "trainer",
+        ("JobDefense", "plugin"): "preprocessor", ("AttackSpec", "plugin"): "attack",
+        ("DefenseSpec", "plugin"): "preprocessor", ("DetectorSpec", "plugin"): "detector",
+        ("AttackJob", "model"): "model", ("DefendJob", "model"): "model", ("EvaluationConfig", "model"): "model",
+        ("AttackJob", "data"): "dataset", ("DefendJob", "data"): "dataset", ("EvaluationConfig", "data"): "dataset",
+    }
+    for (model, field), sort in fields.items():
+        prop = schemas.get(model, {}).get("properties", {}).get(field)
+        if prop is None or not choices[sort]:
+            continue
+        branches = prop.get("anyOf", [prop])
+        for branch in branches:
+            if branch.get("type") == "string":
+                branch["enum"] = choices[sort]
+
+
+def document(registry, version: str = "0.1.0", extra_paths: dict | None = None,
+             names: dict | None = None) -> dict:
     schemas, failures = _components(registry)
+    _name_enums(schemas, registry, names or {})
     attack_params = sorted(n for n in schemas if n.startswith("AttackParams_") and "__" not in n)
     job_body = {"required": True, "content": {"application/json": {"schema": {
         "oneOf": [_ref("AttackJob"), _ref("EvaluateJob"), _ref("DefendJob")],
