@@ -7,7 +7,6 @@ import hmac
 import shutil
 
 import numpy as np
-
 from flask import Blueprint, current_app, request, send_from_directory, url_for
 from pydantic import ValidationError
 
@@ -22,9 +21,9 @@ from egide.lab.services import is_loopback
 from . import json_body
 from . import predict as pred
 from .jobs import QueueFull
-from .work import FitsBusy
 from .problems import Problem, field_error, from_parameter_error, from_pydantic, validation_problem
 from .schemas import AttackJob, DefendJob, EvaluateJob
+from .work import FitsBusy
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
