@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -26,15 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import egide  # noqa: E402
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+from attacks import median_time  # noqa: E402  (benchmarks/attacks.py: median of repeats)
 
 
 def main(argv=None) -> int:
@@ -72,16 +62,16 @@ def main(argv=None) -> int:
     apgd.run(clf, x[:8], y[:8])  # compile
     apgd.run(clf, x, y)
     gradient_loop(xt, yt, tf.constant(2)).numpy()
-    base = median_seconds(lambda: gradient_loop(xt, yt, tf.constant(args.steps)).numpy(), args.repeats)
-    spent = median_seconds(lambda: apgd.run(clf, x, y), args.repeats)
+    base = median_time(lambda: gradient_loop(xt, yt, tf.constant(args.steps)).numpy(), args.repeats)
+    spent = median_time(lambda: apgd.run(clf, x, y), args.repeats)
     rows.append((f"apgd N={args.steps}", spent, base, f"{args.steps} fwd+bwd", 1.1))
 
     square = reg.create("attack", "square", eps=1e-4, queries=args.queries)
     square.run(clf, x, y)
     forward_loop(xt, tf.constant(2)).numpy()
-    base = median_seconds(lambda: forward_loop(xt, tf.constant(args.queries)).numpy(), args.repeats)
+    base = median_time(lambda: forward_loop(xt, tf.constant(args.queries)).numpy(), args.repeats)
     result = {}
-    spent = median_seconds(lambda: result.update(r=square.run(clf, x, y)), args.repeats)
+    spent = median_time(lambda: result.update(r=square.run(clf, x, y)), args.repeats)
     rows.append((f"square Q={args.queries}", spent, base, f"{args.queries} forward", 1.1))
     unbroken = float(np.mean(~result["r"].success))
 

@@ -164,7 +164,7 @@ class Attack(Plugin):
             raise ParameterError(
                 f"{self.name}: eps={eps:g} exceeds the input range of the classifier "
                 f"({lo:g}..{hi:g}, largest possible L{self.norm} distance {limit:.4g}); "
-                "epsilons are in input units, e.g. 8/255 = 0.0314 for images in [0, 1]"
+                "epsilons are fractions of the input range, e.g. 8/255 = 0.0314"
             )
 
 

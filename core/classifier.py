@@ -108,18 +108,26 @@ class Classifier:
         lo, hi = self.input_range
         return x if (lo, hi) == UNIT else lo + x * (hi - lo)
 
+    def activations_per_image(self) -> int:
+        """Values the model's layers output for one image (what a forward pass holds)."""
+        total = 0
+        for layer in getattr(self.model, "layers", []):
+            try:
+                total += int(np.prod([d for d in layer.output.shape[1:] if d is not None]))
+            except (AttributeError, ValueError, TypeError):
+                continue  # a layer without a static output shape
+        return total
+
+    @property
+    def output_is_logits(self) -> bool:
+        """Whether the Keras model's own output is the logits (no softmax/sigmoid to undo)."""
+        return self.logits_source.startswith("model output")
+
     def batch_size_for(self, images: int, budget_mb: float = 512.0) -> int:
         """A batch size for attacks on `images` images: as many as the model's activations (kept
         for the backward pass) fit in `budget_mb`, at most all of them. Fewer, larger batches
         cost less per image on small models; the budget keeps memory flat on large ones."""
-        per_image = 0
-        for layer in getattr(self.model, "layers", []):
-            try:
-                shape = layer.output.shape
-                per_image += int(np.prod([d for d in shape[1:] if d is not None]))
-            except (AttributeError, ValueError, TypeError):
-                continue
-        per_image = max(per_image, 4 * int(np.prod(self.input_shape)))  # unknown layers: a floor
+        per_image = max(self.activations_per_image(), 4 * int(np.prod(self.input_shape)))  # a floor
         fits = int(budget_mb * 2**20 / (per_image * 4 * 3))  # float32; forward, backward, copies
         return max(1, min(images, max(fits, 16)))
 

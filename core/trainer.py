@@ -43,7 +43,7 @@ class TrainerParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    eps: float = Field(4 / 255, gt=0, le=1, description="L-inf budget trained against, in input units")
+    eps: float = Field(4 / 255, gt=0, le=1, description="L-inf budget trained against, a fraction of the input range")
     epochs: int = Field(10, ge=1, le=10_000, description="Passes over the training split")
     batch_size: int = Field(64, ge=1, le=4096, description="Images per training batch")
     learning_rate: float = Field(1e-3, gt=0, le=10, description="Adam learning rate")
@@ -77,8 +77,7 @@ class TrainingContext:
 
         # Dropout on for models whose output is the logits; logits recovered from before a
         # final softmax are computed in inference mode, as they always were here.
-        training = clf.logits_source.startswith("model output")
-        train_logits = lambda x: clf.logits(x, training=training)  # noqa: E731
+        train_logits = lambda x: clf.logits(x, training=clf.output_is_logits)  # noqa: E731
         return cls(clf, train_logits, cross_entropy_pass(clf, targeted=False))
 
     def once(self, name: str, build: Callable):

@@ -338,15 +338,15 @@ def _decoded(files, clf, model: str, cfg) -> tuple[np.ndarray, list, list]:
             raise pred._bad(i, filename, "an empty file", "empty")
         per_image = int(cfg["EGIDE_MAX_PIXELS"])
         limit = min(per_image, budget - used)
+        over_budget = pred._too_big(filename, f"with it the request's images hold more than the {budget} "
+                                    "pixels allowed together (EGIDE_MAX_PREDICT_PIXELS); send fewer per request")
+        if limit <= 0:
+            raise over_budget
         try:
-            if limit <= 0:
-                raise Problem(413, "Image too large")
             pixels = pred.decode(data, filename, i, shape[-1], limit)
         except Problem as exc:
-            if exc.status == 413 and limit < per_image:  # the request's budget, not the image's
-                raise pred._too_big(filename, f"with it the request's images hold more than the {budget} "
-                                    "pixels allowed together (EGIDE_MAX_PREDICT_PIXELS); send fewer per "
-                                    "request") from None
+            if exc.status == 413 and limit < per_image:  # the request's budget bound, not the image's
+                raise over_budget from None
             raise
         used += int(pixels.shape[0]) * int(pixels.shape[1])
         try:

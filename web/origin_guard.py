@@ -17,14 +17,16 @@ from urllib.parse import urlsplit
 
 from flask import current_app, request
 
+from egide.lab.services import is_loopback
+
 from .problems import Problem
 
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def allowed_hosts() -> set[str]:
-    names = set(LOOPBACK_NAMES)
+    """The names besides loopback this server answers to."""
+    names = set()
     bound = current_app.config.get("EGIDE_BIND_HOST")
     if bound and bound not in ("0.0.0.0", "::"):
         names.add(bound.strip("[]").lower())
@@ -44,9 +46,10 @@ def hostname(host: str) -> str:
 def check_request() -> None:
     """Raise a problem for a foreign Host, or a cross-site state-changing request."""
     name = hostname(request.host or "")
-    if name not in allowed_hosts():
+    if not is_loopback(name) and name not in allowed_hosts():
         raise Problem(400, "Host not allowed",
-                      f"this server answers to {', '.join(sorted(allowed_hosts()))}, not {name!r}; "
+                      f"this server answers to loopback names{''.join(', ' + n for n in sorted(allowed_hosts()))}, "
+                      f"not {name!r}; "
                       "behind a proxy or under another name, list it in EGIDE_ALLOWED_HOSTS",
                       type="host-not-allowed")
     if request.method not in STATE_CHANGING:

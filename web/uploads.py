@@ -366,14 +366,8 @@ def _skipped(path: PurePosixPath) -> bool:
 
 def model_cost(clf) -> dict:
     """What one image costs the model: its input values, its weights, its activation values."""
-    per_image = 0
-    for layer in getattr(clf.model, "layers", []):
-        try:
-            per_image += int(np.prod([d for d in layer.output.shape[1:] if d is not None]))
-        except (AttributeError, ValueError, TypeError):
-            continue
     return {"input": int(np.prod(clf.input_shape)), "params": int(clf.model.count_params()),
-            "activations": per_image}
+            "activations": clf.activations_per_image()}
 
 
 def _check_cost(clf, limits: dict, filename: str) -> None:

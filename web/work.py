@@ -238,7 +238,7 @@ class Resources:
 
     def _fit_in_background(self, key, model: str, name: str, params: dict) -> None:
         try:
-            self._keep_detector(key, self._load_or_fit_detector(model, name, params))
+            self._keep_detector(key, self._fit_detector(model, name, params))
         except BaseException as exc:  # kept for the next request, which reports it
             with self._lock:
                 self._fit_failures[key] = exc
@@ -271,17 +271,14 @@ class Resources:
         digest = hashlib.sha256(_key(name, params).encode()).hexdigest()[:12]
         return self.detector_dir / model / f"{name}-{digest}.npz"
 
-    def _load_or_fit_detector(self, model: str, name: str, params: dict):
-        """A detector fitted to `model`: from its file under the instance folder, else fitted on
-        the val (else train) split of the model's data set (and saved). A supervised detector also
-        needs adversarial examples: PGD at eps 4/255 on the same images."""
+    def _fit_detector(self, model: str, name: str, params: dict):
+        """A detector fitted to `model` on the val (else train) split of the model's data set, and
+        saved under the instance folder. A supervised detector also needs adversarial examples:
+        PGD at eps 4/255 on the same images. (A saved one was looked for before this runs.)"""
         from egide.core.errors import InputError
 
         clf = self.classifier(model)
         path = self.detector_path(model, name, params)
-        saved = self._saved_detector(model, name, params)
-        if saved is not None:
-            return saved
         det = self.registry.create("detector", name, **params)
         data = self.training_data(model)
         if data is None:

@@ -111,13 +111,7 @@ def load_folder(base: Path, split, size, channels, limit, scans: ScanOptions = S
         except Exception as exc:  # truncated or damaged pixel data
             bad[i] = _why(exc)
     if bad:
-        lines = [f"  {_name(files[i][0], base)}: {bad[i]}" for i in sorted(bad)]
-        more = f"\n  ... and {len(lines) - MAX_LISTED} more" if len(lines) > MAX_LISTED else ""
-        raise DataError(
-            f"{len(lines)} image file(s) could not be read; fix or remove them:\n"
-            + "\n".join(lines[:MAX_LISTED])
-            + more
-        )
+        _refuse(bad, files, base, "image file(s)")
     y = np.fromiter((label for _, label in files), np.int64, len(files))
     return Dataset(x, y, names, from_images=True)
 
@@ -138,7 +132,7 @@ def _load_scans(files, kind: str, base: Path, names, size, channels, limit, scan
         labels += [label] * len(stack)
         origin += [path] * len(stack)
     if bad:
-        _refuse(bad, files, base, KINDS[kind])
+        _refuse(bad, files, base, f"of the {KINDS[kind]}")
     if limit is not None:
         cuts, labels = cuts[:limit], labels[:limit]
     sizes = Counter(c.shape[:2] for c in cuts)
@@ -159,9 +153,10 @@ def _load_scans(files, kind: str, base: Path, names, size, channels, limit, scan
 
 
 def _refuse(bad: dict, files, base: Path, what: str):
+    """One error naming every file that could not be read (file index -> reason), in order."""
     lines = [f"  {_name(files[i][0], base)}: {bad[i]}" for i in sorted(bad)]
     more = f"\n  ... and {len(lines) - MAX_LISTED} more" if len(lines) > MAX_LISTED else ""
-    raise DataError(f"{len(lines)} of the {what} could not be read; fix or remove them:\n"
+    raise DataError(f"{len(lines)} {what} could not be read; fix or remove them:\n"
                     + "\n".join(lines[:MAX_LISTED]) + more)
 
 

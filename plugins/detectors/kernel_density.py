@@ -236,7 +236,7 @@ def mc_uncertainty(clf, masks):
     first = next(i for i, layer in enumerate(layers) if type(layer).__name__ in _DROPOUTS)
     consts = [tf.constant(m) for m in masks]
     passes = int(masks[0].shape[0])
-    output_is_logits = clf.logits_source.startswith("model output")
+    output_is_logits = clf.output_is_logits
 
     def uncertainty(x):
         batch = tf.shape(x)[0]
