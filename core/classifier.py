@@ -27,6 +27,7 @@ from .input_range import UNIT, checked_range, detect_input_range
 log = logging.getLogger("egide")
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+STOPPED = "egide: stopped on request"  # in the error of a computation through a stopped copy
 
 
 class Classifier:
@@ -37,6 +38,7 @@ class Classifier:
     nothing. `clip` is the old name of the same argument."""
 
     clip = UNIT  # where images, budgets and attacks live, for every model
+    _stop_flag = None  # a tf.Variable in copies made by stoppable()
 
     def __init__(self, model, *, input_range=None, clip=None, name: str | None = None):
         import keras
@@ -231,7 +233,28 @@ class Classifier:
     def logits(self, x, training: bool = False):
         """Logits of images in [0, 1] as a tensor; differentiable, and safe to call inside a
         tf.function. training=True runs dropout and the like (for trainers)."""
-        return self._logits_fn(self.to_model_input(x), training)
+        x = self.to_model_input(x)
+        if self._stop_flag is not None:  # a stoppable copy: every model pass first checks it
+            import tensorflow as tf
+
+            check = tf.debugging.Assert(tf.logical_not(self._stop_flag), [STOPPED])
+            with tf.control_dependencies([check]):
+                x = tf.identity(x)
+        return self._logits_fn(x, training)
+
+    def stoppable(self):
+        """(copy, stop): a copy of this classifier (same model, same live weights) and a function
+        that stops it. After stop(), any computation through the copy fails at its next model
+        pass, inside a compiled attack loop too, with a TensorFlow error that names STOPPED. A
+        server cancels a long job this way within a batch. The copy traces its own graphs."""
+        import copy
+
+        import tensorflow as tf
+
+        view = copy.copy(self)
+        view.__dict__.pop("_compiled", None)
+        view._stop_flag = flag = tf.Variable(False, trainable=False)
+        return view, lambda: flag.assign(True)
 
     def probabilities(self, x):
         import tensorflow as tf

@@ -109,3 +109,23 @@ def test_labels_are_checked(clf):
     with pytest.raises(InputError, match="must be 2 class indices"):
         clf.check_labels(np.array([0, 1, 2]), 2)
     np.testing.assert_array_equal(clf.check_labels(np.eye(3)[[2, 0]], 2), [2, 0])
+
+
+def test_a_stoppable_copy_stops_a_compiled_attack_mid_batch_and_leaves_the_original(clf, test_batch, registry):
+    import threading
+
+    import tensorflow as tf
+
+    from egide.core.classifier import STOPPED
+
+    x, y = test_batch
+    view, stop = clf.stoppable()
+    np.testing.assert_allclose(view.predict_logits(x), clf.predict_logits(x))  # same model, same weights
+    long = registry.create("attack", "pgd", eps=0.1, steps=100_000, early_stop=False)
+    started = threading.Event()
+    threading.Thread(target=lambda: (started.wait(), stop()), daemon=True).start()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=STOPPED):
+        long.run(view, x, y, batch_size=len(x), progress=lambda done, total: started.set())
+    with pytest.raises(tf.errors.InvalidArgumentError, match=STOPPED):
+        view.predict(x)  # stopped for good
+    assert (clf.predict(x) == y).all()  # the shared original runs on

@@ -160,7 +160,7 @@ def test_an_attack_job_behind_a_defense_is_measured_on_the_real_defense(client, 
     # The predictions are those of the defended model: quantised inputs, not the bare model.
     res = app.extensions["egide"].resources
     data = res.dataset("brain-tumor-phantom", "test").take(16)
-    defended = res.defended("brain-tumor-cnn", "web-test-quantise", {"levels": 4})
+    defended = res.registry.create("defense", "web-test-quantise", levels=4).apply(res.classifier("brain-tumor-cnn"))
     with np.load(io.BytesIO(client.get(job["artifacts"]["adversarial.npz"]).data)) as npz:
         assert np.array_equal(npz["y_pred"], defended.predict(data.x))
         assert np.array_equal(npz["y_pred_adv"], defended.predict(npz["x_adv"]))

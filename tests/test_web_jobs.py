@@ -274,3 +274,19 @@ def test_a_failing_job_is_failed_not_lost(tmp_path):
     until(lambda: store.get(job_id)["state"] not in ("queued", "running"), what="the job ending")
     runner.shutdown()
     assert store.get(job_id)["state"] == "failed" and store.get(job_id)["error"] == "the data set is empty"
+
+
+def test_cancel_stops_a_running_job_inside_its_one_batch(app):
+    """All 16 images in one batch of 100,000 PGD steps: a cancel that waited for the batch to end
+    would take many minutes; the job stops at the model's next pass and has done no batch."""
+    client = app.test_client()
+    resp = client.post("/api/v1/jobs", json={
+        "kind": "attack", "plugin": "pgd", "params": {"eps": EPS, "steps": 100_000, "early_stop": False},
+        "limit": 16, "batch_size": 16,
+    })
+    url = resp.get_json()["url"]
+    until(lambda: client.get(url).get_json()["state"] == "running", what="the job starting")
+    assert client.delete(url).status_code == 202
+    job = wait(client, url, timeout=60.0)
+    assert job["state"] == "cancelled" and job["error"] == "cancelled while running"
+    assert job["progress"]["done"] == 0 and job["artifacts"] == {}

@@ -5,7 +5,8 @@ finished jobs stay, and jobs that were queued or running when the process stoppe
 `interrupted` when the next one starts. Work runs in `workers` threads of the server process
 (1 by default: TensorFlow already uses every core), fed by a bounded queue. Cancelling a queued
 job means it never runs; a running job stops at its next progress callback, which raises
-`JobCancelled`. Progress is written at most `PROGRESS_INTERVAL` seconds apart.
+`JobCancelled`, or sooner: the work may register a `stop` (`progress.when_cancelled(stop)`, a
+stoppable classifier's) that halts its computations at the next model pass. Progress is written at most `PROGRESS_INTERVAL` seconds apart.
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ class JobRunner:
         self.store, self.work = store, work
         self.queue: queue.Queue[str] = queue.Queue(maxsize=queue_size)
         self._cancelled: set[str] = set()
+        self._stops: dict[str, list[Callable[[], None]]] = {}  # job id -> what stops its computations
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.threads = [
@@ -204,6 +206,9 @@ class JobRunner:
     def cancel(self, job_id: str) -> str | None:
         with self._lock:
             self._cancelled.add(job_id)
+            stops = self._stops.pop(job_id, [])
+        for stop in stops:  # a running job stops at its next model pass, not at the end of a batch
+            stop()
         return self.store.cancel(job_id)
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -230,6 +235,7 @@ class JobRunner:
         if self._is_cancelled(job_id) or not self.store.start(job_id):
             with self._lock:
                 self._cancelled.discard(job_id)
+                self._stops.pop(job_id, None)
             return
         job = self.store.get(job_id)
         last = [0.0]
@@ -242,11 +248,22 @@ class JobRunner:
                 last[0] = now
                 self.store.progress(job_id, done, total, label)
 
+        def when_cancelled(stop: Callable[[], None]) -> None:
+            """The work registers how to stop its computations (a stoppable classifier's stop)."""
+            with self._lock:
+                cancelled = job_id in self._cancelled
+                if not cancelled:
+                    self._stops.setdefault(job_id, []).append(stop)
+            if cancelled:
+                stop()
+
+        progress.when_cancelled = when_cancelled
         try:
             result, artifacts = self.work(job, progress)
-        except JobCancelled:
-            self.store.finish(job_id, "cancelled", error="cancelled while running")
         except Exception as exc:  # the job fails; the server and the other jobs carry on
+            if isinstance(exc, JobCancelled) or self._is_cancelled(job_id):  # stopped mid-batch too
+                self.store.finish(job_id, "cancelled", error="cancelled while running")
+                return
             from egide.core.errors import EgideError
 
             if not isinstance(exc, EgideError):
@@ -258,3 +275,4 @@ class JobRunner:
         finally:
             with self._lock:
                 self._cancelled.discard(job_id)
+                self._stops.pop(job_id, None)

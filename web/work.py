@@ -28,7 +28,6 @@ from egide.lab.report.model import eps_key
 log = logging.getLogger("egide.web")
 
 EXAMPLES = 6  # clean / adversarial / perturbation triples written as PNGs for an attack job
-CACHED_PLUGINS = 32  # attack objects and defended classifiers kept, least recently used dropped
 CHECKPOINT = "checkpoint.npz"  # a trainer's resumable state; a re-run starts from a copy
 DETECTOR_EPS = 4 / 255  # budget of the PGD examples a supervised detector is fitted on
 
@@ -58,7 +57,6 @@ class Resources:
         self._lock = threading.Lock()
         self._models: dict[str, object] = {}
         self._data: dict[tuple[str, str | None], object] = {}
-        self._plugins: OrderedDict[tuple, object] = OrderedDict()
         self._detectors: OrderedDict[tuple, object] = OrderedDict()  # least recently used first
         self.detectors_kept = max(1, int(detectors_kept))  # in memory; the rest reload from disk
         self._fitting: dict[tuple, float] = {}  # detector key -> when its background fit started
@@ -180,31 +178,10 @@ class Resources:
 
         threading.Thread(target=load, name="egide-warm", daemon=True).start()
 
-    def _cached(self, key: tuple, make: Callable):
-        with self._lock:
-            if key in self._plugins:
-                self._plugins.move_to_end(key)
-                return self._plugins[key]
-        value = make()
-        with self._lock:
-            value = self._plugins.setdefault(key, value)
-            while len(self._plugins) > CACHED_PLUGINS:
-                self._plugins.popitem(last=False)
-        return value
-
     def attack(self, name: str, params: dict):
-        """The attack object for these parameters, shared between jobs: it keeps its compiled
-        functions per classifier, so the same attack on the same model compiles once."""
-        return self._cached(("attack", _key(name, params)),
-                            lambda: self.registry.create("attack", name, **params))
-
-    def defended(self, model: str, name: str, params: dict, adaptive: bool = False):
-        """The model behind a preprocessing defense (a Classifier), or its adaptive view (what an
-        adaptive attacker differentiates: BPDA / EOT), shared between jobs."""
-        key = _key(name, params)
-        real = self._cached(("defense", model, key),
-                            lambda: self.registry.create("defense", name, **params).apply(self.classifier(model)))
-        return self._cached(("adaptive", model, key), real.adaptive) if adaptive else real
+        """A new attack object: each job has its own, so the graphs it compiles for the job's
+        stoppable model go with the job (a shared one would keep them, and the model, forever)."""
+        return self.registry.create("attack", name, **params)
 
     def detector_or_fit(self, model: str, name: str, params: dict):
         """(detector, None) when it is fitted — in memory, or saved under the instance folder —
@@ -335,10 +312,20 @@ def run_job(resources: Resources, job_dir: Path, job: dict, progress: Callable):
     return _evaluate(resources, out, job["request"], progress)
 
 
+def _stoppable(clf, progress):
+    """A job's own stoppable copy of a shared model: cancelling the job stops it at the next model
+    pass, in the middle of an attack's batch, rather than when the batch ends."""
+    clf, stop = clf.stoppable()
+    when_cancelled = getattr(progress, "when_cancelled", None)
+    if when_cancelled is not None:
+        when_cancelled(stop)
+    return clf
+
+
 def _attack(res: Resources, out: Path, req: dict, progress):
     from egide.core.classifier import softmax
 
-    clf = res.classifier(req["model"])
+    clf = _stoppable(res.classifier(req["model"]), progress)
     data = res.dataset(req["data"], req.get("split"))
     if req.get("limit"):
         data = data.take(req["limit"])
@@ -349,9 +336,8 @@ def _attack(res: Resources, out: Path, req: dict, progress):
     defense = req.get("defense")
     measured = attacked = clf
     if defense:
-        measured = res.defended(req["model"], defense["plugin"], defense.get("params", {}))
-        attacked = res.defended(req["model"], defense["plugin"], defense.get("params", {}),
-                                adaptive=defense.get("adaptive", True))
+        measured = res.registry.create("defense", defense["plugin"], **defense.get("params", {})).apply(clf)
+        attacked = measured.adaptive() if defense.get("adaptive", True) else measured
     result = services.attack_on(attack, measured, attacked, data.x, data.y, target=target,
                                 batch_size=batch_size, seed=seed, progress=progress)
     result.save(out / "adversarial.npz")
@@ -408,7 +394,7 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
     from egide.lab.evaluation.pipeline import EvaluationConfig, evaluate
 
     config = EvaluationConfig(**req["config"])
-    clf = res.classifier(config.model)
+    clf = _stoppable(res.classifier(config.model), progress)
     data = res.dataset(config.data, config.split)
     report = evaluate(config, progress=progress, registry=res.registry, classifier=clf, dataset=data)
     write_report(report, out)
