@@ -17,9 +17,12 @@ library's http.client only (no TensorFlow in this process, so the client steals 
    median and p99 milliseconds.
 4. 4 jobs submitted at once (FGSM, PGD, BIM, MIM on 64 images, 10 steps): every one must end
    `done`; the wall time from the first submit to the last done.
+5. Cancelling a running job: a PGD job of 100,000 steps on 64 images in one batch (minutes of
+   work in that batch), cancelled `--cancel-after` seconds after it starts running; seconds from
+   the DELETE to the state `cancelled` (target: under 2 s, i.e. inside the batch).
 
 Prints a table with PASS/FAIL against the targets (median predict < 30 ms, FGSM job < 2 s,
-4 concurrent jobs all done) and exits 1 when one fails.
+4 concurrent jobs all done, cancel < 2 s) and exits 1 when one fails.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from egide.lab.server_process import running_server
 
 PREDICT_TARGET_MS = 30.0
 FGSM_TARGET_S = 2.0
+CANCEL_TARGET_S = 2.0
 READY_TIMEOUT_S = 120.0
 JOB_TIMEOUT_S = 300.0
 
@@ -158,6 +162,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, help="the server's worker threads (default: its own, 1)")
     parser.add_argument("--keep", action="store_true", help="keep the instance folder and server log")
     parser.add_argument("--clients", type=int, default=8, help="concurrent /predict clients (default 8)")
+    parser.add_argument("--cancel-after", type=float, default=3.0,
+                        help="seconds the long job runs before it is cancelled (default 3)")
     args = parser.parse_args(argv)
 
     load = os.getloadavg()[0]
@@ -228,6 +234,19 @@ def main(argv=None) -> int:
         errors = [j["error"] for j in jobs if j["state"] != "done"]
         results["concurrent"] = {"jobs": len(jobs), "states": states, "wall_s": round(wall, 2),
                                  "errors": errors}
+
+        # 5. Cancel a job in the middle of its only batch.
+        url = submit(client, {"kind": "attack", "plugin": "pgd", "limit": 64, "batch_size": 64,
+                              "params": {"eps": 4 / 255, "steps": 100_000, "early_stop": False}})
+        while client.json("GET", url)[1]["state"] == "queued":
+            time.sleep(args.poll)
+        time.sleep(args.cancel_after)
+        t0 = time.perf_counter()
+        client.json("DELETE", url)
+        cancelled = wait_done(client, url, args.poll)
+        cancel_s = time.perf_counter() - t0
+        results["cancel"] = {"state": cancelled["state"], "seconds": round(cancel_s, 3),
+                             "images_done": cancelled["progress"]["done"]}
     finally:
         client.close()
         stack.close()
@@ -245,6 +264,8 @@ def main(argv=None) -> int:
          "PASS" if not failures else f"FAIL ({len(failures)} errors)"),
         (f"4 jobs at once (fgsm, pgd, bim, mim), {args.workers or 1} worker(s)", f"{wall:.2f} s wall",
          "all done", "PASS" if states == ["done"] * 4 else "FAIL"),
+        ("cancel a running job inside its one batch", f"{cancel_s:.2f} s", f"< {CANCEL_TARGET_S:g} s",
+         "PASS" if cancel_s < CANCEL_TARGET_S and cancelled["state"] == "cancelled" else "FAIL"),
     ]
     ok = all(r[3] != "FAIL" for r in rows)
     width = max(len(r[0]) for r in rows)
