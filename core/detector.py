@@ -5,7 +5,9 @@ decision threshold at the target false-positive rate; `score` is higher for inpu
 adversarial; `detect` compares scores with that threshold.
 
 A plugin implements `_fit`, `_score`, and for saving `_state()` (a dict of NumPy arrays) and
-`_load_state(clf, state)`. `save(path)` writes one `.npz` file holding that state plus a JSON
+`_load_state(clf, state)`. For attackers who know the detector (adaptive attacks) it may also
+implement `_differentiable_score(clf)`: the same score as a TensorFlow function of the images,
+and declare in `score_gradient` how its gradient is had ("exact", or the approximation used). `save(path)` writes one `.npz` file holding that state plus a JSON
 header: plugin name, version, params, threshold and the fingerprint of the model it was fitted
 on, so loading it against another model is refused.
 """
@@ -16,6 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -32,6 +35,18 @@ class Detector(Plugin):
 
     threshold: float | None = None
     fitted_on: dict | None = None  # fingerprint(clf) of the model it was fitted on
+    # How differentiable_score's gradient is had, said in reports: "exact", or a sentence that
+    # names the approximation (BPDA ...). None: no differentiable score; adaptive attacks then
+    # go through a surrogate, and the report says so.
+    score_gradient: ClassVar[str | None] = None
+
+    @classmethod
+    def check_declaration(cls) -> None:
+        super().check_declaration()
+        implements = cls._differentiable_score is not Detector._differentiable_score
+        if (cls.score_gradient is not None) != implements:
+            raise TypeError(f"{cls.__name__}: declare score_gradient exactly when implementing "
+                            "_differentiable_score (both or neither)")
 
     # ---- the public API ----------------------------------------------------------------
     def fit(self, clf: Classifier, x_clean, x_adv=None) -> "Detector":
@@ -60,6 +75,13 @@ class Detector(Plugin):
 
     def detect(self, clf: Classifier, x) -> np.ndarray:
         return self.score(clf, x) > self.threshold
+
+    def differentiable_score(self, clf: Classifier):
+        """The score as a TensorFlow function of a batch of images in [0, 1], (B, H, W, C) ->
+        (B,), safe inside a tf.function and differentiable (see `score_gradient`): its values
+        are score()'s, so `fn(x) > threshold` is detect(). None when the detector has none."""
+        self._check_fitted(clf)
+        return None if self.score_gradient is None else self._differentiable_score(clf)
 
     def _check_fitted(self, clf: Classifier) -> None:
         if self.threshold is None:
@@ -111,6 +133,9 @@ class Detector(Plugin):
 
     def _score(self, clf: Classifier, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement _score()")
+
+    def _differentiable_score(self, clf: Classifier):
+        raise NotImplementedError(f"{type(self).__name__} declares no differentiable score")
 
 
 def load_detector(path, clf: Classifier, registry=None) -> Detector:

@@ -89,6 +89,9 @@ def plugin_checks(cls: type[Plugin], data: tuple | None = None) -> list[Check]:
             ("detector-unfitted-refused", lambda: _check_detector_unfitted(cls, *fixture())),
             ("detector-fpr-validated", lambda: _check_detector_fpr(cls)),
         ]
+        if cls.score_gradient is not None:
+            checks.append(("detector-differentiable-score",
+                           lambda: _check_differentiable_score(cls, *fixture())))
     elif issubclass(cls, DatasetSource):
         checks.append(("dataset-loads-splits", lambda: _check_dataset(cls)))
     elif issubclass(cls, ModelSource):
@@ -276,6 +279,38 @@ def _check_detector(cls, clf, x, y) -> None:
     _require(np.array_equal(scores, det.score(clf, x)), "scores differ between two calls")
     flags = det.detect(clf, x)
     _require(flags.dtype == bool and flags.shape == (len(x),), "detect() must return one bool per image")
+
+
+def _check_differentiable_score(cls, clf, x, y) -> None:
+    """The declared differentiable score is the score (on clean and on perturbed images), runs
+    inside a tf.function, and gives a finite gradient that is not zero everywhere."""
+    import tensorflow as tf
+
+    det = _fitted_detector(cls, clf, x)
+    fn = det.differentiable_score(clf)
+    _require(callable(fn), "differentiable_score() must return a function of a batch of images")
+    noisy = np.clip(x + 0.05 * np.random.default_rng(1).normal(size=x.shape), 0, 1).astype(np.float32)
+
+    @tf.function
+    def value_and_gradient(images):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            scores = fn(images)
+            total = tf.reduce_sum(scores)
+        return scores, tape.gradient(total, images)
+
+    for name, images in (("clean", x), ("perturbed", noisy)):
+        values, grad = (np.asarray(t) for t in value_and_gradient(tf.constant(images)))
+        expected = det.score(clf, images)
+        _require(values.shape == expected.shape,
+                 f"differentiable_score gave shape {values.shape} on {name} images, score() {expected.shape}")
+        _require(np.allclose(values, expected, rtol=1e-4, atol=1e-4),
+                 f"differentiable_score differs from score() on {name} images: largest gap "
+                 f"{float(np.max(np.abs(values - expected))):.3g}")
+        _require(grad is not None and grad.shape == images.shape and bool(np.all(np.isfinite(grad))),
+                 f"the gradient of differentiable_score on {name} images is missing or not finite")
+        _require(bool(np.any(grad != 0)), f"the gradient of differentiable_score is zero on every "
+                 f"{name} image: an adaptive attack would learn nothing from it")
 
 
 class _OnePluginRegistry:

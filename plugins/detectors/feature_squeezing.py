@@ -36,12 +36,22 @@ BATCH = 256
 
 
 def reduce_bit_depth(x, bits: int, lo: float, hi: float):
-    """Quantise x (in [lo, hi]) to 2^bits levels."""
-    import tensorflow as tf
-
+    """Quantise x (in [lo, hi]) to 2^bits levels. Rounding's gradient is taken as the identity
+    (BPDA, Athalye et al. 2018): its true gradient is zero almost everywhere, which would hide
+    the squeezer from an attacker who knows it; the values are exact."""
     levels = float(2**bits - 1)
     u = (x - lo) / (hi - lo)
-    return lo + (hi - lo) * tf.round(u * levels) / levels
+    return lo + (hi - lo) * _round_straight_through(u * levels) / levels
+
+
+def _round_straight_through(v):
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def rounded(t):
+        return tf.round(t), lambda upstream: upstream
+
+    return rounded(v)
 
 
 def median_filter(x, window: int):
@@ -86,6 +96,12 @@ class FeatureSqueezing(Detector):
         if p.squeezers in ("both", "median"):
             chosen.append(lambda x: median_filter(x, p.median_window))
         return chosen
+
+    score_gradient = ("BPDA: bit-depth rounding differentiated as the identity; the median "
+                      "filter exactly (the gradient flows to the median pixel)")
+
+    def _differentiable_score(self, clf):
+        return self._score_function(clf)
 
     def _fit(self, clf, x_clean, x_adv):
         pass  # nothing to learn: the base class sets the threshold from the clean scores

@@ -89,6 +89,15 @@ class KernelDensity(Detector):
     def _score(self, clf, x):
         return ((self._raw(clf, x) - self.z_mean) / self.z_sd).sum(axis=1)
 
+    score_gradient = "exact"
+
+    def _differentiable_score(self, clf):
+        import tensorflow as tf
+
+        raw = self._score_function(clf)
+        mean, sd = tf.constant(self.z_mean, tf.float64), tf.constant(self.z_sd, tf.float64)
+        return lambda x: tf.reduce_sum((raw(x) - mean) / sd, axis=1)
+
     def _raw(self, clf, x) -> np.ndarray:
         """(N, 1 or 2): -log KDE, and the MC-dropout uncertainty when used."""
         fn = self.compiled(clf, lambda: self._score_function(clf))

@@ -112,6 +112,11 @@ class Learned(Detector):
         score = self.compiled(clf, lambda: self._score_function(clf), autograph=False)
         return _nets.run_batches(score, x)
 
+    score_gradient = "exact"
+
+    def _differentiable_score(self, clf):
+        return self._score_function(clf)
+
     def _score_function(self, clf):
         reader, _ = self._reader(clf)
         net, mean, std = self._net, self._mean, self._std

@@ -181,6 +181,11 @@ class LID(Detector):
         fn = self.compiled(clf, lambda: self._score_function(clf), autograph=False)
         return _nets.run_batches(fn, x)
 
+    score_gradient = "exact"
+
+    def _differentiable_score(self, clf):
+        return self._score_function(clf)
+
     def _score_function(self, clf):
         import tensorflow as tf
 

@@ -123,6 +123,28 @@ class Mahalanobis(Detector):
             return z.max(axis=1)
         return z @ self.lr_coef + self.lr_intercept
 
+    # Through the input pre-processing too: its own gradient step is differentiated (second
+    # order), with the sign of that step held fixed, as its derivative is zero almost everywhere.
+    score_gradient = "exact"
+
+    def _differentiable_score(self, clf):
+        import tensorflow as tf
+
+        layers = self._score_function(clf)
+        mean, sd = tf.constant(self.z_mean, tf.float64), tf.constant(self.z_sd, tf.float64)
+        combine = self.params.combine
+        coef = None if self.lr_coef is None else tf.constant(self.lr_coef, tf.float64)
+
+        def score(x):
+            z = (tf.cast(layers(x), tf.float64) - mean) / sd
+            if combine == "sum":
+                return tf.reduce_sum(z, axis=1)
+            if combine == "max":
+                return tf.reduce_max(z, axis=1)
+            return tf.linalg.matvec(z, coef) + self.lr_intercept
+
+        return score
+
     def _layer_scores(self, clf, x) -> np.ndarray:
         """(N, layers): squared Mahalanobis distance to the closest class, after pre-processing."""
         fn = self.compiled(clf, lambda: self._score_function(clf))
