@@ -1,0 +1,180 @@
+"""The detector-aware attack: change the label *and* stay under the detector's threshold.
+
+An attacker who knows a guard (a classifier and a fitted detector) does not stop at fooling the
+classifier: the example must also pass the detector. Carlini & Wagner (2017) broke ten detectors
+this way, and Bryniarski et al. (2022, "Evading adversarial example detection defenses with
+orthogonal projected gradient descent") gave the two update rules used here. With the class
+margin m(x) = z_y - max_{j != y} z_j (below 0: misclassified) and the detector margin
+d(x) = score(x) - threshold (above 0: flagged), each of `steps` projected steps moves every image
+on one of the two constraints:
+
+- "selective": while the image is classified correctly, descend m; once it is misclassified,
+  descend d;
+- "orthogonal" (the default, the stronger on the demo): the same choice, but each gradient first
+  loses its component along the other one, so that fixing one constraint does not undo the other.
+
+An image that is misclassified and unflagged at some step is kept as it is then (success is
+judged on the detector's exact score: `differentiable_score` has the same values as `score`).
+Gradients of the score come from the detector's `differentiable_score` (exact, or the BPDA
+approximation it declares). A detector without one is attacked through a `surrogate` detector
+that has one; then success inside the loop is the surrogate's, and the caller judges the examples
+on the real detector.
+
+Cost: per step, one forward and backward pass of the model and one of the detector's score.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from egide.core.classifier import Classifier
+from egide.core.detector import Detector
+from egide.core.errors import InputError
+
+Mode = Literal["orthogonal", "selective"]
+
+
+class GuardAttackParams(BaseModel, extra="forbid", frozen=True):
+    eps: float = Field(8 / 255, gt=0, le=1e3, description="Perturbation budget, a fraction of the input range")
+    norm: Literal["inf", "2"] = Field("inf", description="Norm of the budget")
+    steps: int = Field(50, ge=1, le=100_000, description="Projected gradient steps per restart")
+    restarts: int = Field(1, ge=1, le=100, description="Runs from random starts; the first success counts")
+    step_size: float | None = Field(None, gt=0, le=1e3, description="Step size; empty: 2.5 * eps / steps")
+    mode: Mode = Field("orthogonal", description="Update rule (Bryniarski et al. 2022)")
+    random_start: bool = Field(True, description="Start from a uniformly random point of the eps-ball")
+
+
+@dataclass
+class GuardAttackResult:
+    x_adv: np.ndarray
+    y: np.ndarray
+    y_pred_adv: np.ndarray  # the classifier's labels on x_adv
+    evaded: np.ndarray  # misclassified and under the threshold of the detector attacked (bool)
+    seconds: float
+    params: dict
+    through: str  # how the detector's gradient was had: its score_gradient, or the surrogate
+    steps_run: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class GuardAttack:
+    """`GuardAttack(eps=..., steps=...).run(clf, det, x, y)`: detector-aware PGD."""
+
+    def __init__(self, **params):
+        self.params = GuardAttackParams(**params)
+
+    @property
+    def step_size(self) -> float:
+        p = self.params
+        return p.step_size if p.step_size is not None else 2.5 * p.eps / p.steps
+
+    def run(self, clf: Classifier, det: Detector, x, y, *, seed: int = 0, batch_size: int | None = None,
+            surrogate: Detector | None = None, progress: Callable[[int, int], None] | None = None
+            ) -> GuardAttackResult:
+        import tensorflow as tf
+
+        x = clf.check_inputs(x)
+        y = clf.check_labels(y, len(x))
+        attacked = det if det.score_gradient is not None else surrogate
+        if attacked is None:
+            raise InputError(f"{det.name} has no differentiable score: give a surrogate detector "
+                             "that has one (run(..., surrogate=fitted_detector))")
+        through = (f"{det.name}: {det.score_gradient}" if attacked is det else
+                   f"surrogate {attacked.name} ({det.name} has no differentiable score)")
+        score = attacked.differentiable_score(clf)  # built eagerly: its constants stay constants
+        batch_size = batch_size or max(1, clf.batch_size_for(len(x)) // 2)
+        attack = tf.function(self._attack_function(clf, score, float(attacked.threshold)),
+                             reduce_retracing=True)
+        n = len(x)
+        x_adv, evaded = np.empty_like(x), np.zeros(n, bool)
+        started = time.perf_counter()
+        if progress:
+            progress(0, n)
+        for index, start in enumerate(range(0, n, batch_size)):
+            stop = min(start + batch_size, n)
+            adv, ok = attack(tf.constant(x[start:stop]), tf.constant(y[start:stop]),
+                             tf.constant([seed, index], tf.int64))
+            x_adv[start:stop], evaded[start:stop] = adv.numpy(), ok.numpy()
+            if progress:
+                progress(stop, n)
+        seconds = time.perf_counter() - started
+        return GuardAttackResult(
+            x_adv=x_adv, y=y, y_pred_adv=clf.predict(x_adv), evaded=evaded, seconds=seconds,
+            params=self.params.model_dump(), through=through,
+            steps_run=self.params.steps * self.params.restarts)
+
+    def _attack_function(self, clf: Classifier, score, threshold: float):
+        import tensorflow as tf
+
+        from egide.core.norms import clip_to_ball, projected_gradient_step, random_in_ball
+
+        p = self.params
+        lo, hi = clf.clip
+        eps, alpha, norm, orthogonal = p.eps, self.step_size, p.norm, p.mode == "orthogonal"
+        classes = clf.num_classes
+
+        def margins(x, y):
+            """(class margin m, detector margin d, dm/dx, dd/dx) for a batch."""
+            with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+                tape.watch(x)
+                logits = tf.cast(clf.logits(x), tf.float32)
+                true = tf.reduce_sum(logits * tf.one_hot(y, classes), axis=1)
+                others = tf.reduce_max(logits - 1e9 * tf.one_hot(y, classes), axis=1)
+                m = true - others
+                d = tf.cast(score(x), tf.float32) - threshold
+                m_sum, d_sum = tf.reduce_sum(m), tf.reduce_sum(d)
+            zero = tf.UnconnectedGradients.ZERO
+            gm = tape.gradient(m_sum, x, unconnected_gradients=zero)
+            gd = tape.gradient(d_sum, x, unconnected_gradients=zero)
+            del tape
+            return m, d, gm, gd
+
+        def without(g, other):
+            """g minus its component along `other`, per image."""
+            dot = tf.reduce_sum(g * other, axis=[1, 2, 3], keepdims=True)
+            sq = tf.reduce_sum(other * other, axis=[1, 2, 3], keepdims=True)
+            return g - dot / tf.maximum(sq, 1e-30) * other
+
+        def one_restart(x0, y, seed, found, best):
+            x = x0
+            if p.random_start:
+                x = clip_to_ball(x0 + random_in_ball(tf.shape(x0), eps, norm, seed), x0, eps, norm, lo, hi)
+
+            def step(t, x, found, best):
+                m, d, gm, gd = margins(x, y)
+                fooled = m < 0
+                success = fooled & (d <= 0)
+                newly = success & ~found
+                best = tf.where(newly[:, None, None, None], x, best)
+                found = found | success
+                if orthogonal:
+                    gm, gd = without(gm, gd), without(gd, gm)
+                descend = tf.where(fooled[:, None, None, None], gd, gm)
+                moved = projected_gradient_step(x, x0, -descend, alpha, eps, norm, lo, hi)
+                x = tf.where(found[:, None, None, None], x, moved)  # a success stays as it is
+                return t + 1, x, found, best
+
+            _, x, found, best = tf.while_loop(
+                lambda t, x, found, best: (t < p.steps) & ~tf.reduce_all(found), step,
+                (tf.constant(0), x, found, best))
+            m, d, _, _ = margins(x, y)  # the last step's point is judged too
+            success = (m < 0) & (d <= 0)
+            best = tf.where((success & ~found)[:, None, None, None], x, best)
+            # Images never successful keep this restart's last point (or an earlier restart's).
+            last = tf.where(found[:, None, None, None] | success[:, None, None, None], best, x)
+            return found | success, last
+
+        def attack(x0, y, seed):
+            found = tf.zeros(tf.shape(y), tf.bool)
+            best = x0
+            for r in range(p.restarts):  # unrolled: a handful of restarts
+                restart_seed = tf.random.experimental.stateless_fold_in(seed, r)
+                found, best = one_restart(x0, y, restart_seed, found, best)
+            return best, found
+
+        return attack
