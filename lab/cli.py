@@ -131,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--attacks", help="comma-separated attack names (default fgsm,pgd,bim,mim,cw)")
     p.add_argument("--eps", help="comma-separated epsilons; fractions allowed (default 1/255,2/255,4/255,8/255)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--no-adaptive", action="store_true",
+                   help="with --detectors: skip attacking each detector adaptively (the report says so)")
     p.add_argument("--allow-broken-setup", action="store_true",
                    help="evaluate even when the clean predictions look broken (one class for nearly every "
                    "image, or chance-level accuracy); the report then flags it")
@@ -333,6 +335,8 @@ def evaluation_config(args):
         settings["skip_empty_slices"] = True
     if args.allow_broken_setup:
         settings["stop_on_broken_setup"] = False
+    if args.no_adaptive:
+        settings["adaptive_detectors"] = False
     if args.input_range is not None:
         settings.pop("clip", None)  # the old name of the field
         settings["input_range"] = parse_range(args.input_range)
@@ -463,6 +467,22 @@ def _print_detectors(report) -> None:
         at = {r.attack: r.auc for r in d.runs if r.eps is None or abs(r.eps - det_eps) < 1e-9}
         rows.append([d.name] + [f"{at[a]:.3f}" if a in at else "-" for a in attacks]
                     + [f"{d.fit_seconds:.1f} s", f"{d.score_rate:.0f}/s"])
+    _print_table(rows)
+    guarded = [d for d in report.detectors if d.guard is not None]
+    if not guarded:
+        if report.config.get("adaptive_detectors") is False:
+            print("detectors not attacked adaptively (--no-adaptive): their numbers hold only "
+                  "against attackers who ignore them")
+        return
+    print("guarded robust accuracy (classified correctly or flagged), adaptive / non-adaptive")
+    budgets = list(dict.fromkeys(r.eps for d in guarded for r in d.guard.runs))
+    rows = [["detector"] + [f"eps {eps_key(e)}" for e in budgets] + [""]]
+    for d in guarded:
+        pairs = {p.eps: (p, a) for p, a in d.guard.pairs()}
+        cells = [f"{pairs[e][1].guarded_robust_accuracy:.1%} / {pairs[e][0].guarded_robust_accuracy:.1%}"
+                 if e in pairs and pairs[e][1] else "-" for e in budgets]
+        falls = any(d.guard.falls().values())
+        rows.append([d.name] + cells + ["falls to adaptive attack" if falls else ""])
     _print_table(rows)
 
 

@@ -5,7 +5,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 import egide
-from egide.core import Attack
+from egide.core import Attack, Detector
 from egide.testing import ConformanceError, check_plugin, plugin_checks
 
 ALL_CHECKS = [check for cls in egide.registry().plugins() for check in plugin_checks(cls)]
@@ -60,9 +60,47 @@ class _BadSchema(_OverBudget):
         shape: list[tuple[int, int]] = Field(default_factory=list, description="not renderable")
 
 
+class _ScoreDisagrees(Detector):
+    """Declares a differentiable score that is not its score."""
+
+    name = "score-disagrees"
+    title = "Score disagrees"
+    score_gradient = "exact"
+
+    class Params(BaseModel, extra="forbid"):
+        fpr: float = Field(0.05, gt=0, lt=1, description="target false-positive rate")
+
+    def _fit(self, clf, x_clean, x_adv):
+        pass
+
+    def _score(self, clf, x):
+        return np.asarray(clf.predict_logits(x)).max(axis=1)
+
+    def _differentiable_score(self, clf):
+        import tensorflow as tf
+
+        return lambda x: tf.reduce_max(clf.logits(x), axis=1) + 1.0  # off by one
+
+    def _state(self):
+        return {}
+
+    def _load_state(self, clf, state):
+        pass
+
+
+def test_a_half_declared_differentiable_score_is_refused():
+    class Undeclared(_ScoreDisagrees):
+        name = "undeclared"
+        score_gradient = None
+
+    with pytest.raises(TypeError, match="score_gradient exactly when implementing"):
+        Undeclared.check_declaration()
+
+
 @pytest.mark.parametrize(
     "cls, check, message",
     [
+        (_ScoreDisagrees, "detector-differentiable-score", "differs from score"),
         (_OverBudget, "attack-budget", "budget 0.05 broken"),
         (_Random, "attack-deterministic", "same seed differ"),
         (_BadSchema, "schema-renders", "use a number, integer, boolean"),

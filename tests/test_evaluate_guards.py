@@ -155,6 +155,42 @@ def test_the_report_shows_both_views_and_roc_curves(report, tmp_path):
     assert "Transfer: fitted on one attack" in page
 
 
+def test_every_detector_is_also_attacked_as_a_guard(report, tmp_path):
+    for d in report.detectors:
+        pairs = d.guard.pairs()
+        assert [plain.eps for plain, _ in pairs] == EPS
+        for plain, adaptive in pairs:
+            # The evaluation's own attacks are the non-adaptive attacker, per image the worst case.
+            assert plain.attack == "fgsm+pgd" and adaptive.adaptive
+            assert adaptive.guarded_robust_accuracy <= plain.guarded_robust_accuracy
+            assert adaptive.robust_accuracy >= 0.0 and plain.images == 60
+            # Neither test detector has a differentiable score: a surrogate stands in, said so.
+            assert adaptive.through.startswith("surrogate feature-squeezing")
+    written = write_report(report, tmp_path)
+    data = json.loads(open(written["report.json"]).read())
+    guard = data["detectors"][0]["guard"]
+    assert {r["adaptive"] for r in guard["runs"]} == {False, True}
+    assert set(guard["falls_to_adaptive_attack"]) == {str(e) for e in EPS}
+    page = open(written["report.html"]).read()
+    assert 'id="guard"' in page and "guarded robust accuracy" in page
+    assert 'id="guard-test-distance"' in page
+
+
+def test_no_adaptive_skips_the_guard_attack_and_says_so(reg, clf, data, tmp_path, capsys):
+    from egide.lab.cli import _print_detectors
+
+    test, train = data
+    config = EvaluationConfig(
+        attacks=[AttackSpec(plugin="fgsm")], eps=[0.1], gallery=0, sanity_checks=False,
+        detectors=[DetectorSpec(plugin="example-max-softmax")], adaptive_detectors=False)
+    report = evaluate(config, registry=reg, classifier=clf, dataset=test, detector_dataset=train)
+    assert report.detectors[0].guard is None
+    page = open(write_report(report, tmp_path)["report.html"]).read()
+    assert "not attacked adaptively" in page
+    _print_detectors(report)
+    assert "not attacked adaptively (--no-adaptive)" in capsys.readouterr().out
+
+
 def test_trainers_are_refused_with_the_way_out(reg, clf, data):
     config = EvaluationConfig(attacks=ATTACKS, eps=EPS, defenses=[DefenseSpec(plugin="test-trainer")])
     with pytest.raises(ParameterError, match="egide defend --defense test-trainer"):
@@ -177,5 +213,9 @@ def test_cli_builds_defenses_and_detectors_from_names(tmp_path, capsys):
                  "--eot-samples", "4", "--model", "brain-tumor-cnn", "--limit", "4",
                  "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
+    from egide.lab.cli import _parser, evaluation_config
+
+    args = _parser().parse_args(["evaluate", "--detectors", "lid", "--no-adaptive"])
+    assert evaluation_config(args).adaptive_detectors is False
     # The names were parsed (params from the file kept for x); the unknown defense is refused.
     assert code == 2 and "nope" in err

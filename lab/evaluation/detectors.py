@@ -8,6 +8,11 @@ An unsupervised detector is fitted once, on clean images, and one threshold serv
 A supervised detector is fitted once per attack, on that attack's adversarial examples at the
 detection budget, and then tested on every attack: the transfer table shows whether it learned
 to detect attacks or only to recognise the one it saw.
+
+Then, unless the configuration turns it off (`adaptive_detectors`), each detector is attacked as
+part of a guard (`lab/guard_evaluation.py`): at every budget, the evaluation's own examples
+(made without knowledge of the detector) against the detector-aware attack. A supervised
+detector is attacked in its instance fitted on PGD (else on the first attack it was fitted on).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 import numpy as np
 
 from egide.core.errors import DataError, InputError
-from egide.lab.report.model import ROC_POINTS, TARGET_FPR, DetectionRun, DetectorReport
+from egide.lab.report.model import ROC_POINTS, TARGET_FPR, DetectionRun, DetectorReport, eps_key
 
 
 def check_detector(reg, spec):
@@ -60,12 +65,37 @@ def evaluate_detectors(specs, reg, clf, x, y, clean_ok, adversarials, attacks, f
     reports = []
     for cls, spec in specs:
         if cls.supervised:
-            reports.append(_supervised(cls, spec, reg, clf, x, positives, attacks, fit_x, fit_y,
-                                       fit_clean_ok, supervised_cache, detection_eps, config, counter))
+            report, fitted = _supervised(cls, spec, reg, clf, x, positives, attacks, fit_x, fit_y,
+                                         fit_clean_ok, supervised_cache, detection_eps, config, counter)
         else:
-            reports.append(_unsupervised(cls, spec, reg, clf, x, positives, fit_x, detection_eps,
-                                         counter))
+            report, fitted = _unsupervised(cls, spec, reg, clf, x, positives, fit_x, detection_eps,
+                                           counter)
+        if config.adaptive_detectors and fitted is not None:
+            report.guard = _attacked_as_guard(fitted, reg, clf, x, y, adversarials, config, counter)
+        reports.append(report)
     return reports
+
+
+def _attacked_as_guard(det, reg, clf, x, y, adversarials, config, counter):
+    """The guard (clf, det) under the evaluation's non-adaptive examples and the adaptive attack,
+    at each L-inf budget of the evaluation."""
+    from egide.lab.guard_evaluation import evaluate_guard
+
+    made: dict[float, dict[str, np.ndarray]] = {}
+    for (attack, eps), res in adversarials.items():
+        if eps is not None and res.config.get("params", {}).get("norm", "inf") == "inf":
+            made.setdefault(eps, {})[attack] = res.x_adv
+    result = None
+    for eps in config.eps:
+        one = evaluate_guard(clf, det, x, y, [eps], steps=config.guard_attack_steps, seed=config.seed,
+                             batch_size=config.batch_size, non_adaptive=made, registry=reg,
+                             progress=counter.step(f"{det.name} attacked adaptively, eps={eps_key(eps)}"))
+        counter.finished(len(x))
+        if result is None:
+            result = one
+        else:
+            result.runs += one.runs
+    return result
 
 
 def _unsupervised(cls, spec, reg, clf, x, positives, fit_x, detection_eps, counter):
@@ -81,12 +111,13 @@ def _unsupervised(cls, spec, reg, clf, x, positives, fit_x, detection_eps, count
         config=det.config(), title=cls.title, supervised=False, fit_images=len(fit_x),
         fit_seconds=fit_seconds, score_rate=rate, runs=[r for r in runs if r],
         transfer={}, detection_eps=detection_eps,
-    )
+    ), det
 
 
 def _supervised(cls, spec, reg, clf, x, positives, attacks, fit_x, fit_y, fit_clean_ok, cache,
                 detection_eps, config, counter):
     runs, transfer, fit_times, rates, skipped = [], {}, [], [], []
+    fitted: dict[str, object] = {}  # attack fitted on -> the fitted detector
     for attack_cls, attack_spec in attacks:
         budget = detection_eps if attack_cls.budget == "fixed" else None
         if attack_cls.name not in cache:
@@ -104,6 +135,7 @@ def _supervised(cls, spec, reg, clf, x, positives, attacks, fit_x, fit_y, fit_cl
         started = time.perf_counter()
         det.fit(clf, fit_x[fit_clean_ok], fit_adv)
         fit_times.append(time.perf_counter() - started)
+        fitted[attack_cls.name] = det
         clean_scores, rate = _timed_scores(det, clf, x)
         rates.append(rate)
         row = {}
@@ -125,7 +157,7 @@ def _supervised(cls, spec, reg, clf, x, positives, attacks, fit_x, fit_y, fit_cl
         fit_seconds=float(np.mean(fit_times)) if fit_times else 0.0,
         score_rate=float(np.mean(rates)) if rates else 0.0, runs=runs, transfer=transfer,
         detection_eps=detection_eps, note=note,
-    )
+    ), fitted.get("pgd", next(iter(fitted.values()), None))
 
 
 def _timed_scores(det, clf, x):

@@ -135,6 +135,12 @@ class EvaluationConfig(BaseModel):
     detectors: list[DetectorSpec] = Field(
         default_factory=list, max_length=MAX_PLUGINS, description="Detectors to fit and score (ROC AUC per attack and eps)"
     )
+    adaptive_detectors: bool = Field(
+        True, description="Also attack each detector adaptively (an attacker who knows it), at "
+        "every eps: guarded robust accuracy without and with that knowledge")
+    guard_attack_steps: int = Field(
+        50, ge=1, le=10_000, description="Steps of the detector-aware attack (and of the PGD run "
+        "when the evaluation made no L-inf examples)")
     detector_fit_split: str = Field(
         "val", description="Split the detectors are fitted on: held-out images, so the threshold "
         "chosen for a false-positive rate holds on new images (a model is over-confident on the "
@@ -245,8 +251,9 @@ def evaluate(
         fit_x, fit_y = fit_images(config, clf, detector_dataset)
     evaluation_plan = [p for p in plan if p[3] == "evaluation"]
     suite_work = len(PROTOCOLS[config.suite]) * len(config.eps) * len(x) if config.suite else 0
+    guard_work = len(detectors) * len(config.eps) * len(x) if config.adaptive_detectors else 0
     total = (len(plan) * len(x) + 2 * len(defended) * len(evaluation_plan) * len(x)
-             + suite_work * (1 + len(defended)))
+             + suite_work * (1 + len(defended)) + guard_work)
 
     counter = Counter(total, progress)
     runs: list[AttackRun] = []

@@ -21,6 +21,8 @@ import numpy as np
 
 from . import format as fmt
 from . import plots
+from egide.lab.guard_evaluation import FALL_GAP
+
 from .model import eps_key
 
 IMAGE_WIDTH = 128  # CSS pixels for each gallery image, whatever its resolution
@@ -306,4 +308,27 @@ def _detectors(report, units) -> dict:
                                                      for fit, row in d.transfer.items()]}
                          if d.supervised and d.transfer else None),
         })
-    return {"eps": units.eps(det_eps), "attacks": attacks, "rows": rows, "details": details}
+    return {"eps": units.eps(det_eps), "attacks": attacks, "rows": rows, "details": details,
+            "guard": _guard_table(report, units)}
+
+
+def _guard_table(report, units) -> dict | None:
+    """Guarded robust accuracy per detector and budget: adaptive / non-adaptive pairs."""
+    guarded = [d for d in report.detectors if d.guard is not None]
+    if not guarded:
+        return None
+    budgets = list(dict.fromkeys(r.eps for d in guarded for r in d.guard.runs))
+    rows = []
+    for d in guarded:
+        pairs = {plain.eps: (plain, adaptive) for plain, adaptive in d.guard.pairs()}
+        falls = d.guard.falls()
+        rows.append({
+            "detector": d, "falls": [e for e in budgets if falls.get(e)],
+            "cells": [{"non_adaptive": pairs[e][0].guarded_robust_accuracy,
+                       "adaptive": pairs[e][1].guarded_robust_accuracy if pairs[e][1] else None}
+                      if e in pairs else None for e in budgets],
+            "runs": [{"run": r, "budget": units.eps(r.eps)} for r in d.guard.runs],
+            "through": next((r.through for r in d.guard.runs if r.through), None),
+        })
+    return {"budgets": [units.eps(e) for e in budgets], "rows": rows, "fall_gap": FALL_GAP,
+            "model_alone": [report.worst_case.get(eps_key(e)) for e in budgets]}

@@ -229,6 +229,7 @@ class DetectorReport:
     transfer: dict[str, dict[str, float]]  # fitted on -> tested on -> AUC, at the detection eps
     detection_eps: float
     note: str | None = None
+    guard: object | None = None  # a GuardEvaluation: attacked without and with knowledge of it
 
     @property
     def name(self) -> str:
@@ -246,6 +247,7 @@ class DetectorReport:
             "runs": [r.to_dict() for r in self.runs],
             "transfer_auc": self.transfer,
             "note": self.note,
+            "guard": None if self.guard is None else self.guard.to_dict(),
         }
 
 
