@@ -367,5 +367,9 @@ def test_an_evaluation_with_a_defense_and_a_detector_gives_their_numbers_and_roc
     [detector] = s["detectors"]
     assert detector["plugin"] == "example-max-softmax" and detector["runs"][0]["attack"] == "fgsm"
     assert 0 <= detector["runs"][0]["roc_auc"] <= 1
+    # Attacked adaptively by default: guarded robust accuracy with and without knowing the detector.
+    [guard] = detector["guard"]
+    assert guard["eps_text"] == "0.03" and guard["adaptive"] <= guard["non_adaptive"]
+    assert guard["through"].startswith("surrogate feature-squeezing") and isinstance(guard["falls"], bool)
     roc = client.get(job["artifacts"]["roc-example-max-softmax.png"])
     assert roc.mimetype == "image/png" and roc.data.startswith(b"\x89PNG")

@@ -123,7 +123,9 @@ def test_the_lab_page_runs_an_attack(server, browser, tmp_path):
     page.click("#eval-run")
     page.locator("#eval-state.done").wait_for(timeout=60_000)
     page.wait_for_function("() => document.getElementById('eval-report').href.startsWith('blob:')", timeout=10_000)
-    assert "Worst case at 4/255" in page.locator("#eval-metrics").text_content()
+    metrics = page.locator("#eval-metrics").text_content()
+    assert "Worst case at 4/255" in metrics
+    assert "example-max-softmax guarded at 4/255 (adaptive / non-adaptive)" in metrics
     # The accuracy-versus-epsilon plot is drawn (a decoded image), next to the full report's link.
     page.wait_for_function("() => document.getElementById('eval-plot').naturalWidth > 0", timeout=10_000)
     assert page.locator("#eval-figure").is_visible()

@@ -422,10 +422,23 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
                      for d in defenses],
         "detectors": [{"plugin": d.name, "supervised": d.supervised, "detection_eps": d.detection_eps,
                        "runs": [{"attack": r.attack, "eps": r.eps, "roc_auc": r.auc,
-                                 "detection_rate": r.detection_rate} for r in d.runs]}
+                                 "detection_rate": r.detection_rate} for r in d.runs],
+                       "guard": _guard_headline(d.guard)}
                       for d in detectors],
     }
     return json_safe(headline), artifacts
+
+
+def _guard_headline(guard) -> list[dict] | None:
+    """Per budget: guarded robust accuracy against the non-adaptive and the adaptive attacker."""
+    if guard is None:
+        return None
+    falls = guard.falls()
+    return [{"eps": p.eps, "eps_text": eps_key(p.eps), "non_adaptive": p.guarded_robust_accuracy,
+             "adaptive": a.guarded_robust_accuracy if a else None, "falls": falls.get(p.eps, False),
+             "detection_rate": {"non_adaptive": p.detection_rate, "adaptive": a.detection_rate if a else None},
+             "through": a.through if a else None}
+            for p, a in guard.pairs()]
 
 
 def _defend(res: Resources, out: Path, job: dict, progress):

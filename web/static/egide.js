@@ -254,6 +254,7 @@
     var config = {model: $("model").value, data: $("data").value, split: chosenSplit(), attacks: attacks, eps: eps,
                   limit: limitRaw === "" ? null : Number(limitRaw)};
     if ($("eval-suite") && $("eval-suite").value) { config.suite = $("eval-suite").value; }
+    if ($("eval-adaptive")) { config.adaptive_detectors = $("eval-adaptive").checked; }
     ["defenses", "detectors"].forEach(function (group) {
       config[group] = Array.prototype.map.call(form.querySelectorAll("input[name=" + group + "]:checked"), function (c) {
         return {plugin: c.value};
@@ -294,6 +295,14 @@
     (s.defenses || []).forEach(function (d) {
       var keys = Object.keys(d.worst_case_robust_accuracy || {}), last = keys[keys.length - 1];
       if (last) { metric(dl, d.plugin + " at " + last + " (adaptive)", pct(d.worst_case_robust_accuracy[last].adaptive)); }
+    });
+    (s.detectors || []).forEach(function (d) {
+      if (!d.guard) { return; }
+      d.guard.forEach(function (g) {
+        metric(dl, d.plugin + " guarded at " + g.eps_text + " (adaptive / non-adaptive)",
+               pct(g.adaptive) + " / " + pct(g.non_adaptive) + (g.falls ? " — falls to adaptive attack" : ""));
+        if (g.falls) { dl.lastChild.classList.add("flagged"); }
+      });
     });
     metric(dl, "Images", String(s.images));
     metric(dl, "Time", s.seconds.toFixed(1) + " s");
