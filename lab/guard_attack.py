@@ -86,10 +86,13 @@ class GuardAttack:
                              "that has one (run(..., surrogate=fitted_detector))")
         through = (f"{det.name}: {det.score_gradient}" if attacked is det else
                    f"surrogate {attacked.name} ({det.name} has no differentiable score)")
-        score = attacked.differentiable_score(clf)  # built eagerly: its constants stay constants
         batch_size = batch_size or max(1, clf.batch_size_for(len(x)) // 2)
-        attack = tf.function(self._attack_function(clf, score, float(attacked.threshold)),
-                             reduce_retracing=True)
+        threshold = float(attacked.threshold)
+        # Kept by the detector, per classifier, parameters and threshold: compiled once. The
+        # score function is built here, outside any trace, so its constants stay constants.
+        attack = attacked.compiled(
+            clf, lambda: self._attack_function(clf, attacked.differentiable_score(clf), threshold),
+            f"guard-attack {self.params.model_dump_json()} {threshold!r}")
         n = len(x)
         x_adv, evaded = np.empty_like(x), np.zeros(n, bool)
         started = time.perf_counter()
