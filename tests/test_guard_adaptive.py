@@ -90,3 +90,17 @@ def test_a_detector_without_a_gradient_is_attacked_through_a_surrogate(clf, test
     assert adaptive.guarded_robust_accuracy <= plain.guarded_robust_accuracy
     with pytest.raises(egide.EgideError, match="give a surrogate detector"):
         GuardAttack(eps=0.1, steps=2).run(clf, det, x[:4], y[:4])
+
+
+def test_the_combined_detector_flags_what_any_member_would(clf, bars, test_adv, registry):
+    x_train, _, x_test, _ = bars
+    det = registry.create("detector", "combined", members="feature-squeezing,mahalanobis").fit(clf, x_train[:200])
+    images = np.concatenate([x_test[:50], test_adv[:50]])
+    margins = det.score(clf, images)
+    members = np.stack([m.detect(clf, images) for m in det.members])
+    assert np.array_equal(margins > 0, members.any(axis=0))  # positive margin: some member flags
+    assert det.detect(clf, test_adv).mean() >= max(m.detect(clf, test_adv).mean() for m in det.members) - 0.05
+    with pytest.raises(egide.EgideError, match="lid is supervised"):
+        registry.create("detector", "combined", members="lid,feature-squeezing").fit(clf, x_train[:50])
+    with pytest.raises(egide.EgideError, match="at least two different detectors"):
+        registry.create("detector", "combined", members="feature-squeezing")

@@ -25,6 +25,7 @@ from egide.core import (
 from egide.core.dataset import Dataset
 from egide.core.trainer import use_training_loop
 from egide.lab.guard import Guard
+from egide.lab.guard_evaluation import evaluate_guard
 from egide.lab.trainer_loop import train as _train_a_trainer
 
 # The composition root: the kernel's Trainer.apply runs the lab's training loop.
@@ -44,6 +45,7 @@ __all__ = [
     "Plugin",
     "Registry",
     "datasets",
+    "evaluate_guard",
     "hookimpl",
     "load_detector",
     "registry",
