@@ -75,7 +75,11 @@ class Attack(Plugin):
         batch_size: int | None = None,
         seed: int = 0,
         progress: Progress | None = None,
+        first_batch: int = 0,
     ) -> AttackResult:
+        """Attack x in batches of `batch_size`; batch i draws its randomness from (seed,
+        first_batch + i), so a shard of a larger run (first_batch = its first batch's index, the
+        same batch_size) reproduces exactly what the whole run does on those images."""
         import tensorflow as tf
 
         if not isinstance(clf, Classifier):
@@ -106,7 +110,7 @@ class Attack(Plugin):
             xb = tf.constant(x[start:stop])
             yb = tf.constant(y[start:stop])
             tb = None if target is None else tf.constant(target[start:stop])
-            batch_seed = tf.constant([seed, index], dtype=tf.int64)
+            batch_seed = tf.constant([seed, first_batch + index], dtype=tf.int64)
             adv = self.perturb(clf, xb, yb, tb, batch_seed)
             adv, pred, pred_adv = self.compiled(clf, lambda: _finish_function(clf), "finish")(xb, adv)
             adv = adv.numpy()

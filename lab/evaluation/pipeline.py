@@ -135,6 +135,10 @@ class EvaluationConfig(BaseModel):
     detectors: list[DetectorSpec] = Field(
         default_factory=list, max_length=MAX_PLUGINS, description="Detectors to fit and score (ROC AUC per attack and eps)"
     )
+    executor: dict[str, str] | None = Field(
+        None, description='Where attacks run: {"ray": "ADDRESS"} (empty address: a local Ray '
+        "cluster) runs each batch of the undefended model's attacks as a Ray task, with the same "
+        "per-image results as a local run with the same batch_size; empty: here")
     adaptive_detectors: bool = Field(
         True, description="Also attack each detector adaptively (an attacker who knows it), at "
         "every eps: guarded robust accuracy without and with that knowledge")
@@ -159,6 +163,14 @@ class EvaluationConfig(BaseModel):
         description="Budget of the adversarial examples supervised detectors are fitted on, and "
         "of the transfer table (default: 4/255 if listed in eps, else the middle epsilon)",
     )
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, value):
+        if value is not None and set(value) != {"ray"}:
+            raise ValueError('the one executor is Ray: {"ray": "ADDRESS"}, or {"ray": ""} for a '
+                             "local cluster")
+        return value
 
     @field_validator("eps")
     @classmethod
@@ -256,11 +268,12 @@ def evaluate(
              + suite_work * (1 + len(defended)) + guard_work)
 
     counter = Counter(total, progress)
+    executor = _executor(config)
     runs: list[AttackRun] = []
     adversarials: dict[tuple[str, float | None], AttackResult] = {}
     for cls, spec, eps, purpose in plan:
         run, result = run_attack(cls, spec, eps, clf, clf, x, y, clean_ok, names, config,
-                                 counter, purpose)
+                                 counter, purpose, executor=executor)
         runs.append(run)
         if purpose == "evaluation":
             adversarials[(cls.name, eps)] = result
@@ -343,6 +356,15 @@ def evaluate(
 
 
 # ---- planning -------------------------------------------------------------------------------
+def _executor(config: EvaluationConfig):
+    """None (attacks run here) or the Ray executor the configuration names."""
+    if not config.executor:
+        return None
+    from egide.lab.evaluation.ray_executor import RayExecutor
+
+    return RayExecutor(config.executor["ray"])
+
+
 def check_attack(reg: Registry, spec: AttackSpec):
     cls = reg.get("attack", spec.plugin)
     if "eps" in spec.params:

@@ -40,9 +40,11 @@ class Counter:
 
 
 def run_attack(cls, spec, eps, attacked: Classifier, measured: Classifier, x, y, clean_ok, names,
-               config, counter: Counter, purpose: str = "evaluation", label_suffix: str = ""):
+               config, counter: Counter, purpose: str = "evaluation", label_suffix: str = "",
+               executor=None):
     """Run one attack at one budget on `attacked`; robust accuracy is measured on `measured`
-    (the same classifier, or the real defense when `attacked` is its adaptive view)."""
+    (the same classifier, or the real defense when `attacked` is its adaptive view). With an
+    executor (Ray), the undefended model's batches run as its tasks."""
     params = dict(spec.params) if eps is None else {**spec.params, "eps": eps}
     attack = cls(**params)
     label = (cls.name if eps is None else f"{cls.name} eps={eps_key(eps)}") + label_suffix
@@ -50,8 +52,12 @@ def run_attack(cls, spec, eps, attacked: Classifier, measured: Classifier, x, y,
         label += " (unbounded sanity check)"
     # Measured on the real defended classifier: an adaptive view's own predictions (BPDA's
     # stand-in, EOT's average) are how the attacker sees it, not what the defense answers.
-    result = services.attack_on(attack, measured, attacked, x, y, batch_size=config.batch_size,
-                                seed=config.seed, progress=counter.step(label))
+    if executor is not None and attacked is measured:
+        result = executor.attack_on(attack, attacked, x, y, batch_size=config.batch_size,
+                                    seed=config.seed, progress=counter.step(label))
+    else:
+        result = services.attack_on(attack, measured, attacked, x, y, batch_size=config.batch_size,
+                                    seed=config.seed, progress=counter.step(label))
     counter.finished(len(x))
     robust = (result.y_pred_adv == y) & clean_ok
     run = AttackRun(
