@@ -131,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--attacks", help="comma-separated attack names (default fgsm,pgd,bim,mim,cw)")
     p.add_argument("--eps", help="comma-separated epsilons; fractions allowed (default 1/255,2/255,4/255,8/255)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the attacks' batches as tasks on the Ray cluster at ADDRESS (alone: start a "
+                   "local one); the same per-image results as a local run with the same --batch-size")
     p.add_argument("--no-adaptive", action="store_true",
                    help="with --detectors: skip attacking each detector adaptively (the report says so)")
     p.add_argument("--allow-broken-setup", action="store_true",
@@ -337,6 +340,8 @@ def evaluation_config(args):
         settings["stop_on_broken_setup"] = False
     if args.no_adaptive:
         settings["adaptive_detectors"] = False
+    if args.ray is not None:
+        settings["executor"] = {"ray": args.ray}
     if args.input_range is not None:
         settings.pop("clip", None)  # the old name of the field
         settings["input_range"] = parse_range(args.input_range)

@@ -217,5 +217,8 @@ def test_cli_builds_defenses_and_detectors_from_names(tmp_path, capsys):
 
     args = _parser().parse_args(["evaluate", "--detectors", "lid", "--no-adaptive"])
     assert evaluation_config(args).adaptive_detectors is False
+    assert evaluation_config(_parser().parse_args(["evaluate", "--ray"])).executor == {"ray": ""}
+    args = _parser().parse_args(["evaluate", "--ray", "10.0.0.5:6379"])
+    assert evaluation_config(args).executor == {"ray": "10.0.0.5:6379"}
     # The names were parsed (params from the file kept for x); the unknown defense is refused.
     assert code == 2 and "nope" in err

@@ -322,6 +322,9 @@ def test_evaluation_defenses_and_detectors_are_checked_before_the_job(client):
     assert doc["errors"][0]["loc"] == ["config", "defenses", 0, "plugin"]
     doc = problem(client.post("/api/v1/jobs", json=config(detectors=[{"plugin": "no-such-detector"}])))
     assert doc["errors"][0]["loc"] == ["config", "detectors", 0, "plugin"]
+    # Where jobs run is the server's choice, never a client's (no pointing it at another cluster).
+    doc = problem(client.post("/api/v1/jobs", json=config(executor={"ray": "10.0.0.9:6379"})))
+    assert doc["errors"][0]["loc"] == ["config", "executor"] and "server decides" in doc["errors"][0]["msg"]
 
 
 def test_a_rerun_defend_job_starts_from_the_checkpoint_it_left(tmp_path, registry):

@@ -561,6 +561,9 @@ def _check_evaluation(job: EvaluateJob) -> dict:
     st = state()
     cfg = job.config
     errors = _check_sources(cfg.model, cfg.data, cfg.split, cfg.limit, ("config",))
+    if cfg.executor is not None:  # a client may not point the server at a cluster of its choosing
+        errors.append(field_error(["config", "executor"], "the server decides where its jobs run; "
+                                  "leave executor out", "not_allowed", cfg.executor))
     for i, spec in enumerate(cfg.attacks):
         try:
             check_spec(st.registry, spec)
