@@ -125,3 +125,27 @@ def test_an_error_in_a_task_fails_the_run_once_with_its_message(cluster, data):
     with pytest.raises(egide.EgideError, match="Lambda"):
         evaluate(_config(executor={"ray": cluster}, stop_on_broken_setup=False), classifier=clf, dataset=data)
     assert time.monotonic() - started < 120
+
+
+def test_the_server_runs_its_jobs_attacks_on_the_cluster(cluster, tmp_path, registry):
+    from egide.web import create_app
+
+    from web_jobs import wait
+
+    app = create_app({"EGIDE_INSTANCE_PATH": str(tmp_path), "EGIDE_REGISTRY": registry,
+                      "EGIDE_RAY_ADDRESS": cluster})
+    try:
+        client = app.test_client()
+        config = {"attacks": [{"plugin": "fgsm"}], "eps": [4 / 255], "limit": 16, "batch_size": 8,
+                  "gallery": 0, "sanity_checks": False}
+        resp = client.post("/api/v1/jobs", json={"kind": "evaluate", "config": config})
+        job = wait(client, resp.get_json()["url"], timeout=300)
+        assert job["state"] == "done", job["error"]
+        local = evaluate({**config, "model": "brain-tumor-cnn", "data": "brain-tumor-phantom"})
+        assert job["result"]["runs"][0]["robust_accuracy"] == local.runs[0].robust_accuracy
+        resp = client.post("/api/v1/jobs", json={"kind": "attack", "plugin": "fgsm", "limit": 8,
+                                                "batch_size": 4, "params": {"eps": 4 / 255}})
+        job = wait(client, resp.get_json()["url"], timeout=300)
+        assert job["state"] == "done" and job["result"]["images"] == 8
+    finally:
+        app.extensions["egide"].runner.shutdown()

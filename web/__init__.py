@@ -36,6 +36,9 @@ Configuration comes from `config` and from `EGIDE_*` environment variables (the 
                                Fitted detectors are saved under <instance>/detectors/.
     EGIDE_DETECTORS_KEPT       fitted detectors kept in memory (default 8, least recently used
                                dropped first; they reload from disk)
+    EGIDE_RAY_ADDRESS    run the attacks of evaluation and attack jobs on this Ray cluster ("local":
+                         one started on this machine); the job store, artifacts and page are
+                         unchanged. A restart marks the jobs it had running interrupted (re-run them)
     EGIDE_ALLOWED_HOSTS  more Host names the server answers to, comma-separated (loopback names
                          and the address it is bound to always are; any other Host is refused,
                          against DNS rebinding). Browsers may change state only from the
@@ -60,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "EGIDE_INSTANCE_PATH": None,
     "EGIDE_TOKEN": None,
     "EGIDE_WORKERS": 1,
+    "EGIDE_RAY_ADDRESS": None,
     "EGIDE_QUEUE_SIZE": 16,
     "EGIDE_MAX_IMAGES": 2048,
     "EGIDE_MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
@@ -143,7 +147,8 @@ def create_app(config: dict | None = None) -> Flask:
     uploads = Uploads(instance_path / "uploads")
     resources = Resources(registry, uploads, detector_dir=instance_path / "detectors",
                           detector_images=max(1, int(cfg["EGIDE_DETECTOR_FIT_IMAGES"])),
-                          detectors_kept=int(cfg["EGIDE_DETECTORS_KEPT"]))
+                          detectors_kept=int(cfg["EGIDE_DETECTORS_KEPT"]),
+                          ray_address=cfg["EGIDE_RAY_ADDRESS"])
     runner = JobRunner(
         store,
         lambda job, progress: run_job(resources, job_dir, job, progress),

@@ -86,20 +86,22 @@ class RayExecutor:
             pending[ref] = (start, stop)
         parts: dict[int, dict] = {}
         done = 0
-        if progress:
-            progress(0, n)
-        while pending:
-            ready, _ = self.ray.wait(list(pending), num_returns=1)
-            start, stop = pending.pop(ready[0])
-            try:
-                parts[start] = self.ray.get(ready[0])
-            except self.ray.exceptions.RayTaskError as exc:  # the task's own error, once
-                for ref in pending:
-                    self.ray.cancel(ref)
-                raise exc.as_instanceof_cause() from None
-            done += stop - start
+        try:
             if progress:
-                progress(done, n)
+                progress(0, n)
+            while pending:
+                ready, _ = self.ray.wait(list(pending), num_returns=1)
+                start, stop = pending.pop(ready[0])
+                try:
+                    parts[start] = self.ray.get(ready[0])
+                except self.ray.exceptions.RayTaskError as exc:  # the task's own error, once
+                    raise exc.as_instanceof_cause() from None
+                done += stop - start
+                if progress:
+                    progress(done, n)  # may raise: a cancelled job
+        finally:
+            for ref in pending:  # an error or a cancel: nothing keeps running for nobody
+                self.ray.cancel(ref)
         merged = {k: np.concatenate([parts[s][k] for s in sorted(parts)]) for k in parts[0]}
         success = (merged["y_pred_adv"] == target) if target is not None else merged["y_pred_adv"] != y
         return AttackResult(

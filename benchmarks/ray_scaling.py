@@ -1,0 +1,77 @@
+"""Ray scaling: the same evaluation on 1 and on 2 Ray workers, each held to one core, and locally.
+
+    .venv/bin/python benchmarks/ray_scaling.py [--images 1024] [--steps 10] [--batch-size 64]
+
+The evaluation: PGD (`--steps` steps) at eps = 4/255 on `--images` images of the demo's train
+split (1,680 images, so 1,024 by default), in batches of `--batch-size`: one Ray task per batch.
+Each configuration runs twice in the same Ray session; the second run is timed (the first starts
+the worker processes, imports TensorFlow in them, loads the model and traces the attack: costs
+paid once per worker, not per evaluation). Workers hold TensorFlow to one thread each; the local
+run lets TensorFlow use every core. Every run's per-image results are compared with the local
+run's: they must be identical.
+
+Prints images per second for each, and the two ratios of issue 16: 2 workers against 1 (goal
+>= 1.7, the work is embarrassingly parallel) and 2 single-core workers against the local run on
+both cores (goal >= 1.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a cluster of this process's own
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import ray
+
+    import egide
+    from egide.lab.evaluation.pipeline import evaluate
+
+    reg = egide.registry()
+    clf = egide.Classifier.load("brain-tumor-cnn")
+    data = reg.create("dataset", "brain-tumor-phantom").load("train").take(args.images)
+    config = {"attacks": [{"plugin": "pgd", "params": {"steps": args.steps}}], "eps": [4 / 255],
+              "batch_size": args.batch_size, "gallery": 0, "sanity_checks": False}
+    print(f"Égide Ray scaling: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}, "
+          f"{len(data)} images, PGD-{args.steps}, batches of {args.batch_size}")
+
+    def timed(extra: dict) -> tuple[float, np.ndarray]:
+        evaluate({**config, **extra}, classifier=clf, dataset=data)  # warm: workers, model, trace
+        started = time.perf_counter()
+        report = evaluate({**config, **extra}, classifier=clf, dataset=data)
+        return time.perf_counter() - started, report.runs[0].robust
+
+    local_s, local_robust = timed({})
+    rows = [("local, TensorFlow on every core", local_s, True)]
+    for workers in (1, 2):
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        try:
+            seconds, robust = timed({"executor": {"ray": ""}})
+        finally:
+            ray.shutdown()
+        rows.append((f"Ray, {workers} worker(s) of one core", seconds, bool(np.array_equal(robust, local_robust))))
+    n = len(data)
+    print(f"{'run':<34} {'seconds':>8} {'images/s':>9}  same per-image results")
+    for name, seconds, same in rows:
+        print(f"{name:<34} {seconds:>8.2f} {n / seconds:>9.1f}  {'yes' if same else 'NO'}")
+    one, two = rows[1][1], rows[2][1]
+    print(f"2 workers / 1 worker: {one / two:.2f}x (goal >= 1.7)   "
+          f"2 workers / local: {local_s / two:.2f}x (goal >= 1.0)")
+    return 0 if all(same for _, _, same in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
