@@ -4,8 +4,8 @@ An attack run on N images becomes ceil(N / batch_size) Ray tasks, one per batch:
 images [i * batch_size, (i + 1) * batch_size) with the batch seed (seed, i) — exactly what a
 local run with the same batch size does for its i-th batch — so the per-image results do not
 depend on how many workers there are, nor on whether Ray is used at all. The model travels once,
-as its saved `.keras` file, and the images once, through Ray's object store; each worker process
-loads the model once and keeps it. A worker that dies is replaced and its task retried by Ray
+as its saved `.keras` file, and each batch's images once, through Ray's object store (a task
+fetches its own batch, never the whole data set); each worker process loads the model once. A worker that dies is replaced and its task retried by Ray
 (`RETRIES`); an error in the task itself (a bad model, a bad parameter) is not retried: it fails
 the run once, with its message.
 
@@ -73,16 +73,17 @@ class RayExecutor:
 
         batch_size = batch_size or DEFAULT_BATCH
         model_ref, digest, input_range = self._model(clf)
-        x_ref, y_ref = self.ray.put(np.asarray(x)), self.ray.put(np.asarray(y))
-        t_ref = self.ray.put(None if target is None else np.asarray(target))
         n = len(x)
         started = time.perf_counter()
         pending = {}
         for index, start in enumerate(range(0, n, batch_size)):
             stop = min(start + batch_size, n)
+            # Each batch's images go to the object store once, alone: a task fetches its own.
+            shard = {"x": np.asarray(x[start:stop]), "y": np.asarray(y[start:stop]),
+                     "target": None if target is None else np.asarray(target[start:stop])}
             ref = self._task.remote(model_ref, digest, input_range, attack.name,
-                                    attack.params.model_dump(mode="json"), x_ref, y_ref, t_ref,
-                                    start, stop, batch_size, seed, index, self.threads)
+                                    attack.params.model_dump(mode="json"), self.ray.put(shard),
+                                    batch_size, seed, index, self.threads)
             pending[ref] = (start, stop)
         parts: dict[int, dict] = {}
         done = 0
@@ -111,15 +112,14 @@ class RayExecutor:
             batch_size=batch_size, target=target)
 
 
-def _attack_batch(model_blob, digest, input_range, attack_name, params, x, y, target, start, stop,
-                  batch_size, seed, index, threads):
-    """In a worker: attack images [start, stop) as batch `index` of the whole run."""
+def _attack_batch(model_blob, digest, input_range, attack_name, params, shard, batch_size, seed,
+                  index, threads):
+    """In a worker: attack one batch's images as batch `index` of the whole run."""
     clf = _worker_classifier(model_blob, digest, input_range, threads)
     from egide.core.registry import registry
 
     attack = registry().create("attack", attack_name, **params)
-    result = attack.run(clf, x[start:stop], y[start:stop],
-                        target=None if target is None else target[start:stop],
+    result = attack.run(clf, shard["x"], shard["y"], target=shard["target"],
                         batch_size=batch_size, seed=seed, first_batch=index)
     return {"x_adv": result.x_adv, "y_pred": result.y_pred, "y_pred_adv": result.y_pred_adv,
             "l2": result.l2, "linf": result.linf}
