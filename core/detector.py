@@ -7,9 +7,10 @@ adversarial; `detect` compares scores with that threshold.
 A plugin implements `_fit`, `_score`, and for saving `_state()` (a dict of NumPy arrays) and
 `_load_state(clf, state)`. For attackers who know the detector (adaptive attacks) it may also
 implement `_differentiable_score(clf)`: the same score as a TensorFlow function of the images,
-and declare in `score_gradient` how its gradient is had ("exact", or the approximation used). `save(path)` writes one `.npz` file holding that state plus a JSON
-header: plugin name, version, params, threshold and the fingerprint of the model it was fitted
-on, so loading it against another model is refused.
+and declare in `score_gradient` how its gradient is had ("exact", or the approximation used).
+`save(path)` writes one `.npz` file holding that state plus a JSON header: plugin name, version,
+params, threshold and the fingerprint of the model it was fitted on, so loading it against
+another model is refused.
 """
 
 from __future__ import annotations

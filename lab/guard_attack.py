@@ -26,7 +26,7 @@ Cost: per step, one forward and backward pass of the model and one of the detect
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Literal
 
 import numpy as np
@@ -58,8 +58,6 @@ class GuardAttackResult:
     seconds: float
     params: dict
     through: str  # how the detector's gradient was had: its score_gradient, or the surrogate
-    steps_run: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 class GuardAttack:
@@ -108,8 +106,7 @@ class GuardAttack:
         seconds = time.perf_counter() - started
         return GuardAttackResult(
             x_adv=x_adv, y=y, y_pred_adv=clf.predict(x_adv), evaded=evaded, seconds=seconds,
-            params=self.params.model_dump(), through=through,
-            steps_run=self.params.steps * self.params.restarts)
+            params=self.params.model_dump(), through=through)
 
     def _attack_function(self, clf: Classifier, score, threshold: float):
         import tensorflow as tf

@@ -92,7 +92,7 @@ def test_a_sharded_run_gives_the_local_run_s_per_image_results(cluster, clf, dat
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_the_result_unchanged(cluster, clf, data):
-    slow = [AttackSpec(plugin="pgd", params={"steps": 3000})]
+    slow = [AttackSpec(plugin="pgd", params={"steps": 1500})]
     config = _config(executor={"ray": cluster}).model_copy(update={"attacks": slow, "eps": [0.1]})
     killed: list[int] = []
 
