@@ -83,6 +83,16 @@ def _per_image(report) -> list:
     return [(r.attack, r.eps, r.robust.tolist(), np.round(r.l2, 5).tolist()) for r in report.runs]
 
 
+def test_without_an_executor_ray_is_never_imported():
+    # Ray is imported in one place, lab/evaluation/ray_executor.py, which only an executor loads.
+    code = ("import sys\nimport egide\nimport egide.lab.cli\nimport egide.web\nimport egide.web.work\n"
+            "import egide.lab.evaluation.pipeline\nprint('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
 def test_a_sharded_run_gives_the_local_run_s_per_image_results(cluster, clf, data):
     local = evaluate(_config(), classifier=clf, dataset=data)
     sharded = evaluate(_config(executor={"ray": cluster}), classifier=clf, dataset=data)
