@@ -19,23 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from attacks import median_time  # noqa: E402  (benchmarks/attacks.py: median of repeats)
+
 EPS = 4 / 255
 GOAL = 1.5
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def raw_step(clf, score, threshold):
