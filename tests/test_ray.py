@@ -35,6 +35,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _processes_named(title: str) -> list[int]:
+    """Pids whose command line starts with `title` (Ray renames a worker after its task)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().startswith(title.encode()):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile
+    return pids
+
+
 def _ray(*args, env):
     ray_cli = str(Path(sys.executable).with_name("ray"))
     subprocess.run([ray_cli, *args], check=True, env=env, stdout=subprocess.DEVNULL,
@@ -109,8 +122,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_result_unchanged(cluster, c
     def kill_one_busy_worker():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            out = subprocess.run(["pgrep", "-f", "ray::_attack_batch"], capture_output=True, text=True).stdout
-            pids = [int(p) for p in out.split()]
+            pids = _processes_named("ray::_attack_batch")
             if pids:
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append(pids[0])
