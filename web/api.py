@@ -227,7 +227,6 @@ def predict():
     """Multipart: one or more `image` files (PNG, JPEG or .npy floats in [0, 1]) and a `model`."""
     from werkzeug.exceptions import RequestEntityTooLarge
 
-
     cfg = current_app.config
     request.max_content_length = int(cfg["EGIDE_MAX_UPLOAD_BYTES"])
     try:
@@ -331,12 +330,12 @@ def _decoded(files, clf, model: str, cfg) -> tuple[np.ndarray, list, list]:
     shape = clf.input_shape
     batch, sizes, names = [], [], []
     budget, used = int(cfg["EGIDE_MAX_PREDICT_PIXELS"]), 0
+    per_image = int(cfg["EGIDE_MAX_PIXELS"])
     for i, f in enumerate(files):
         filename = f.filename or f"image {i}"
         data = f.read()
         if not data:
             raise pred._bad(i, filename, "an empty file", "empty")
-        per_image = int(cfg["EGIDE_MAX_PIXELS"])
         limit = min(per_image, budget - used)
         over_budget = pred._too_big(filename, f"with it the request's images hold more than the {budget} "
                                     "pixels allowed together (EGIDE_MAX_PREDICT_PIXELS); send fewer per request")

@@ -49,9 +49,6 @@ class RayExecutor:
         self._shipped: dict[int, tuple] = {}  # id(classifier) -> (model ref, digest)
         self._task = self.ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(_attack_batch)
 
-    def workers(self) -> int:
-        return int(self.ray.cluster_resources().get("CPU", 0))
-
     def _model(self, clf):
         """The model's saved file in the object store, put there once per evaluation."""
         if id(clf) not in self._shipped:

@@ -87,7 +87,8 @@ class KernelDensity(Detector):
 
     # ---- scoring ---------------------------------------------------------------------------
     def _score(self, clf, x):
-        return ((self._raw(clf, x) - self.z_mean) / self.z_sd).sum(axis=1)
+        score = self.compiled(clf, lambda: self._differentiable_score(clf), "score")
+        return run_batches(score, x, BATCH).astype(np.float64)
 
     score_gradient = "exact"
 

@@ -116,12 +116,8 @@ class Mahalanobis(Detector):
 
     # ---- scoring ---------------------------------------------------------------------------
     def _score(self, clf, x):
-        z = (self._layer_scores(clf, x) - self.z_mean) / self.z_sd
-        if self.params.combine == "sum":
-            return z.sum(axis=1)
-        if self.params.combine == "max":
-            return z.max(axis=1)
-        return z @ self.lr_coef + self.lr_intercept
+        score = self.compiled(clf, lambda: self._differentiable_score(clf), "score")
+        return run_batches(score, x, BATCH).astype(np.float64)
 
     # Through the input pre-processing too: its own gradient step is differentiated (second
     # order), with the sign of that step held fixed, as its derivative is zero almost everywhere.
