@@ -13,7 +13,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from .classifier import Classifier
+from .classifier import Classifier, batch_seed
 from .errors import InputError, ParameterError
 from .plugin import Plugin
 from .results import AttackResult
@@ -110,8 +110,8 @@ class Attack(Plugin):
             xb = tf.constant(x[start:stop])
             yb = tf.constant(y[start:stop])
             tb = None if target is None else tf.constant(target[start:stop])
-            batch_seed = tf.constant([seed, first_batch + index], dtype=tf.int64)
-            adv = self.perturb(clf, xb, yb, tb, batch_seed)
+            clf.reseed(batch_seed(seed, first_batch + index))  # a randomized defense's draws
+            adv = self.perturb(clf, xb, yb, tb, tf.constant([seed, first_batch + index], dtype=tf.int64))
             adv, pred, pred_adv = self.compiled(clf, lambda: _finish_function(clf), "finish")(xb, adv)
             adv = adv.numpy()
             x_adv[start:stop] = adv

@@ -134,6 +134,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run the attacks' batches as tasks on the Ray cluster at ADDRESS (alone: start a "
                    "local one); the same per-image results as a local run with the same --batch-size")
+    p.add_argument("--ray-cpus", type=float, default=1, metavar="N",
+                   help="with --ray: CPUs each task (one batch) holds, and TensorFlow threads in it (default 1)")
+    p.add_argument("--ray-gpus", type=float, default=0, metavar="N",
+                   help="with --ray: GPUs each task holds, e.g. 0.25 to share one GPU between 4 tasks "
+                   "(default 0: CPUs only)")
     p.add_argument("--no-adaptive", action="store_true",
                    help="with --detectors: skip attacking each detector adaptively (the report says so)")
     p.add_argument("--allow-broken-setup", action="store_true",
@@ -341,7 +346,10 @@ def evaluation_config(args):
     if args.no_adaptive:
         settings["adaptive_detectors"] = False
     if args.ray is not None:
-        settings["executor"] = {"ray": args.ray}
+        settings["executor"] = {"ray": args.ray, "cpus_per_task": args.ray_cpus,
+                                "gpus_per_task": args.ray_gpus}
+    elif args.ray_cpus != 1 or args.ray_gpus:
+        raise InputError("--ray-cpus and --ray-gpus say what each Ray task holds: add --ray [ADDRESS]")
     if args.input_range is not None:
         settings.pop("clip", None)  # the old name of the field
         settings["input_range"] = parse_range(args.input_range)

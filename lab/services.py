@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from egide.core.classifier import Classifier
+from egide.core.classifier import Classifier, batch_seed
 from egide.core.errors import InputError
 from egide.core.preprocess import Preprocessor
 from egide.core.results import AttackResult
@@ -116,14 +116,19 @@ def preprocessing_defense(registry, name: str, params: dict):
     return defense
 
 
-def measured_on(real: Classifier, result: AttackResult, x: np.ndarray, batch_size: int) -> AttackResult:
+def measured_on(real: Classifier, result: AttackResult, x: np.ndarray, first_batch: int = 0) -> AttackResult:
     """The result as the real classifier answers it. When an adaptive view (BPDA's stand-in,
     EOT's average) was attacked, that is only how the attacker saw the defense: predictions,
-    success and robust accuracy must be the real defended classifier's."""
-    if hasattr(real, "reseed"):
-        real.reseed(result.seed)  # a randomized defense answers the same for the same run
-    y_pred = real.predict(x, batch_size or 256)
-    y_pred_adv = real.predict(result.x_adv, batch_size or 256)
+    success and robust accuracy must be the real defended classifier's. A randomized defense
+    answers batch by batch, each from its batch's own seed, like the attack drew."""
+    y_pred = np.empty(len(x), np.int64)
+    y_pred_adv = np.empty(len(x), np.int64)
+    size = result.batch_size
+    for index, start in enumerate(range(0, len(x), size)):
+        stop = start + size
+        real.reseed(batch_seed(result.seed, first_batch + index))
+        y_pred[start:stop] = real.predict(x[start:stop], size)
+        y_pred_adv[start:stop] = real.predict(result.x_adv[start:stop], size)
     success = y_pred_adv == result.target if result.target is not None else y_pred_adv != result.y
     return dataclasses.replace(result, y_pred=y_pred, y_pred_adv=y_pred_adv, success=success)
 
@@ -132,11 +137,9 @@ def attack_on(attack, real: Classifier, attacked: Classifier, x, y, *, target=No
               batch_size: int | None = None, seed: int = 0, progress=None) -> AttackResult:
     """Run `attack` on `attacked` (the real classifier, or a defense's adaptive view of it) and
     measure the result on `real`."""
-    if hasattr(attacked, "reseed"):
-        attacked.reseed(seed)  # a randomized defense draws the same noise for the same request
     result = attack.run(attacked, x, y, target=target, batch_size=batch_size, seed=seed,
                         progress=progress)
-    return result if attacked is real else measured_on(real, result, x, batch_size)
+    return result if attacked is real else measured_on(real, result, x)
 
 
 # ---- who may reach a server ---------------------------------------------------------------

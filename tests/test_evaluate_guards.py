@@ -217,8 +217,11 @@ def test_cli_builds_defenses_and_detectors_from_names(tmp_path, capsys):
 
     args = _parser().parse_args(["evaluate", "--detectors", "lid", "--no-adaptive"])
     assert evaluation_config(args).adaptive_detectors is False
-    assert evaluation_config(_parser().parse_args(["evaluate", "--ray"])).executor == {"ray": ""}
-    args = _parser().parse_args(["evaluate", "--ray", "10.0.0.5:6379"])
-    assert evaluation_config(args).executor == {"ray": "10.0.0.5:6379"}
+    assert evaluation_config(_parser().parse_args(["evaluate", "--ray"])).executor.ray == ""
+    args = _parser().parse_args(["evaluate", "--ray", "10.0.0.5:6379", "--ray-gpus", "0.25"])
+    executor = evaluation_config(args).executor
+    assert (executor.ray, executor.cpus_per_task, executor.gpus_per_task) == ("10.0.0.5:6379", 1, 0.25)
+    with pytest.raises(egide.EgideError, match="add --ray"):
+        evaluation_config(_parser().parse_args(["evaluate", "--ray-gpus", "1"]))
     # The names were parsed (params from the file kept for x); the unknown defense is refused.
     assert code == 2 and "nope" in err

@@ -175,18 +175,23 @@ def test_the_bpda_view_predicts_exactly_like_the_defense(registry, clf, test_bat
 
 
 @pytest.mark.parametrize("name", ["gaussian-noise", "randomized-smoothing"])
-def test_eot_attack_reproduces_under_a_seed(registry, clf, test_batch, name):
+def test_eot_attack_reproduces_under_a_seed_batch_by_batch(registry, clf, test_batch, name):
     x, y = test_batch
+    x, y = x[:16], y[:16]
     pre = registry.create("defense", name, sigma=0.2)
-    pgd = registry.create("attack", "pgd", eps=0.1, steps=3)
+    pgd = registry.create("attack", "pgd", eps=0.1, steps=3, random_start=False)  # only the defense draws
 
-    def attack(defense_seed):
+    def attack(seed, defense_seed=0, **shard):
         view = pre.apply(clf, seed=defense_seed).adaptive(eot_samples=4)
-        return pgd.run(view, x[:16], y[:16], seed=0).x_adv
+        return pgd.run(view, shard.get("x", x), shard.get("y", y), seed=seed, batch_size=8,
+                       first_batch=shard.get("first_batch", 0)).x_adv
 
     first = attack(3)
-    np.testing.assert_array_equal(first, attack(3))
-    assert not np.array_equal(first, attack(4))  # the draws do come from the defense's seed
+    np.testing.assert_array_equal(first, attack(3, defense_seed=7))  # the run's seed rules its draws
+    assert not np.array_equal(first, attack(4))  # and the draws do come from it
+    # A batch draws from the run's seed and its place in the run only: attacked alone, as
+    # batch 1 of the run (a worker's shard), it comes out the same.
+    np.testing.assert_array_equal(first[8:], attack(3, x=x[8:], y=y[8:], first_batch=1))
 
 
 def test_eot_logits_are_the_log_mean_probability_over_draws(registry, clf, test_batch):

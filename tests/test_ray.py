@@ -1,7 +1,9 @@
-"""Evaluations on a real Ray cluster: a head and a second worker node started with `ray start` on
-loopback, as a user would on two machines. A sharded evaluation gives the same per-image results
-as a local run with the same batch size; a worker process killed mid-run is replaced and the
-result is unchanged; an error in a task (a model the workers cannot load) fails the run once."""
+"""Evaluations on a real Ray cluster: a head (3 CPUs) and a second worker node (1 CPU) started
+with `ray start` on loopback, as a user would on two machines. A sharded evaluation — attacks,
+the suite's stages and a randomized defense both ways — gives the same per-image results on 4
+workers, on 1 and locally with the same batch size; a worker process killed mid-run is replaced
+and the result is unchanged; an error in a task (a model the workers cannot load) fails the run
+once; a task no node can hold is refused at once."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ import numpy as np
 import pytest
 
 import egide
-from egide.lab.evaluation.pipeline import AttackSpec, EvaluationConfig, evaluate
+from egide.lab.evaluation.pipeline import AttackSpec, EvaluationConfig, RayExecutorConfig, evaluate
+from egide.lab.evaluation.ray_executor import RayExecutor
 
 ray = pytest.importorskip("ray")
 
@@ -56,7 +59,8 @@ def _ray(*args, env):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head node and a second worker node, one CPU each, on 127.0.0.1; stopped at the end."""
+    """A head node of 3 CPUs and a worker node of 1, on 127.0.0.1; stopped at the end. Four
+    one-CPU tasks run at once; a three-CPU task fits the head only: one at a time."""
     temp = tempfile.mkdtemp(prefix="egide-ray-", dir="/tmp")  # short: Ray's socket paths
     # A loopback-only cluster of this test: no token to share between its processes.
     saved = os.environ.get("RAY_AUTH_MODE")
@@ -65,7 +69,7 @@ def cluster():
     port = _free_port()
     address = f"127.0.0.1:{port}"
     try:
-        _ray("start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+        _ray("start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=3",
              "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}", env=env)
         _ray("start", f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
              "--disable-usage-stats", env=env)
@@ -88,8 +92,8 @@ def data(bars):
 
 
 def _config(**extra) -> EvaluationConfig:
-    return EvaluationConfig(model="bars", data="bars", attacks=ATTACKS, eps=[0.05, 0.1], gallery=0,
-                            sanity_checks=False, batch_size=16, **extra)
+    return EvaluationConfig(**{"model": "bars", "data": "bars", "attacks": ATTACKS, "eps": [0.05, 0.1],
+                               "gallery": 0, "sanity_checks": False, "batch_size": 16, **extra})
 
 
 def _per_image(report) -> list:
@@ -106,12 +110,37 @@ def test_without_an_executor_ray_is_never_imported():
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
-def test_a_sharded_run_gives_the_local_run_s_per_image_results(cluster, clf, data):
-    local = evaluate(_config(), classifier=clf, dataset=data)
-    sharded = evaluate(_config(executor={"ray": cluster}), classifier=clf, dataset=data)
-    assert ray.cluster_resources().get("CPU") == 2  # both nodes took part
-    assert _per_image(sharded) == _per_image(local)
-    assert sharded.config["executor"] == {"ray": cluster}
+def _suite_and_defense(report) -> list:
+    suite = [(r.eps, r.robust.tolist(), r.broken_by.tolist()) for r in report.suite.runs] if report.suite else []
+    defense = [(r.attack, r.eps, r.non_adaptive, r.adaptive) for d in report.defenses for r in d.runs]
+    return [suite, defense, [d.worst_case for d in report.defenses]]
+
+
+def test_4_workers_1_worker_and_a_local_run_give_the_same_per_image_results(cluster, clf, data):
+    # Every kind of job: attacks, the suite's stages, and a randomized defense (EOT) both ways.
+    # (The suite on a randomized defense would run the rand protocol: minutes, so apart.)
+    # One budget: each worker process traces each attack at each budget once, and 4 of them
+    # share this machine's 2 cores.
+    configs = [_config(suite="quick", limit=32, eps=[0.1]),
+               _config(defenses=[{"plugin": "gaussian-noise", "params": {"sigma": 0.1}}], eot_samples=2,
+                       eps=[0.1])]
+    four, one = RayExecutorConfig(ray=cluster), RayExecutorConfig(ray=cluster, cpus_per_task=3)
+    for config in configs:
+        local = evaluate(config, classifier=clf, dataset=data)
+        on_four = evaluate(config.model_copy(update={"executor": four}), classifier=clf, dataset=data)
+        assert ray.cluster_resources().get("CPU") == 4  # 4 one-CPU tasks at a time, on both nodes
+        # Only the head holds 3 CPUs: one task at a time.
+        on_one = evaluate(config.model_copy(update={"executor": one}), classifier=clf, dataset=data)
+        assert _per_image(on_four) == _per_image(local) == _per_image(on_one)
+        assert _suite_and_defense(on_four) == _suite_and_defense(local) == _suite_and_defense(on_one)
+    assert on_four.config["executor"] == {"ray": cluster, "cpus_per_task": 1, "gpus_per_task": 0}
+
+
+def test_a_task_no_node_can_hold_is_refused_at_once(cluster):
+    with pytest.raises(egide.EgideError, match="--num-gpus"):
+        RayExecutor(cluster, gpus_per_task=1)
+    with pytest.raises(egide.EgideError, match="cpus_per_task=4"):
+        RayExecutor(cluster, cpus_per_task=4)
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_the_result_unchanged(cluster, clf, data):
@@ -166,7 +195,8 @@ def test_the_server_runs_its_jobs_attacks_on_the_cluster(cluster, tmp_path, regi
         local = evaluate({**config, "model": "brain-tumor-cnn", "data": "brain-tumor-phantom"})
         assert job["result"]["runs"][0]["robust_accuracy"] == local.runs[0].robust_accuracy
         resp = client.post("/api/v1/jobs", json={"kind": "attack", "plugin": "fgsm", "limit": 8,
-                                                "batch_size": 4, "params": {"eps": 4 / 255}})
+                                                "batch_size": 4, "params": {"eps": 4 / 255},
+                                                "defense": {"plugin": "median-filter"}})
         job = wait(client, resp.get_json()["url"], timeout=300)
         assert job["state"] == "done" and job["result"]["images"] == 8
     finally:

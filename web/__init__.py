@@ -39,6 +39,7 @@ Configuration comes from `config` and from `EGIDE_*` environment variables (the 
     EGIDE_RAY_ADDRESS    run the attacks of evaluation and attack jobs on this Ray cluster ("local":
                          one started on this machine); the job store, artifacts and page are
                          unchanged. A restart marks the jobs it had running interrupted (re-run them)
+    EGIDE_RAY_GPUS_PER_TASK    GPUs each Ray task (a batch of images) holds, e.g. 0.25 (default 0: CPUs)
     EGIDE_ALLOWED_HOSTS  more Host names the server answers to, comma-separated (loopback names
                          and the address it is bound to always are; any other Host is refused,
                          against DNS rebinding). Browsers may change state only from the
@@ -64,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "EGIDE_TOKEN": None,
     "EGIDE_WORKERS": 1,
     "EGIDE_RAY_ADDRESS": None,
+    "EGIDE_RAY_GPUS_PER_TASK": 0,
     "EGIDE_QUEUE_SIZE": 16,
     "EGIDE_MAX_IMAGES": 2048,
     "EGIDE_MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
@@ -148,7 +150,8 @@ def create_app(config: dict | None = None) -> Flask:
     resources = Resources(registry, uploads, detector_dir=instance_path / "detectors",
                           detector_images=max(1, int(cfg["EGIDE_DETECTOR_FIT_IMAGES"])),
                           detectors_kept=int(cfg["EGIDE_DETECTORS_KEPT"]),
-                          ray_address=cfg["EGIDE_RAY_ADDRESS"])
+                          ray_address=cfg["EGIDE_RAY_ADDRESS"],
+                          ray_gpus=float(cfg["EGIDE_RAY_GPUS_PER_TASK"] or 0))
     runner = JobRunner(
         store,
         lambda job, progress: run_job(resources, job_dir, job, progress),

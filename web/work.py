@@ -49,7 +49,7 @@ class Resources:
     detectors fitted to a model."""
 
     def __init__(self, registry, uploads=None, detector_dir: Path | None = None, detector_images: int = 512,
-                 detectors_kept: int = 8, ray_address: str | None = None):
+                 detectors_kept: int = 8, ray_address: str | None = None, ray_gpus: float = 0):
         self.registry = registry
         self.uploads = uploads  # uploads.Uploads, or None
         self.detector_dir = Path(detector_dir) if detector_dir else None
@@ -59,6 +59,7 @@ class Resources:
         self._data: dict[tuple[str, str | None], object] = {}
         self._detectors: OrderedDict[tuple, object] = OrderedDict()  # least recently used first
         self.ray_address = ray_address  # jobs' attacks run on this Ray cluster ("local": here)
+        self.ray_gpus = ray_gpus  # GPUs each of its tasks holds
         self.detectors_kept = max(1, int(detectors_kept))  # in memory; the rest reload from disk
         self._fitting: dict[tuple, float] = {}  # detector key -> when its background fit started
         self._fit_failures: dict[tuple, BaseException] = {}
@@ -179,17 +180,25 @@ class Resources:
 
         threading.Thread(target=load, name="egide-warm", daemon=True).start()
 
-    def executor(self):
-        """The Ray executor jobs' attacks run on, or None (they run in this process)."""
+    def ray_config(self):
+        """The cluster jobs' attacks run on (EGIDE_RAY_ADDRESS; "local": one started here), or None."""
         if not self.ray_address:
             return None
+        from egide.lab.evaluation.pipeline import RayExecutorConfig
+
+        return RayExecutorConfig(ray="" if self.ray_address == "local" else self.ray_address,
+                                 gpus_per_task=self.ray_gpus)
+
+    def executor(self):
+        """Where jobs' attacks run: the Ray cluster, or here."""
+        config = self.ray_config()
+        if config is None:
+            from egide.lab.evaluation.running import LocalExecutor
+
+            return LocalExecutor()
         from egide.lab.evaluation.ray_executor import RayExecutor
 
-        return RayExecutor(self.ray_cluster())
-
-    def ray_cluster(self) -> str:
-        """The address jobs join: EGIDE_RAY_ADDRESS, or "" (start one here) for "local"."""
-        return "" if self.ray_address == "local" else self.ray_address
+        return RayExecutor(config.ray, gpus_per_task=config.gpus_per_task)
 
     def attack(self, name: str, params: dict):
         """A new attack object: each job has its own, so the graphs it compiles for the job's
@@ -337,6 +346,7 @@ def _stoppable(clf, progress):
 
 def _attack(res: Resources, out: Path, req: dict, progress):
     from egide.core.classifier import softmax
+    from egide.lab.evaluation.running import AttackJob
 
     clf = _stoppable(res.classifier(req["model"]), progress)
     data = res.dataset(req["data"], req.get("split"))
@@ -351,13 +361,9 @@ def _attack(res: Resources, out: Path, req: dict, progress):
     if defense:
         measured = res.registry.create("defense", defense["plugin"], **defense.get("params", {})).apply(clf)
         attacked = measured.adaptive() if defense.get("adaptive", True) else measured
-    executor = res.executor()
-    if executor is not None and not defense:
-        result = executor.attack_on(attack, clf, data.x, data.y, target=target, batch_size=batch_size,
-                                    seed=seed, progress=progress)
-    else:
-        result = services.attack_on(attack, measured, attacked, data.x, data.y, target=target,
-                                    batch_size=batch_size, seed=seed, progress=progress)
+    job = AttackJob(attack, measured, attacked, data.x, data.y, attack.name, target=target)
+    result = res.executor().run_all([job], batch_size=batch_size, seed=seed,
+                                    progress=lambda done, total, _label: progress(done, total))[0]
     result.save(out / "adversarial.npz")
     names = list(data.class_names)
     summary = result.summary()
@@ -413,7 +419,7 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
 
     config = EvaluationConfig(**req["config"])
     if res.ray_address:  # the server's choice (a client may not set one): attacks on the cluster
-        config = config.model_copy(update={"executor": {"ray": res.ray_cluster()}})
+        config = config.model_copy(update={"executor": res.ray_config()})
     clf = _stoppable(res.classifier(config.model), progress)
     data = res.dataset(config.data, config.split)
     report = evaluate(config, progress=progress, registry=res.registry, classifier=clf, dataset=data)

@@ -17,7 +17,7 @@ import numpy as np
 
 from egide.core.errors import ParameterError
 from egide.core.preprocess import PreprocessedClassifier, Preprocessor
-from egide.lab.evaluation.running import run_attack
+from egide.lab.evaluation.running import LocalExecutor, attack_run, plan_attack, run_jobs
 from egide.lab.evaluation.suite import run_suite
 from egide.lab.report.model import DefenseReport, DefenseRun, eps_key
 
@@ -36,30 +36,34 @@ def defense_classifier(reg, spec, clf) -> PreprocessedClassifier:
 
 
 def evaluate_defense(defended: PreprocessedClassifier, plan, x, y, names, config,
-                     counter, registry=None) -> DefenseReport:
-    """Clean accuracy of the defended classifier, then each planned attack both ways (and the
-    reference suite, when the evaluation has one, on the adaptive view)."""
+                     counter, registry=None, executor=None) -> DefenseReport:
+    """Clean accuracy of the defended classifier, then each planned attack both ways (one group
+    of jobs: on Ray, all at once), and the reference suite, when the evaluation has one, on the
+    adaptive view."""
+    executor = executor or LocalExecutor()
     defense = defended.defense
     defended.reseed(config.seed)
     clean_ok = defended.predict(x, batch_size=config.batch_size) == y
     adaptive = defended.adaptive(eot_samples=config.eot_samples)
-    runs, robust_by = [], {}
+    tag = f" vs {defense.name}"
+    jobs = []
     for cls, spec, eps, _ in plan:
-        tag = f" vs {defense.name}"
-        plain, _ = run_attack(cls, spec, eps, defended, defended, x, y, clean_ok, names, config,
-                              counter, label_suffix=tag)
-        adaptive.reseed(config.seed)
-        strong, _ = run_attack(cls, spec, eps, adaptive, defended, x, y, clean_ok, names, config,
-                               counter, label_suffix=tag + " (adaptive)")
-        runs.append(DefenseRun(cls.name, eps, plain.robust_accuracy, strong.robust_accuracy,
+        jobs.append(plan_attack(cls, spec, eps, defended, defended, x, y, label_suffix=tag))
+        jobs.append(plan_attack(cls, spec, eps, defended, adaptive, x, y, label_suffix=tag + " (adaptive)"))
+    results = run_jobs(executor, jobs, config, counter)
+    runs, robust_by = [], {}
+    for i in range(0, len(jobs), 2):
+        plain = attack_run(jobs[i], results[i], clean_ok, names)
+        strong = attack_run(jobs[i + 1], results[i + 1], clean_ok, names)
+        runs.append(DefenseRun(plain.attack, plain.eps, plain.robust_accuracy, strong.robust_accuracy,
                                plain.success_rate, strong.success_rate,
                                plain.seconds + strong.seconds))
-        robust_by[(cls.name, eps, "inf" if eps is None else plain.norm)] = (plain.robust, strong.robust)
+        robust_by[(plain.attack, plain.eps, "inf" if plain.eps is None else plain.norm)] = (
+            plain.robust, strong.robust)
 
     if config.suite:
-        adaptive.reseed(config.seed)
         suite = run_suite(registry, config.suite, defended, adaptive, x, y, clean_ok, config.eps,
-                          "inf", config, counter)
+                          "inf", config, counter, executor)
         for r in suite.runs:
             # The suite is adaptive only: the non-adaptive column is left as the plan made it.
             robust_by[(f"suite:{suite.ran}", r.eps, "inf")] = (np.ones_like(r.robust), r.robust)

@@ -30,7 +30,15 @@ from egide.lab import services
 from egide.lab.data import load as load_data
 from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
 from egide.lab.evaluation.detectors import check_detector, evaluate_detectors, fit_images
-from egide.lab.evaluation.running import Counter, EvaluationProgress, per_class, run_attack
+from egide.lab.evaluation.running import (
+    Counter,
+    EvaluationProgress,
+    LocalExecutor,
+    attack_run,
+    per_class,
+    plan_attack,
+    run_jobs,
+)
 from egide.lab.evaluation.setup_check import overridden, setup_problem
 from egide.lab.evaluation.suite import PROTOCOLS, run_suite
 from egide.lab.report.model import (
@@ -73,6 +81,18 @@ class DetectorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     plugin: str = Field(max_length=128, description="Detector plugin name, e.g. 'mahalanobis'")
     params: dict[str, Any] = Field(default_factory=dict, description="The detector's parameters")
+
+
+class RayExecutorConfig(BaseModel):
+    """A Ray cluster to run the attacks on, and what each task (one batch of images) takes."""
+
+    model_config = ConfigDict(extra="forbid")
+    ray: str = Field(max_length=512, description="The cluster's address, e.g. 'head-node:6379'; "
+                     "empty: start a local cluster on this machine")
+    cpus_per_task: float = Field(1, gt=0, le=256, description="CPUs a task holds; TensorFlow in "
+                                 "the task uses as many threads")
+    gpus_per_task: float = Field(0, ge=0, le=16, description="GPUs a task holds (a fraction shares "
+                                 "one GPU between tasks, e.g. 0.25); 0: the attacks run on CPUs")
 
 
 def default_attacks() -> list[AttackSpec]:
@@ -135,10 +155,10 @@ class EvaluationConfig(BaseModel):
     detectors: list[DetectorSpec] = Field(
         default_factory=list, max_length=MAX_PLUGINS, description="Detectors to fit and score (ROC AUC per attack and eps)"
     )
-    executor: dict[str, str] | None = Field(
+    executor: RayExecutorConfig | None = Field(
         None, description='Where attacks run: {"ray": "ADDRESS"} (empty address: a local Ray '
-        "cluster) runs each batch of the undefended model's attacks as a Ray task, with the same "
-        "per-image results as a local run with the same batch_size; empty: here")
+        "cluster) runs every batch of every attack, suite stage and defense as a Ray task, with "
+        "the same per-image results as a local run with the same batch_size; empty: here")
     adaptive_detectors: bool = Field(
         True, description="Also attack each detector adaptively (an attacker who knows it), at "
         "every eps: guarded robust accuracy without and with that knowledge")
@@ -163,14 +183,6 @@ class EvaluationConfig(BaseModel):
         description="Budget of the adversarial examples supervised detectors are fitted on, and "
         "of the transfer table (default: 4/255 if listed in eps, else the middle epsilon)",
     )
-
-    @field_validator("executor")
-    @classmethod
-    def _known_executor(cls, value):
-        if value is not None and set(value) != {"ray"}:
-            raise ValueError('the one executor is Ray: {"ray": "ADDRESS"}, or {"ray": ""} for a '
-                             "local cluster")
-        return value
 
     @field_validator("eps")
     @classmethod
@@ -269,19 +281,20 @@ def evaluate(
 
     counter = Counter(total, progress)
     executor = _executor(config)
-    runs: list[AttackRun] = []
-    adversarials: dict[tuple[str, float | None], AttackResult] = {}
-    for cls, spec, eps, purpose in plan:
-        run, result = run_attack(cls, spec, eps, clf, clf, x, y, clean_ok, names, config,
-                                 counter, purpose, executor=executor)
-        runs.append(run)
-        if purpose == "evaluation":
-            adversarials[(cls.name, eps)] = result
+    # Every attack at every budget is one group: on Ray, all their batches run at once.
+    jobs = [plan_attack(cls, spec, eps, clf, clf, x, y, purpose) for cls, spec, eps, purpose in plan]
+    results = run_jobs(executor, jobs, config, counter)
+    runs: list[AttackRun] = [attack_run(job, result, clean_ok, names) for job, result in zip(jobs, results)]
+    adversarials: dict[tuple[str, float | None], AttackResult] = {
+        (job.attack.name, job.eps): result for job, result in zip(jobs, results)
+        if job.purpose == "evaluation"}
 
-    suite = (run_suite(reg, config.suite, clf, clf, x, y, clean_ok, config.eps, "inf", config, counter)
+    suite = (run_suite(reg, config.suite, clf, clf, x, y, clean_ok, config.eps, "inf", config, counter,
+                       executor)
              if config.suite else None)
     defense_reports = [
-        evaluate_defense(d, evaluation_plan, x, y, names, config, counter, registry=reg) for d in defended
+        evaluate_defense(d, evaluation_plan, x, y, names, config, counter, registry=reg, executor=executor)
+        for d in defended
     ]
     detector_reports = (
         evaluate_detectors(detectors, reg, clf, x, y, clean_ok, adversarials, attacks, fit_x,
@@ -357,12 +370,13 @@ def evaluate(
 
 # ---- planning -------------------------------------------------------------------------------
 def _executor(config: EvaluationConfig):
-    """None (attacks run here) or the Ray executor the configuration names."""
+    """Where the attacks run: here, or on the Ray cluster the configuration names."""
     if not config.executor:
-        return None
+        return LocalExecutor()
     from egide.lab.evaluation.ray_executor import RayExecutor
 
-    return RayExecutor(config.executor["ray"])
+    return RayExecutor(config.executor.ray, gpus_per_task=config.executor.gpus_per_task,
+                       cpus_per_task=config.executor.cpus_per_task)
 
 
 def check_attack(reg: Registry, spec: AttackSpec):

@@ -1,13 +1,21 @@
 """Attacks sharded over a Ray cluster: the same per-image results as a local run, on many workers.
 
-An attack run on N images becomes ceil(N / batch_size) Ray tasks, one per batch: task i attacks
-images [i * batch_size, (i + 1) * batch_size) with the batch seed (seed, i) — exactly what a
-local run with the same batch size does for its i-th batch — so the per-image results do not
-depend on how many workers there are, nor on whether Ray is used at all. The model travels once,
-as its saved `.keras` file, and each batch's images once, through Ray's object store (a task
-fetches its own batch, never the whole data set); each worker process loads the model once. A worker that dies is replaced and its task retried by Ray
-(`RETRIES`); an error in the task itself (a bad model, a bad parameter) is not retried: it fails
-the run once, with its message.
+A group of attack jobs (every attack at every budget; a suite member at every budget; every
+attack on a defense, both ways) becomes one Ray task per batch of each job, all submitted at
+once: task i of a job attacks its images [i * batch_size, (i + 1) * batch_size) with the batch
+seed (seed, i) — exactly what a local run with the same batch size does for its i-th batch, a
+randomized defense's draws included (`Classifier.reseed`) — so per-image results do not depend
+on how many workers there are, nor on whether Ray is used at all.
+
+What travels: the model once per evaluation, as its saved `.keras` file, through Ray's object
+store; each batch's images once, alone (a task fetches its own batch, never the data set); a
+defense as its plugin name and parameters, rebuilt in the worker. A worker process keeps the
+models, defended views and attacks it has built (`WORKER_CACHE` of each), so its tasks after the
+first trace nothing new. A classifier that cannot travel that way (a subclass of the user's own,
+a defense not installed as a plugin) runs its jobs here, on the driver.
+
+A worker that dies is replaced and its task retried by Ray (`RETRIES`); an error in the task
+itself (a bad model, a bad parameter) is not retried: it fails the run once, with its message.
 
 Ray is imported only here, and only when an evaluation asks for it (`executor: {"ray": ...}`,
 `egide evaluate --ray`): without it nothing changes. Install it with `pip install egide[ray]`.
@@ -15,17 +23,23 @@ Ray is imported only here, and only when an evaluation asks for it (`executor: {
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from egide.core.classifier import Classifier
 from egide.core.errors import InputError
+from egide.core.preprocess import PreprocessedClassifier
+from egide.core.results import AttackResult
 
 RETRIES = 3  # a task whose worker process died is run again, up to this many times
 DEFAULT_BATCH = 64  # images per task when the evaluation sets no batch size
-_models: dict[str, object] = {}  # in a worker process: model digest -> Classifier
+WORKER_CACHE = 32  # models, defended views and attacks a worker process keeps (least recently used go)
 
 
 def connect(address: str | None):
@@ -41,101 +55,188 @@ def connect(address: str | None):
 
 
 class RayExecutor:
-    """Runs attacks on the undefended model as one Ray task per batch of images."""
+    """Runs groups of attack jobs as one Ray task per batch of images."""
 
-    def __init__(self, address: str | None, threads_per_worker: int = 1):
+    def __init__(self, address: str | None, *, cpus_per_task: float = 1, gpus_per_task: float = 0):
         self.ray = connect(address)
-        self.threads = threads_per_worker
-        self._shipped: dict[int, tuple] = {}  # id(classifier) -> (model ref, digest)
-        self._task = self.ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(_attack_batch)
-
-    def _model(self, clf):
-        """The model's saved file in the object store, put there once per evaluation."""
-        if id(clf) not in self._shipped:
-            import hashlib
-
-            from egide.lab.training import save_model
-
-            with tempfile.TemporaryDirectory() as tmp:
-                path = save_model(clf.model, Path(tmp) / "model.keras")
-                blob = path.read_bytes()
-            digest = hashlib.sha256(blob).hexdigest()[:16]
-            self._shipped[id(clf)] = (self.ray.put(blob), digest, tuple(clf.input_range))
-        return self._shipped[id(clf)]
+        self.address = address
+        _check_feasible(self.ray, address, cpus_per_task, gpus_per_task)
+        self.threads = max(1, int(cpus_per_task))
+        self._shipped: dict[int, tuple] = {}  # id(base classifier) -> (model ref, digest, range)
+        self._task = self.ray.remote(_attack_batch).options(
+            num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=RETRIES,
+            retry_exceptions=False)
 
     def attack_on(self, attack, clf, x, y, *, target=None, batch_size: int | None = None,
-                  seed: int = 0, progress=None):
+                  seed: int = 0, progress=None) -> AttackResult:
         """`attack.run(clf, x, y, ...)` with its batches run as Ray tasks; the same AttackResult."""
-        from egide.core.results import AttackResult
+        from egide.lab.evaluation.running import AttackJob
+
+        job = AttackJob(attack, clf, clf, np.asarray(x), np.asarray(y), attack.name, target=target)
+        report = (lambda done, total, _label: progress(done, total)) if progress else None
+        return self.run_all([job], batch_size=batch_size, seed=seed, progress=report)[0]
+
+    def run_all(self, jobs, *, batch_size: int | None, seed: int, progress=None) -> list[AttackResult]:
+        """Every batch of every job as a Ray task, at once; the jobs' results, in order. Jobs
+        whose classifiers cannot travel run here meanwhile."""
+        from egide.lab.evaluation.running import LocalExecutor
 
         batch_size = batch_size or DEFAULT_BATCH
-        model_ref, digest, input_range = self._model(clf)
-        n = len(x)
-        started = time.perf_counter()
-        pending = {}
-        for index, start in enumerate(range(0, n, batch_size)):
-            stop = min(start + batch_size, n)
-            # Each batch's images go to the object store once, alone: a task fetches its own.
-            shard = {"x": np.asarray(x[start:stop]), "y": np.asarray(y[start:stop]),
-                     "target": None if target is None else np.asarray(target[start:stop])}
-            ref = self._task.remote(model_ref, digest, input_range, attack.name,
-                                    attack.params.model_dump(mode="json"), self.ray.put(shard),
-                                    batch_size, seed, index, self.threads)
-            pending[ref] = (start, stop)
-        parts: dict[int, dict] = {}
+        total = sum(len(job.x) for job in jobs)
+        pending, parts, stay = {}, {}, []
+        for j, job in enumerate(jobs):
+            views = _views(job.real, job.attacked)
+            if views is None or not len(job.x):
+                stay.append(j)
+                continue
+            model_ref, digest, input_range = self._model(views[0])
+            for index, start in enumerate(range(0, len(job.x), batch_size)):
+                stop = min(start + batch_size, len(job.x))
+                # Each batch's images go to the object store once, alone: a task fetches its own.
+                shard = {"x": job.x[start:stop], "y": job.y[start:stop],
+                         "target": None if job.target is None else job.target[start:stop]}
+                ref = self._task.remote(model_ref, digest, input_range, views[1], job.attack.name,
+                                        job.attack.params.model_dump(mode="json"),
+                                        self.ray.put(shard), batch_size, seed, index, self.threads)
+                pending[ref] = (j, start, stop)
         done = 0
+        results: list[AttackResult | None] = [None] * len(jobs)
         try:
             if progress:
-                progress(0, n)
+                progress(0, total, jobs[0].label if jobs else "")
+            here = LocalExecutor()
+            for j in stay:  # while the cluster works
+                results[j] = here.run_all([jobs[j]], batch_size=batch_size, seed=seed)[0]
+                done += len(jobs[j].x)
             while pending:
                 ready, _ = self.ray.wait(list(pending), num_returns=1)
-                start, stop = pending.pop(ready[0])
+                j, start, stop = pending.pop(ready[0])
                 try:
-                    parts[start] = self.ray.get(ready[0])
+                    parts.setdefault(j, {})[start] = self.ray.get(ready[0])
                 except self.ray.exceptions.RayTaskError as exc:  # the task's own error, once
                     raise exc.as_instanceof_cause() from None
                 done += stop - start
                 if progress:
-                    progress(done, n)  # may raise: a cancelled job
+                    progress(done, total, jobs[j].label)  # may raise: a cancelled job
         finally:
             for ref in pending:  # an error or a cancel: nothing keeps running for nobody
                 self.ray.cancel(ref)
-        merged = {k: np.concatenate([parts[s][k] for s in sorted(parts)]) for k in parts[0]}
-        success = (merged["y_pred_adv"] == target) if target is not None else merged["y_pred_adv"] != y
-        return AttackResult(
-            x_adv=merged["x_adv"], y=np.asarray(y), y_pred=merged["y_pred"],
-            y_pred_adv=merged["y_pred_adv"], success=success, l2=merged["l2"], linf=merged["linf"],
-            seconds=time.perf_counter() - started, config=attack.config(), seed=seed,
-            batch_size=batch_size, target=target)
+        for j, shards in parts.items():
+            results[j] = _merged(jobs[j], [shards[s] for s in sorted(shards)], seed, batch_size)
+        return results
+
+    def _model(self, clf: Classifier):
+        """The model's saved file in the object store, put there once per evaluation."""
+        if id(clf) not in self._shipped:
+            from egide.lab.training import save_model
+
+            with tempfile.TemporaryDirectory() as tmp:
+                blob = save_model(clf.model, Path(tmp) / "model.keras").read_bytes()
+            digest = hashlib.sha256(blob).hexdigest()[:16]
+            self._shipped[id(clf)] = (self.ray.put(blob), digest, tuple(clf.input_range))
+        return self._shipped[id(clf)]
 
 
-def _attack_batch(model_blob, digest, input_range, attack_name, params, shard, batch_size, seed,
-                  index, threads):
-    """In a worker: attack one batch's images as batch `index` of the whole run."""
-    clf = _worker_classifier(model_blob, digest, input_range, threads)
+def _check_feasible(ray, address, cpus: float, gpus: float) -> None:
+    """Refuse at once a task no node of the cluster can hold (Ray would wait for one forever)."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    where = f"the Ray cluster at {address}" if address else "the local Ray cluster"
+    if gpus and not any(n.get("GPU", 0) >= gpus for n in nodes):
+        most = max((n.get("GPU", 0) for n in nodes), default=0)
+        raise InputError(
+            f"gpus_per_task={gpus:g}, but no node of {where} has that many GPUs (the most is "
+            f"{most:g}): start GPU workers with `ray start --address ... --num-gpus N`, or set "
+            "gpus_per_task to 0 to attack on CPUs")
+    if not any(n.get("CPU", 0) >= cpus for n in nodes):
+        most = max((n.get("CPU", 0) for n in nodes), default=0)
+        raise InputError(f"cpus_per_task={cpus:g}, but no node of {where} has that many CPUs (the "
+                         f"most is {most:g}): lower cpus_per_task")
+
+
+def _views(real: Classifier, attacked: Classifier):
+    """(the plain classifier to ship, how the worker rebuilds the job's views), or None when they
+    cannot travel as a saved model plus an installed defense."""
+    if type(real) is Classifier and attacked is real:
+        return real, None
+    if not (type(real) is PreprocessedClassifier and type(real.base) is Classifier):
+        return None
     from egide.core.registry import registry
 
-    attack = registry().create("attack", attack_name, **params)
-    result = attack.run(clf, shard["x"], shard["y"], target=shard["target"],
+    defense = real.defense
+    if registry().get("defense", defense.name) is not type(defense):
+        return None  # not the installed plugin of that name: the worker could not rebuild it
+    view = {"defense": defense.name, "params": defense.params.model_dump(mode="json")}
+    if attacked is real:
+        return real.base, {**view, "adaptive": None}
+    if (type(attacked) is PreprocessedClassifier and attacked.is_adaptive and attacked.base is real.base
+            and attacked.defense is defense):
+        return real.base, {**view, "adaptive": attacked.eot_samples}
+    return None
+
+
+def _merged(job, shards: list[dict], seed: int, batch_size: int) -> AttackResult:
+    """One job's result from its batches' (in order)."""
+    merged = {k: np.concatenate([s[k] for s in shards]) for k in shards[0] if k != "seconds"}
+    target = job.target
+    success = (merged["y_pred_adv"] == target) if target is not None else merged["y_pred_adv"] != job.y
+    return AttackResult(
+        x_adv=merged["x_adv"], y=np.asarray(job.y), y_pred=merged["y_pred"],
+        y_pred_adv=merged["y_pred_adv"], success=success, l2=merged["l2"], linf=merged["linf"],
+        # The workers' own time on the job's batches: what it cost, whatever ran beside it.
+        seconds=float(sum(s["seconds"] for s in shards)), config=job.attack.config(), seed=seed,
+        batch_size=batch_size, target=target)
+
+
+# ---- in a worker process --------------------------------------------------------------------
+_cache: collections.OrderedDict = collections.OrderedDict()  # key -> model, view or attack
+
+
+def _cached(key, build):
+    """`build()` once per worker process for `key`, the least recently used dropped past the cap."""
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    value = _cache[key] = build()
+    if len(_cache) > WORKER_CACHE:
+        _cache.popitem(last=False)
+    return value
+
+
+def _attack_batch(model_blob, digest, input_range, view, attack_name, params, shard, batch_size,
+                  seed, index, threads):
+    """In a worker: attack one batch's images as batch `index` of the whole run."""
+    from egide.core.registry import registry
+    from egide.lab.services import measured_on
+
+    started = time.perf_counter()
+    base = _cached(("model", digest), lambda: _load_model(model_blob, input_range, threads))
+    real = attacked = base
+    if view is not None:
+        key = json.dumps(view, sort_keys=True)
+        real = attacked = _cached(("defended", digest, key), lambda: registry().create(
+            "defense", view["defense"], **view["params"]).apply(base))
+        if view["adaptive"] is not None:
+            attacked = _cached(("adaptive", digest, key), lambda: real.adaptive(view["adaptive"]))
+    attack = _cached(("attack", attack_name, json.dumps(params, sort_keys=True)),
+                     lambda: registry().create("attack", attack_name, **params))
+    result = attack.run(attacked, shard["x"], shard["y"], target=shard["target"],
                         batch_size=batch_size, seed=seed, first_batch=index)
+    if attacked is not real:
+        result = measured_on(real, result, shard["x"], first_batch=index)
     return {"x_adv": result.x_adv, "y_pred": result.y_pred, "y_pred_adv": result.y_pred_adv,
-            "l2": result.l2, "linf": result.linf}
+            "l2": result.l2, "linf": result.linf, "seconds": time.perf_counter() - started}
 
 
-def _worker_classifier(model_blob, digest, input_range, threads):
-    """The model, loaded once per worker process (and TensorFlow held to `threads` threads)."""
-    if digest not in _models:
-        import tensorflow as tf
+def _load_model(model_blob, input_range, threads) -> Classifier:
+    """The model from its saved file (TensorFlow held to `threads` threads in this process)."""
+    import tensorflow as tf
 
-        try:  # only possible before TensorFlow runs anything in this process
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:
-            pass
-        from egide.core.classifier import Classifier
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.keras"
-            path.write_bytes(model_blob)
-            _models[digest] = Classifier.load(path, input_range=input_range)
-    return _models[digest]
+    try:  # only possible before TensorFlow runs anything in this process
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        path.write_bytes(model_blob)
+        return Classifier.load(path, input_range=input_range)

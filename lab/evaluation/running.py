@@ -1,13 +1,23 @@
-"""One attack at one budget, run and measured: the step the pipeline repeats (and the defense
-evaluation, on a defense's two views), and the progress counter over the whole evaluation."""
+"""One attack at one budget, planned, run and measured: the step the pipeline repeats (and the
+defense evaluation, on a defense's two views, and the suite, stage by stage), and the progress
+counter over the whole evaluation.
+
+Runs are planned as `AttackJob`s and handed to an executor in groups: `LocalExecutor` runs them
+here one after another; `RayExecutor` (ray_executor.py) runs every batch of every job of a group
+as a Ray task at once. A job's result depends only on its images, the seed and the batch size,
+never on where or alongside what it ran, so both give the same per-image numbers.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
 
+from egide.core.attack import Attack
 from egide.core.classifier import Classifier
+from egide.core.results import AttackResult
 from egide.lab import services
 from egide.lab.report.model import AttackRun, eps_key
 
@@ -22,9 +32,20 @@ class Counter:
         self.total, self.done, self.progress = total, 0, progress
 
     def step(self, label: str):
+        """Progress of one run, (done, total) of its own images, under `label`."""
         base = self.done
 
         def report(n_done, n_total):
+            if self.progress:
+                self.progress(base + n_done, self.total, label)
+
+        return report
+
+    def group(self):
+        """Progress of a group of runs, (done, total, label) over the group's images."""
+        base = self.done
+
+        def report(n_done, n_total, label):
             if self.progress:
                 self.progress(base + n_done, self.total, label)
 
@@ -39,32 +60,69 @@ class Counter:
             self.progress(self.done, self.total, label)
 
 
-def run_attack(cls, spec, eps, attacked: Classifier, measured: Classifier, x, y, clean_ok, names,
-               config, counter: Counter, purpose: str = "evaluation", label_suffix: str = "",
-               executor=None):
-    """Run one attack at one budget on `attacked`; robust accuracy is measured on `measured`
-    (the same classifier, or the real defense when `attacked` is its adaptive view). With an
-    executor (Ray), the undefended model's batches run as its tasks."""
+@dataclasses.dataclass
+class AttackJob:
+    """`attack` on `attacked` (the real classifier or a defense's adaptive view of it), its
+    result measured on `real`; `cls`, `eps` and `purpose` say what the report files it under."""
+
+    attack: Attack
+    real: Classifier
+    attacked: Classifier
+    x: np.ndarray
+    y: np.ndarray
+    label: str
+    eps: float | None = None
+    purpose: str = "evaluation"
+    target: np.ndarray | None = None
+
+
+def plan_attack(cls, spec, eps, real: Classifier, attacked: Classifier, x, y,
+                purpose: str = "evaluation", label_suffix: str = "") -> AttackJob:
+    """The job of one attack plugin at one budget (None: a minimal-perturbation attack)."""
     params = dict(spec.params) if eps is None else {**spec.params, "eps": eps}
-    attack = cls(**params)
     label = (cls.name if eps is None else f"{cls.name} eps={eps_key(eps)}") + label_suffix
     if purpose == "sanity":
         label += " (unbounded sanity check)"
-    # Measured on the real defended classifier: an adaptive view's own predictions (BPDA's
-    # stand-in, EOT's average) are how the attacker sees it, not what the defense answers.
-    if executor is not None and attacked is measured:
-        result = executor.attack_on(attack, attacked, x, y, batch_size=config.batch_size,
-                                    seed=config.seed, progress=counter.step(label))
-    else:
-        result = services.attack_on(attack, measured, attacked, x, y, batch_size=config.batch_size,
-                                    seed=config.seed, progress=counter.step(label))
-    counter.finished(len(x))
+    return AttackJob(cls(**params), real, attacked, x, y, label, eps, purpose)
+
+
+class LocalExecutor:
+    """Runs a group of jobs here, one after another."""
+
+    def run_all(self, jobs: list[AttackJob], *, batch_size: int | None, seed: int,
+                progress=None) -> list[AttackResult]:
+        results, done = [], 0
+        total = sum(len(job.x) for job in jobs)
+        for job in jobs:
+            def report(n_done, n_total, base=done, label=job.label):
+                progress(base + n_done, total, label)
+
+            # Measured on the real defended classifier: an adaptive view's own predictions
+            # (BPDA's stand-in, EOT's average) are how the attacker sees it, not what it answers.
+            results.append(services.attack_on(job.attack, job.real, job.attacked, job.x, job.y,
+                                              target=job.target, batch_size=batch_size, seed=seed,
+                                              progress=report if progress else None))
+            done += len(job.x)
+        return results
+
+
+def run_jobs(executor, jobs: list[AttackJob], config, counter: Counter) -> list[AttackResult]:
+    """Run a group of jobs on `executor`, counting their images into the evaluation's progress."""
+    results = executor.run_all(jobs, batch_size=config.batch_size, seed=config.seed,
+                               progress=counter.group())
+    counter.finished(sum(len(job.x) for job in jobs))
+    return results
+
+
+def attack_run(job: AttackJob, result: AttackResult, clean_ok, names) -> AttackRun:
+    """What the report keeps of one job: robust accuracy overall and per class, sizes, time."""
+    y = job.y
     robust = (result.y_pred_adv == y) & clean_ok
-    run = AttackRun(
-        attack=cls.name,
-        eps=eps,
-        params=attack.params.model_dump(mode="json"),
-        version=cls.version,
+    return AttackRun(
+        attack=job.attack.name,
+        eps=job.eps,
+        params=job.attack.params.model_dump(mode="json"),
+        version=job.attack.version,
         robust_accuracy=float(robust.mean()),
         success_rate=float(result.success.mean()),
         l2_mean=float(result.l2.mean()),
@@ -73,11 +131,10 @@ def run_attack(cls, spec, eps, attacked: Classifier, measured: Classifier, x, y,
         per_class=per_class(robust, y, names),
         robust=robust,
         l2=result.l2,
-        size=result.l2 if attack.norm == "2" else result.linf,
-        norm=attack.norm,
-        purpose=purpose,
+        size=result.l2 if job.attack.norm == "2" else result.linf,
+        norm=job.attack.norm,
+        purpose=job.purpose,
     )
-    return run, result
 
 
 def per_class(ok: np.ndarray, y: np.ndarray, names: list[str]) -> dict[str, float]:

@@ -18,12 +18,11 @@ white-box members missed, their gradients were misleading: the report flags grad
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 
 from egide.core.classifier import Classifier
-from egide.lab import services
+from egide.lab.evaluation.running import AttackJob, LocalExecutor, run_jobs
 from egide.lab.report.model import SuiteMember, SuiteReport, SuiteRun, eps_key
 
 SQUARE_FLAG = 0.002  # Square lowering robust accuracy by more than this flags masking (as the reference)
@@ -98,33 +97,39 @@ def plan(registry, protocol: str, num_classes: int, randomized: bool) -> tuple[s
 
 
 def run_suite(registry, protocol: str, real: Classifier, attacked: Classifier, x, y, clean_ok,
-              eps_list, norm: str, config, counter) -> SuiteReport:
-    """The protocol at every budget: per point, the first member that broke it."""
+              eps_list, norm: str, config, counter, executor=None) -> SuiteReport:
+    """The protocol at every budget: per point, the first member that broke it. Each member is
+    one group of jobs over every budget (on Ray, all at once); the next member starts on the
+    points left robust."""
+    executor = executor or LocalExecutor()
     randomized = is_randomized(attacked, x, config.batch_size)
     ran, members = plan(registry, protocol, real.num_classes, randomized)
-    runs = []
-    for eps in eps_list:
-        robust = clean_ok.copy()
-        broken_by = np.full(len(y), "", dtype=object)
-        after, seconds = [], []
-        for m in members:
-            todo = np.flatnonzero(robust)
-            started = time.perf_counter()
+    robust = [clean_ok.copy() for _ in eps_list]
+    broken_by = [np.full(len(y), "", dtype=object) for _ in eps_list]
+    after = [[] for _ in eps_list]
+    seconds = [[0.0] * len(members) for _ in eps_list]
+    for k, m in enumerate(members):
+        jobs, todos = [], []
+        for e, eps in enumerate(eps_list):
+            todo = np.flatnonzero(robust[e])
             if m.ran is not None and len(todo):
                 attack = registry.create("attack", m.plugin, **{**m.params, "eps": eps, "norm": norm})
-                label = f"suite {m.ran} eps={eps_key(eps)}"
-                result = services.attack_on(attack, real, attacked, x[todo], y[todo],
-                                            batch_size=config.batch_size, seed=config.seed,
-                                            progress=counter.step(label))
-                hit = result.y_pred_adv != y[todo]
-                robust[todo[hit]] = False
-                broken_by[todo[hit]] = m.ran
-            counter.finished(len(x))
-            after.append(float(robust.mean()))
-            seconds.append(time.perf_counter() - started)
-        runs.append(SuiteRun(eps=eps, robust_accuracy=float(robust.mean()), after=after,
-                             seconds=seconds, robust=robust, broken_by=broken_by,
-                             masking=_masking(members, after, clean_ok.mean())))
+                jobs.append(AttackJob(attack, real, attacked, x[todo], y[todo],
+                                      f"suite {m.ran} eps={eps_key(eps)}", eps, "suite"))
+                todos.append((e, todo))
+        results = run_jobs(executor, jobs, config, counter)
+        counter.finished(len(x) * len(eps_list) - sum(len(t) for _, t in todos))  # skipped points
+        for (e, todo), result in zip(todos, results):
+            hit = result.y_pred_adv != y[todo]
+            robust[e][todo[hit]] = False
+            broken_by[e][todo[hit]] = m.ran
+            seconds[e][k] = result.seconds
+        for e in range(len(eps_list)):
+            after[e].append(float(robust[e].mean()))
+    runs = [SuiteRun(eps=eps, robust_accuracy=float(robust[e].mean()), after=after[e],
+                     seconds=seconds[e], robust=robust[e], broken_by=broken_by[e],
+                     masking=_masking(members, after[e], clean_ok.mean()))
+            for e, eps in enumerate(eps_list)]
     return SuiteReport(protocol=protocol, ran=ran, randomized=randomized, norm=norm,
                        members=members, runs=runs)
 
