@@ -72,18 +72,15 @@ class GuardAttack:
         return p.step_size if p.step_size is not None else 2.5 * p.eps / p.steps
 
     def run(self, clf: Classifier, det: Detector, x, y, *, seed: int = 0, batch_size: int | None = None,
-            surrogate: Detector | None = None, progress: Callable[[int, int], None] | None = None
-            ) -> GuardAttackResult:
+            surrogate: Detector | None = None, progress: Callable[[int, int], None] | None = None,
+            first_batch: int = 0) -> GuardAttackResult:
+        """Attack x in batches; batch i starts from the seed (seed, first_batch + i), so a shard
+        of a larger run (its first batch's index, the same batch_size) reproduces it exactly."""
         import tensorflow as tf
 
         x = clf.check_inputs(x)
         y = clf.check_labels(y, len(x))
-        attacked = det if det.score_gradient is not None else surrogate
-        if attacked is None:
-            raise InputError(f"{det.name} has no differentiable score: give a surrogate detector "
-                             "that has one (run(..., surrogate=fitted_detector))")
-        through = (f"{det.name}: {det.score_gradient}" if attacked is det else
-                   f"surrogate {attacked.name} ({det.name} has no differentiable score)")
+        attacked = self.attacked(det, surrogate)
         batch_size = batch_size or max(1, clf.batch_size_for(len(x)) // 2)
         threshold = float(attacked.threshold)
         # Kept by the detector, per classifier, parameters and threshold: compiled once. The
@@ -99,11 +96,24 @@ class GuardAttack:
         for index, start in enumerate(range(0, n, batch_size)):
             stop = min(start + batch_size, n)
             adv, ok = attack(tf.constant(x[start:stop]), tf.constant(y[start:stop]),
-                             tf.constant([seed, index], tf.int64))
+                             tf.constant([seed, first_batch + index], tf.int64))
             x_adv[start:stop], evaded[start:stop] = adv.numpy(), ok.numpy()
             if progress:
                 progress(stop, n)
-        seconds = time.perf_counter() - started
+        return self.result(clf, det, surrogate, x_adv, y, evaded, time.perf_counter() - started)
+
+    def attacked(self, det: Detector, surrogate: Detector | None) -> Detector:
+        """The detector whose gradient the attack follows: `det`, else the surrogate."""
+        attacked = det if det.score_gradient is not None else surrogate
+        if attacked is None:
+            raise InputError(f"{det.name} has no differentiable score: give a surrogate detector "
+                             "that has one (run(..., surrogate=fitted_detector))")
+        return attacked
+
+    def result(self, clf, det, surrogate, x_adv, y, evaded, seconds: float) -> GuardAttackResult:
+        """The result of examples made (here, or batch by batch on workers)."""
+        through = (f"{det.name}: {det.score_gradient}" if self.attacked(det, surrogate) is det else
+                   f"surrogate {surrogate.name} ({det.name} has no differentiable score)")
         return GuardAttackResult(
             x_adv=x_adv, y=y, y_pred_adv=clf.predict(x_adv), evaded=evaded, seconds=seconds,
             params=self.params.model_dump(), through=through)

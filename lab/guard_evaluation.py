@@ -88,13 +88,15 @@ def evaluate_guard(clf: Classifier, det: Detector, x, y, eps, *, norm: str = "in
                    restarts: int = 1, mode: str = "orthogonal", adaptive: bool = True, seed: int = 0,
                    batch_size: int | None = None, surrogate: Detector | None = None,
                    non_adaptive: dict[float, dict[str, np.ndarray]] | None = None,
-                   registry=None, progress=None) -> GuardEvaluation:
+                   registry=None, progress=None, executor=None) -> GuardEvaluation:
     """Attack the guard (clf, det) at each budget in `eps` (a number or a list), without and
     with knowledge of the detector; `det` must be fitted on other images than x.
 
     non_adaptive: {eps: {attack name: adversarial x}} already made on the classifier alone (an
-    evaluation's); a budget without them gets PGD with `steps` steps."""
+    evaluation's); a budget without them gets PGD with `steps` steps. The adaptive attacks of
+    every budget run first, as one group: on a Ray executor, all their batches at once."""
     from egide.core.registry import registry as default_registry
+    from egide.lab.evaluation.running import LocalExecutor
 
     reg = registry or default_registry()
     x = clf.check_inputs(x)
@@ -107,14 +109,21 @@ def evaluate_guard(clf: Classifier, det: Detector, x, y, eps, *, norm: str = "in
     result = GuardEvaluation(
         detector=det.config(), threshold=float(det.threshold), images=len(x),
         clean_accuracy=float(clean_ok.mean()), clean_flagged=float((clean_scores > det.threshold).mean()))
-    if adaptive and det.score_gradient is None and surrogate is None:
-        surrogate = reg.create("detector", SURROGATE).fit(clf, x)
+    found = {}
+    if adaptive:
+        if det.score_gradient is None and surrogate is None:
+            surrogate = reg.create("detector", SURROGATE).fit(clf, x)
+        attacks = [GuardAttack(eps=e, norm=norm, steps=steps, restarts=restarts, mode=mode) for e in budgets]
+        group = (executor or LocalExecutor()).run_guard_attacks(
+            attacks, clf, det, surrogate, x, y, batch_size=batch_size, seed=seed,
+            progress=(lambda done, total, _label: progress(done, total)) if progress else None)
+        found = dict(zip(budgets, group))
     for e in budgets:
         started = time.perf_counter()
         made = _near(non_adaptive or {}, e)
         if not made:
             pgd = reg.create("attack", "pgd", eps=e, norm=norm, steps=steps, restarts=restarts)
-            made = {"pgd": pgd.run(clf, x, y, seed=seed, batch_size=batch_size, progress=progress).x_adv}
+            made = {"pgd": pgd.run(clf, x, y, seed=seed, batch_size=batch_size).x_adv}
         plain_adv, run = _worst_case(clf, det, x, y, made, clean_ok, clean_scores)
         result.runs.append(GuardRun(attack="+".join(made), adaptive=False, eps=e, norm=norm,
                                     images=len(x), seconds=time.perf_counter() - started,
@@ -122,17 +131,14 @@ def evaluate_guard(clf: Classifier, det: Detector, x, y, eps, *, norm: str = "in
         if not adaptive:
             continue
         started = time.perf_counter()
-        attack = GuardAttack(eps=e, norm=norm, steps=steps, restarts=restarts, mode=mode)
-        found = attack.run(clf, det, x, y, seed=seed, batch_size=batch_size, surrogate=surrogate,
-                           progress=progress)
-        adaptive_run = _judged(clf, det, x, y, found.x_adv, clean_ok, clean_scores)
+        adaptive_run = _judged(clf, det, x, y, found[e].x_adv, clean_ok, clean_scores)
         # The worst case per image: where only the non-adaptive example passes the guard, take it.
         take_plain = run["evaded"] & ~adaptive_run["evaded"]
-        worst = np.where(take_plain[:, None, None, None], plain_adv, found.x_adv)
+        worst = np.where(take_plain[:, None, None, None], plain_adv, found[e].x_adv)
         numbers = _judged(clf, det, x, y, worst, clean_ok, clean_scores)["numbers"]
         result.runs.append(GuardRun(attack=f"adaptive ({mode})", adaptive=True, eps=e, norm=norm,
-                                    images=len(x), seconds=time.perf_counter() - started,
-                                    through=found.through, **numbers))
+                                    images=len(x), seconds=found[e].seconds + time.perf_counter() - started,
+                                    through=found[e].through, **numbers))
     return result
 
 

@@ -7,6 +7,7 @@ once; a task no node can hold is refused at once."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -113,24 +114,28 @@ def test_without_an_executor_ray_is_never_imported():
 def _suite_and_defense(report) -> list:
     suite = [(r.eps, r.robust.tolist(), r.broken_by.tolist()) for r in report.suite.runs] if report.suite else []
     defense = [(r.attack, r.eps, r.non_adaptive, r.adaptive) for d in report.defenses for r in d.runs]
-    return [suite, defense, [d.worst_case for d in report.defenses]]
+    guard = [(r.eps, r.adaptive, r.guarded_robust_accuracy, r.detection_rate)
+             for d in report.detectors for r in d.guard.runs]
+    return [suite, defense, [d.worst_case for d in report.defenses], guard]
 
 
 def test_4_workers_1_worker_and_a_local_run_give_the_same_per_image_results(cluster, clf, data):
-    # Every kind of job: attacks, the suite's stages, and a randomized defense (EOT) both ways.
+    # Every kind of job: attacks, the suite's stages, a randomized defense (EOT) both ways, and
+    # the detector-aware attack on a guard.
     # (The suite on a randomized defense would run the rand protocol: minutes, so apart.)
     # One budget: each worker process traces each attack at each budget once, and 4 of them
     # share this machine's 2 cores.
     configs = [_config(suite="quick", limit=32, eps=[0.1]),
                _config(defenses=[{"plugin": "gaussian-noise", "params": {"sigma": 0.1}}], eot_samples=2,
-                       eps=[0.1])]
+                       detectors=[{"plugin": "mahalanobis"}], guard_attack_steps=10, eps=[0.1])]
     four, one = RayExecutorConfig(ray=cluster), RayExecutorConfig(ray=cluster, cpus_per_task=3)
     for config in configs:
-        local = evaluate(config, classifier=clf, dataset=data)
-        on_four = evaluate(config.model_copy(update={"executor": four}), classifier=clf, dataset=data)
+        run = functools.partial(evaluate, classifier=clf, dataset=data, detector_dataset=data)
+        local = run(config)
+        on_four = run(config.model_copy(update={"executor": four}))
         assert ray.cluster_resources().get("CPU") == 4  # 4 one-CPU tasks at a time, on both nodes
         # Only the head holds 3 CPUs: one task at a time.
-        on_one = evaluate(config.model_copy(update={"executor": one}), classifier=clf, dataset=data)
+        on_one = run(config.model_copy(update={"executor": one}))
         assert _per_image(on_four) == _per_image(local) == _per_image(on_one)
         assert _suite_and_defense(on_four) == _suite_and_defense(local) == _suite_and_defense(on_one)
     assert on_four.config["executor"] == {"ray": cluster, "cpus_per_task": 1, "gpus_per_task": 0}

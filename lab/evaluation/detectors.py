@@ -54,7 +54,7 @@ def fit_images(config, clf, dataset=None):
 
 
 def evaluate_detectors(specs, reg, clf, x, y, clean_ok, adversarials, attacks, fit_x, fit_y,
-                       config, counter) -> list[DetectorReport]:
+                       config, counter, executor=None) -> list[DetectorReport]:
     """Fit each detector and score it against every (attack, eps) of the evaluation."""
     detection_eps = config.detection_budget()
     positives = {
@@ -71,30 +71,27 @@ def evaluate_detectors(specs, reg, clf, x, y, clean_ok, adversarials, attacks, f
             report, fitted = _unsupervised(cls, spec, reg, clf, x, positives, fit_x, detection_eps,
                                            counter)
         if config.adaptive_detectors and fitted is not None:
-            report.guard = _attacked_as_guard(fitted, reg, clf, x, y, adversarials, config, counter)
+            report.guard = _attacked_as_guard(fitted, reg, clf, x, y, adversarials, config, counter,
+                                              executor)
         reports.append(report)
     return reports
 
 
-def _attacked_as_guard(det, reg, clf, x, y, adversarials, config, counter):
+def _attacked_as_guard(det, reg, clf, x, y, adversarials, config, counter, executor=None):
     """The guard (clf, det) under the evaluation's non-adaptive examples and the adaptive attack,
-    at each L-inf budget of the evaluation."""
+    at each L-inf budget of the evaluation (the adaptive attacks of all budgets as one group)."""
     from egide.lab.guard_evaluation import evaluate_guard
 
     made: dict[float, dict[str, np.ndarray]] = {}
     for (attack, eps), res in adversarials.items():
         if eps is not None and res.config.get("params", {}).get("norm", "inf") == "inf":
             made.setdefault(eps, {})[attack] = res.x_adv
-    result = None
-    for eps in config.eps:
-        one = evaluate_guard(clf, det, x, y, [eps], steps=config.guard_attack_steps, seed=config.seed,
-                             batch_size=config.batch_size, non_adaptive=made, registry=reg,
-                             progress=counter.step(f"{det.name} attacked adaptively, eps={eps_key(eps)}"))
-        counter.finished(len(x))
-        if result is None:
-            result = one
-        else:
-            result.runs += one.runs
+    group = counter.group()
+    result = evaluate_guard(clf, det, x, y, config.eps, steps=config.guard_attack_steps, seed=config.seed,
+                            batch_size=config.batch_size, non_adaptive=made, registry=reg,
+                            executor=executor,
+                            progress=lambda done, total: group(done, total, f"{det.name} attacked adaptively"))
+    counter.finished(len(x) * len(config.eps))
     return result
 
 

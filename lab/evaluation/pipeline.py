@@ -298,7 +298,7 @@ def evaluate(
     ]
     detector_reports = (
         evaluate_detectors(detectors, reg, clf, x, y, clean_ok, adversarials, attacks, fit_x,
-                           fit_y, config, counter)
+                           fit_y, config, counter, executor)
         if detectors else []
     )
 

@@ -63,9 +63,10 @@ class RayExecutor:
         _check_feasible(self.ray, address, cpus_per_task, gpus_per_task)
         self.threads = max(1, int(cpus_per_task))
         self._shipped: dict[int, tuple] = {}  # id(base classifier) -> (model ref, digest, range)
-        self._task = self.ray.remote(_attack_batch).options(
-            num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=RETRIES,
-            retry_exceptions=False)
+        options = dict(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=RETRIES,
+                       retry_exceptions=False)
+        self._task = self.ray.remote(_attack_batch).options(**options)
+        self._guard_task = self.ray.remote(_guard_batch).options(**options)
 
     def attack_on(self, attack, clf, x, y, *, target=None, batch_size: int | None = None,
                   seed: int = 0, progress=None) -> AttackResult:
@@ -98,32 +99,78 @@ class RayExecutor:
                 ref = self._task.remote(model_ref, digest, input_range, views[1], job.attack.name,
                                         job.attack.params.model_dump(mode="json"),
                                         self.ray.put(shard), batch_size, seed, index, self.threads)
-                pending[ref] = (j, start, stop)
-        done = 0
+                pending[ref] = (j, start)
         results: list[AttackResult | None] = [None] * len(jobs)
+        here, done = LocalExecutor(), 0
+        if progress:
+            progress(0, total, jobs[0].label if jobs else "")
         try:
-            if progress:
-                progress(0, total, jobs[0].label if jobs else "")
-            here = LocalExecutor()
             for j in stay:  # while the cluster works
                 results[j] = here.run_all([jobs[j]], batch_size=batch_size, seed=seed)[0]
                 done += len(jobs[j].x)
-            while pending:
-                ready, _ = self.ray.wait(list(pending), num_returns=1)
-                j, start, stop = pending.pop(ready[0])
-                try:
-                    parts.setdefault(j, {})[start] = self.ray.get(ready[0])
-                except self.ray.exceptions.RayTaskError as exc:  # the task's own error, once
-                    raise exc.as_instanceof_cause() from None
-                done += stop - start
-                if progress:
-                    progress(done, total, jobs[j].label)  # may raise: a cancelled job
-        finally:
-            for ref in pending:  # an error or a cancel: nothing keeps running for nobody
+        except BaseException:
+            for ref in pending:
                 self.ray.cancel(ref)
+            raise
+        report = (lambda n, _total, label: progress(done + n, total, label)) if progress else None
+        for (j, start), part in self._gather(pending, total, report, lambda j, _s: jobs[j].label).items():
+            parts.setdefault(j, {})[start] = part
         for j, shards in parts.items():
             results[j] = _merged(jobs[j], [shards[s] for s in sorted(shards)], seed, batch_size)
         return results
+
+    def run_guard_attacks(self, attacks, clf, det, surrogate, x, y, *, batch_size: int | None,
+                          seed: int, progress=None) -> list:
+        """Detector-aware attacks (lab/guard_attack.py) on the guard (clf, det), every batch of
+        every budget as a Ray task at once; here when the model or detector cannot travel."""
+        from egide.lab.evaluation.running import LocalExecutor
+
+        detectors = [_saved_detector(d) for d in (det, surrogate) if d is not None]
+        if type(clf) is not Classifier or None in detectors:
+            return LocalExecutor().run_guard_attacks(attacks, clf, det, surrogate, x, y,
+                                                     batch_size=batch_size, seed=seed, progress=progress)
+        batch_size = batch_size or DEFAULT_BATCH
+        model_ref, digest, input_range = self._model(clf)
+        shipped = [(self.ray.put(blob), key) for blob, key in detectors]
+        shipped += [(None, None)] * (2 - len(shipped))
+        shards = [self.ray.put({"x": x[start:start + batch_size], "y": y[start:start + batch_size]})
+                  for start in range(0, len(x), batch_size)]
+        pending = {}
+        for a, attack in enumerate(attacks):
+            for index, shard in enumerate(shards):
+                ref = self._guard_task.remote(model_ref, digest, input_range, *shipped[0], *shipped[1],
+                                              attack.params.model_dump(mode="json"), shard, batch_size,
+                                              seed, index, self.threads)
+                pending[ref] = (a, index)
+        parts = self._gather(pending, len(attacks) * len(x), progress,
+                             lambda a, index: f"{det.name} attacked adaptively")
+        results = []
+        for a, attack in enumerate(attacks):
+            batches = [parts[(a, index)] for index in range(len(shards))]
+            results.append(attack.result(
+                clf, det, surrogate, np.concatenate([b["x_adv"] for b in batches]), np.asarray(y),
+                np.concatenate([b["evaded"] for b in batches]), float(sum(b["seconds"] for b in batches))))
+        return results
+
+    def _gather(self, pending: dict, total: int, progress, label) -> dict:
+        """Each task's output by its key, as they finish; progress in images. On an error or a
+        cancel, the tasks still pending are cancelled: nothing keeps running for nobody."""
+        parts, done = {}, 0
+        try:
+            while pending:
+                ready, _ = self.ray.wait(list(pending), num_returns=1)
+                key = pending.pop(ready[0])
+                try:
+                    parts[key] = self.ray.get(ready[0])
+                except self.ray.exceptions.RayTaskError as exc:  # the task's own error, once
+                    raise exc.as_instanceof_cause() from None
+                done += len(parts[key]["x_adv"])
+                if progress:
+                    progress(done, total, label(*key))  # may raise: a cancelled job
+        finally:
+            for ref in pending:
+                self.ray.cancel(ref)
+        return parts
 
     def _model(self, clf: Classifier):
         """The model's saved file in the object store, put there once per evaluation."""
@@ -225,6 +272,45 @@ def _attack_batch(model_blob, digest, input_range, view, attack_name, params, sh
         result = measured_on(real, result, shard["x"], first_batch=index)
     return {"x_adv": result.x_adv, "y_pred": result.y_pred, "y_pred_adv": result.y_pred_adv,
             "l2": result.l2, "linf": result.linf, "seconds": time.perf_counter() - started}
+
+
+def _guard_batch(model_blob, digest, input_range, det_blob, det_key, surrogate_blob, surrogate_key,
+                 params, shard, batch_size, seed, index, threads):
+    """In a worker: the detector-aware attack on one batch, as batch `index` of the whole run."""
+    from egide.lab.guard_attack import GuardAttack
+
+    started = time.perf_counter()
+    clf = _cached(("model", digest), lambda: _load_model(model_blob, input_range, threads))
+    det = _cached(("detector", digest, det_key), lambda: _load_detector(det_blob, clf))
+    surrogate = (None if surrogate_blob is None else
+                 _cached(("detector", digest, surrogate_key), lambda: _load_detector(surrogate_blob, clf)))
+    found = GuardAttack(**params).run(clf, det, shard["x"], shard["y"], seed=seed, batch_size=batch_size,
+                                      surrogate=surrogate, first_batch=index)
+    return {"x_adv": found.x_adv, "evaded": found.evaded, "seconds": time.perf_counter() - started}
+
+
+def _saved_detector(det):
+    """(the fitted detector's saved file, its digest), or None when a worker could not rebuild it
+    (not the installed plugin of its name, or a plugin that cannot be saved)."""
+    from egide.core.registry import registry
+
+    if det.name not in registry().names("detector") or registry().get("detector", det.name) is not type(det):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            blob = det.save(Path(tmp) / "detector.npz").read_bytes()
+        except NotImplementedError:
+            return None
+    return blob, hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _load_detector(blob, clf):
+    from egide.core.detector import load_detector
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "detector.npz"
+        path.write_bytes(blob)
+        return load_detector(path, clf)
 
 
 def _load_model(model_blob, input_range, threads) -> Classifier:

@@ -105,6 +105,18 @@ class LocalExecutor:
             done += len(job.x)
         return results
 
+    def run_guard_attacks(self, attacks, clf, det, surrogate, x, y, *, batch_size: int | None,
+                          seed: int, progress=None) -> list:
+        """Detector-aware attacks (lab/guard_attack.py) on the guard (clf, det), one after another."""
+        results = []
+        for i, attack in enumerate(attacks):
+            def report(n_done, n_total, base=i * len(x), label=f"guard attack eps={eps_key(attack.params.eps)}"):
+                progress(base + n_done, len(attacks) * len(x), label)
+
+            results.append(attack.run(clf, det, x, y, seed=seed, batch_size=batch_size,
+                                      surrogate=surrogate, progress=report if progress else None))
+        return results
+
 
 def run_jobs(executor, jobs: list[AttackJob], config, counter: Counter) -> list[AttackResult]:
     """Run a group of jobs on `executor`, counting their images into the evaluation's progress."""
