@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 from egide.core.errors import DataError, InputError
-from egide.lab.report.model import ROC_POINTS, TARGET_FPR, DetectionRun, DetectorReport, eps_key
+from egide.lab.evaluation.running import LocalExecutor, plan_attack
+from egide.lab.report.model import ROC_POINTS, TARGET_FPR, DetectionRun, DetectorReport
 
 
 def check_detector(reg, spec):
@@ -61,12 +62,23 @@ def evaluate_detectors(specs, reg, clf, x, y, clean_ok, adversarials, attacks, f
         key: res.x_adv[res.success & clean_ok] for key, res in adversarials.items()
     }
     fit_clean_ok = clf.predict(fit_x, batch_size=config.batch_size) == fit_y
-    supervised_cache: dict[str, np.ndarray] = {}
+    fit_examples: dict[str, np.ndarray] = {}
+    if any(cls.supervised for cls, _ in specs):
+        # What supervised detectors learn from: each attack's examples of the fit images, made
+        # at the detection budget as one group (on Ray, all at once).
+        jobs = [plan_attack(a, s, detection_eps if a.budget == "fixed" else None, clf, clf, fit_x, fit_y)
+                for a, s in attacks]
+        results = (executor or LocalExecutor()).run_all(
+            jobs, batch_size=config.batch_size, seed=config.seed,
+            progress=lambda done, total, label: counter.progress_label(
+                f"{label} on {len(fit_x)} fit images for supervised detectors"))
+        for job, res in zip(jobs, results):
+            fit_examples[job.attack.name] = res.x_adv[res.success & fit_clean_ok]
     reports = []
     for cls, spec in specs:
         if cls.supervised:
-            report, fitted = _supervised(cls, spec, reg, clf, x, positives, attacks, fit_x, fit_y,
-                                         fit_clean_ok, supervised_cache, detection_eps, config, counter)
+            report, fitted = _supervised(cls, spec, reg, clf, x, positives, attacks, fit_x,
+                                         fit_clean_ok, fit_examples, detection_eps, counter)
         else:
             report, fitted = _unsupervised(cls, spec, reg, clf, x, positives, fit_x, detection_eps,
                                            counter)
@@ -111,19 +123,12 @@ def _unsupervised(cls, spec, reg, clf, x, positives, fit_x, detection_eps, count
     ), det
 
 
-def _supervised(cls, spec, reg, clf, x, positives, attacks, fit_x, fit_y, fit_clean_ok, cache,
-                detection_eps, config, counter):
+def _supervised(cls, spec, reg, clf, x, positives, attacks, fit_x, fit_clean_ok, fit_examples,
+                detection_eps, counter):
     runs, transfer, fit_times, rates, skipped = [], {}, [], [], []
     fitted: dict[str, object] = {}  # attack fitted on -> the fitted detector
-    for attack_cls, attack_spec in attacks:
-        budget = detection_eps if attack_cls.budget == "fixed" else None
-        if attack_cls.name not in cache:
-            counter.progress_label(f"{attack_cls.name} on {len(fit_x)} fit images for supervised detectors")
-            params = dict(attack_spec.params) if budget is None else {**attack_spec.params, "eps": budget}
-            res = attack_cls(**params).run(clf, fit_x, fit_y, batch_size=config.batch_size,
-                                           seed=config.seed)
-            cache[attack_cls.name] = res.x_adv[res.success & fit_clean_ok]
-        fit_adv = cache[attack_cls.name]
+    for attack_cls, _ in attacks:
+        fit_adv = fit_examples[attack_cls.name]
         if len(fit_adv) < 8:
             skipped.append(f"{attack_cls.name} ({len(fit_adv)} successful adversarial examples)")
             continue
