@@ -1,6 +1,7 @@
 """Ray scaling: the same evaluation on 1 and on 2 Ray workers, each held to one core, and locally.
 
     .venv/bin/python benchmarks/ray_scaling.py [--images 1024] [--steps 10] [--batch-size 64]
+                                               [--suite quick] [--defense gaussian-noise]
 
 The evaluation: PGD (`--steps` steps) at eps = 4/255 on `--images` images of the demo's train
 split (1,680 images, so 1,024 by default), in batches of `--batch-size`: one Ray task per batch.
@@ -9,6 +10,10 @@ the worker processes, imports TensorFlow in them, loads the model and traces the
 paid once per worker, not per evaluation). Workers hold TensorFlow to one thread each; the local
 run lets TensorFlow use every core. Every run's per-image results are compared with the local
 run's: they must be identical.
+
+`--suite` adds a reference protocol (its stages run one after another, each stage's batches at
+once) and `--defense` a preprocessing defense (each attack on it both ways, its batches at once),
+to measure those parts of an evaluation too.
 
 Prints images per second for each, and the two ratios of issue 16: 2 workers against 1 (goal
 >= 1.7, the work is embarrassingly parallel) and 2 single-core workers against the local run on
@@ -32,9 +37,10 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--suite", choices=["quick", "standard"], default=None)
+    parser.add_argument("--defense", default=None, help="a preprocessing defense, e.g. gaussian-noise")
     args = parser.parse_args(argv)
 
-    import numpy as np
     import ray
 
     import egide
@@ -44,15 +50,18 @@ def main(argv=None) -> int:
     clf = egide.Classifier.load("brain-tumor-cnn")
     data = reg.create("dataset", "brain-tumor-phantom").load("train").take(args.images)
     config = {"attacks": [{"plugin": "pgd", "params": {"steps": args.steps}}], "eps": [4 / 255],
-              "batch_size": args.batch_size, "gallery": 0, "sanity_checks": False}
+              "batch_size": args.batch_size, "gallery": 0, "sanity_checks": False,
+              "suite": args.suite, "defenses": [{"plugin": args.defense}] if args.defense else []}
     print(f"Égide Ray scaling: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}, "
-          f"{len(data)} images, PGD-{args.steps}, batches of {args.batch_size}")
+          f"{len(data)} images, PGD-{args.steps}, batches of {args.batch_size}"
+          + (f", the {args.suite} suite" if args.suite else "")
+          + (f", behind {args.defense} (both ways)" if args.defense else ""))
 
-    def timed(extra: dict) -> tuple[float, np.ndarray]:
+    def timed(extra: dict) -> tuple[float, list]:
         evaluate({**config, **extra}, classifier=clf, dataset=data)  # warm: workers, model, trace
         started = time.perf_counter()
         report = evaluate({**config, **extra}, classifier=clf, dataset=data)
-        return time.perf_counter() - started, report.runs[0].robust
+        return time.perf_counter() - started, _per_image(report)
 
     local_s, local_robust = timed({})
     rows = [("local, TensorFlow on every core", local_s, True)]
@@ -62,7 +71,7 @@ def main(argv=None) -> int:
             seconds, robust = timed({"executor": {"ray": ""}})
         finally:
             ray.shutdown()
-        rows.append((f"Ray, {workers} worker(s) of one core", seconds, bool(np.array_equal(robust, local_robust))))
+        rows.append((f"Ray, {workers} worker(s) of one core", seconds, robust == local_robust))
     n = len(data)
     print(f"{'run':<34} {'seconds':>8} {'images/s':>9}  same per-image results")
     for name, seconds, same in rows:
@@ -71,6 +80,15 @@ def main(argv=None) -> int:
     print(f"2 workers / 1 worker: {one / two:.2f}x (goal >= 1.7)   "
           f"2 workers / local: {local_s / two:.2f}x (goal >= 1.0)")
     return 0 if all(same for _, _, same in rows) else 1
+
+
+def _per_image(report) -> list:
+    """Every per-image outcome of the report: attacks, suite stages, defense runs' robustness."""
+    out = [r.robust.tolist() for r in report.runs]
+    if report.suite:
+        out += [r.broken_by.tolist() for r in report.suite.runs]
+    out += [(r.non_adaptive, r.adaptive) for d in report.defenses for r in d.runs]
+    return out
 
 
 if __name__ == "__main__":

@@ -52,6 +52,15 @@ def _processes_named(title: str) -> list[int]:
     return pids
 
 
+def _until(condition, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _ray(*args, env):
     ray_cli = str(Path(sys.executable).with_name("ray"))
     subprocess.run([ray_cli, *args], check=True, env=env, stdout=subprocess.DEVNULL,
@@ -204,5 +213,15 @@ def test_the_server_runs_its_jobs_attacks_on_the_cluster(cluster, tmp_path, regi
                                                 "defense": {"plugin": "median-filter"}})
         job = wait(client, resp.get_json()["url"], timeout=300)
         assert job["state"] == "done" and job["result"]["images"] == 8
+        # Cancelled while its tasks run (compiled loops no interrupt reaches): they are stopped
+        # with their worker processes, and the cluster is free again.
+        slow = {"kind": "attack", "plugin": "pgd", "limit": 16, "batch_size": 4,
+                "params": {"eps": 4 / 255, "steps": 100_000}}
+        url = client.post("/api/v1/jobs", json=slow).get_json()["url"]
+        # (Ray leaves a resource out of available_resources() when none of it is free.)
+        assert _until(lambda: ray.available_resources().get("CPU", 0) < 4), "no task started"
+        client.delete(url)
+        assert wait(client, url, timeout=60)["state"] == "cancelled"
+        assert _until(lambda: ray.available_resources().get("CPU", 0) == 4), "tasks still hold CPUs"
     finally:
         app.extensions["egide"].runner.shutdown()

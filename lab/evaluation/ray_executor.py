@@ -39,6 +39,7 @@ from egide.core.results import AttackResult
 
 RETRIES = 3  # a task whose worker process died is run again, up to this many times
 DEFAULT_BATCH = 64  # images per task when the evaluation sets no batch size
+POLL_S = 0.2  # while no task finishes, progress is still reported (and a cancel seen) this often
 WORKER_CACHE = 32  # models, defended views and attacks a worker process keeps (least recently used go)
 
 
@@ -109,8 +110,7 @@ class RayExecutor:
                 results[j] = here.run_all([jobs[j]], batch_size=batch_size, seed=seed)[0]
                 done += len(jobs[j].x)
         except BaseException:
-            for ref in pending:
-                self.ray.cancel(ref)
+            self._cancel(pending)
             raise
         report = (lambda n, _total, label: progress(done + n, total, label)) if progress else None
         for (j, start), part in self._gather(pending, total, report, lambda j, _s: jobs[j].label).items():
@@ -155,22 +155,32 @@ class RayExecutor:
     def _gather(self, pending: dict, total: int, progress, label) -> dict:
         """Each task's output by its key, as they finish; progress in images. On an error or a
         cancel, the tasks still pending are cancelled: nothing keeps running for nobody."""
-        parts, done = {}, 0
+        parts, done, last = {}, 0, ""
         try:
             while pending:
-                ready, _ = self.ray.wait(list(pending), num_returns=1)
+                ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+                if not ready:  # nothing finished: still say so, which is when a cancel is seen
+                    if progress:
+                        progress(done, total, last)
+                    continue
                 key = pending.pop(ready[0])
                 try:
                     parts[key] = self.ray.get(ready[0])
                 except self.ray.exceptions.RayTaskError as exc:  # the task's own error, once
                     raise exc.as_instanceof_cause() from None
                 done += len(parts[key]["x_adv"])
+                last = label(*key)
                 if progress:
-                    progress(done, total, label(*key))  # may raise: a cancelled job
+                    progress(done, total, last)  # may raise: a cancelled job
         finally:
-            for ref in pending:
-                self.ray.cancel(ref)
+            self._cancel(pending)
         return parts
+
+    def _cancel(self, pending) -> None:
+        """Cancel tasks: the queued never start, the running are stopped with their worker
+        process (a compiled attack loop cannot be interrupted inside), and none is retried."""
+        for ref in pending:
+            self.ray.cancel(ref, force=True)
 
     def _model(self, clf: Classifier):
         """The model's saved file in the object store, put there once per evaluation."""
@@ -320,6 +330,10 @@ def _load_model(model_blob, input_range, threads) -> Classifier:
     try:  # only possible before TensorFlow runs anything in this process
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
+        # Ray shows a task only the GPUs it holds; tasks sharing one (gpus_per_task < 1) must
+        # not each take all its memory up front, as TensorFlow otherwise does.
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
     except RuntimeError:
         pass
     with tempfile.TemporaryDirectory() as tmp:
