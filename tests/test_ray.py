@@ -225,3 +225,21 @@ def test_the_server_runs_its_jobs_attacks_on_the_cluster(cluster, tmp_path, regi
         assert _until(lambda: ray.available_resources().get("CPU", 0) == 4), "tasks still hold CPUs"
     finally:
         app.extensions["egide"].runner.shutdown()
+
+
+def test_what_cannot_travel_as_a_saved_model_and_plugin_names_runs_on_the_driver(clf, registry):
+    from egide.lab.evaluation.ray_executor import _views
+
+    assert _views(clf, clf) == (clf, None)
+    defended = registry.create("defense", "jpeg", quality=50).apply(clf)
+    base, view = _views(defended, defended.adaptive(eot_samples=3))
+    assert base is clf and view == {"defense": "jpeg", "params": {"quality": 50}, "adaptive": 3}
+    assert _views(defended, defended)[1]["adaptive"] is None
+
+    class OwnLogits(egide.Classifier):  # a subclass of the user's own: its code cannot travel
+        pass
+
+    own = OwnLogits.from_keras(clf.model)
+    assert _views(own, own) is None
+    assert _views(registry.create("defense", "jpeg").apply(own), None) is None
+    assert _views(defended, registry.create("defense", "jpeg").apply(clf).adaptive()) is None

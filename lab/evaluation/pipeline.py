@@ -157,8 +157,9 @@ class EvaluationConfig(BaseModel):
     )
     executor: RayExecutorConfig | None = Field(
         None, description='Where attacks run: {"ray": "ADDRESS"} (empty address: a local Ray '
-        "cluster) runs every batch of every attack, suite stage and defense as a Ray task, with "
-        "the same per-image results as a local run with the same batch_size; empty: here")
+        "cluster) runs every batch of the attacks (suite stages, defenses' and detectors' "
+        "attacks included) as a Ray task, with the same per-image results as a local run with "
+        "the same batch_size; empty: here")
     adaptive_detectors: bool = Field(
         True, description="Also attack each detector adaptively (an attacker who knows it), at "
         "every eps: guarded robust accuracy without and with that knowledge")

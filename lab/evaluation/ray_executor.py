@@ -1,21 +1,25 @@
 """Attacks sharded over a Ray cluster: the same per-image results as a local run, on many workers.
 
-A group of attack jobs (every attack at every budget; a suite member at every budget; every
-attack on a defense, both ways) becomes one Ray task per batch of each job, all submitted at
-once: task i of a job attacks its images [i * batch_size, (i + 1) * batch_size) with the batch
-seed (seed, i) — exactly what a local run with the same batch size does for its i-th batch, a
-randomized defense's draws included (`Classifier.reseed`) — so per-image results do not depend
-on how many workers there are, nor on whether Ray is used at all.
+A group of jobs becomes one Ray task per batch of each job, all submitted at once. The groups
+of an evaluation: every attack at every budget; each suite member at every budget; every attack
+on a defense, both ways; the supervised detectors' fit examples; the detector-aware attack at
+every budget. Task i of a job attacks its images [i * batch_size, (i + 1) * batch_size) with the
+batch seed (seed, i) — exactly what a local run with the same batch size does for its i-th batch,
+a randomized defense's draws included (`Classifier.reseed`) — so per-image results depend neither
+on how many workers there are nor on whether Ray is used at all.
 
-What travels: the model once per evaluation, as its saved `.keras` file, through Ray's object
-store; each batch's images once, alone (a task fetches its own batch, never the data set); a
-defense as its plugin name and parameters, rebuilt in the worker. A worker process keeps the
-models, defended views and attacks it has built (`WORKER_CACHE` of each), so its tasks after the
-first trace nothing new. A classifier that cannot travel that way (a subclass of the user's own,
-a defense not installed as a plugin) runs its jobs here, on the driver.
+What travels through Ray's object store, once per evaluation:
+- the model, as its saved `.keras` file;
+- each batch's images, alone (shared by every job on them; a task never fetches the data set);
+- a fitted detector, as its saved file. A defense travels as its plugin name and parameters.
+A worker process keeps the models, views, detectors and attacks it has built (`WORKER_CACHE`),
+so its later tasks trace nothing new. A job whose classifier cannot travel this way (a subclass
+of the user's own, a defense or detector that is not the installed plugin of its name) runs
+here, on the driver, while the cluster works.
 
-A worker that dies is replaced and its task retried by Ray (`RETRIES`); an error in the task
+A worker that dies is replaced and its task retried by Ray (`RETRIES`). An error in the task
 itself (a bad model, a bad parameter) is not retried: it fails the run once, with its message.
+A cancel stops the running tasks with their worker processes.
 
 Ray is imported only here, and only when an evaluation asks for it (`executor: {"ray": ...}`,
 `egide evaluate --ray`): without it nothing changes. Install it with `pip install egide[ray]`.
@@ -28,6 +32,7 @@ import hashlib
 import json
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +69,8 @@ class RayExecutor:
         _check_feasible(self.ray, address, cpus_per_task, gpus_per_task)
         self.threads = max(1, int(cpus_per_task))
         self._shipped: dict[int, tuple] = {}  # id(base classifier) -> (model ref, digest, range)
+        self._shards: dict[tuple, object] = {}  # (ids of x, y, target, start, stop) -> object ref
+        self._watched: set[int] = set()  # ids of the arrays whose shards are kept
         options = dict(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=RETRIES,
                        retry_exceptions=False)
         self._task = self.ray.remote(_attack_batch).options(**options)
@@ -94,12 +101,10 @@ class RayExecutor:
             model_ref, digest, input_range = self._model(views[0])
             for index, start in enumerate(range(0, len(job.x), batch_size)):
                 stop = min(start + batch_size, len(job.x))
-                # Each batch's images go to the object store once, alone: a task fetches its own.
-                shard = {"x": job.x[start:stop], "y": job.y[start:stop],
-                         "target": None if job.target is None else job.target[start:stop]}
                 ref = self._task.remote(model_ref, digest, input_range, views[1], job.attack.name,
                                         job.attack.params.model_dump(mode="json"),
-                                        self.ray.put(shard), batch_size, seed, index, self.threads)
+                                        self._shard(job.x, job.y, job.target, start, stop),
+                                        batch_size, seed, index, self.threads)
                 pending[ref] = (j, start)
         results: list[AttackResult | None] = [None] * len(jobs)
         here, done = LocalExecutor(), 0
@@ -133,7 +138,7 @@ class RayExecutor:
         model_ref, digest, input_range = self._model(clf)
         shipped = [(self.ray.put(blob), key) for blob, key in detectors]
         shipped += [(None, None)] * (2 - len(shipped))
-        shards = [self.ray.put({"x": x[start:start + batch_size], "y": y[start:start + batch_size]})
+        shards = [self._shard(x, y, None, start, min(start + batch_size, len(x)))
                   for start in range(0, len(x), batch_size)]
         pending = {}
         for a, attack in enumerate(attacks):
@@ -181,6 +186,26 @@ class RayExecutor:
         process (a compiled attack loop cannot be interrupted inside), and none is retried."""
         for ref in pending:
             self.ray.cancel(ref, force=True)
+
+    def _shard(self, x, y, target, start: int, stop: int):
+        """One batch's images in the object store, put there once: every attack, budget and
+        defense on the same arrays shares it, and a task fetches its own batch only. Forgotten
+        when one of the arrays is (so its id cannot come back for other images)."""
+        key = (id(x), id(y), id(target), start, stop)
+        if key not in self._shards:
+            shard = {"x": x[start:stop], "y": y[start:stop],
+                     "target": None if target is None else target[start:stop]}
+            self._shards[key] = self.ray.put(shard)
+            for array in (x, y, target):
+                if array is not None and id(array) not in self._watched:
+                    self._watched.add(id(array))
+                    weakref.finalize(array, self._forget, id(array))
+        return self._shards[key]
+
+    def _forget(self, array_id: int) -> None:
+        self._watched.discard(array_id)
+        for key in [k for k in list(self._shards) if array_id in k[:3]]:
+            self._shards.pop(key, None)
 
     def _model(self, clf: Classifier):
         """The model's saved file in the object store, put there once per evaluation."""
