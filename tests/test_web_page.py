@@ -243,3 +243,65 @@ def test_a_trainer_from_its_generated_form_adds_a_model(server, browser):
     assert new.startswith("upload-") and page.locator(f"#scan-model option[value='{new}']").count() == 1
     page.wait_for_function("() => document.getElementById('defend-model').href.startsWith('blob:')", timeout=10_000)
     page.close()
+
+
+def test_your_own_model_and_scans_are_uploaded_from_the_page_and_attacked(server, browser, bars, cnn_model,
+                                                                           tmp_path):
+    """"Use your own model or scans": a .keras file and a zip of class folders of PNG scans are
+    uploaded from the page, checked by the server (a wrong class count is refused at its field),
+    chosen in the lists, and attacked."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from egide.lab.training import save_model
+    from examples.bars import CLASSES
+
+    model_path = save_model(cnn_model, tmp_path / "bars.keras")
+    _, _, x_test, y_test = bars
+    scans = tmp_path / "bars-scans.zip"
+    with zipfile.ZipFile(scans, "w") as archive:
+        for i in range(12):
+            png = io.BytesIO()
+            Image.fromarray((x_test[i, :, :, 0] * 255).round().astype("uint8")).save(png, format="PNG")
+            archive.writestr(f"{CLASSES[y_test[i]]}/scan-{i}.png", png.getvalue())
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server + "/", wait_until="load")
+    page.click("#uploads summary")
+    page.set_input_files("#model-file", str(model_path))
+    page.fill("#model-class-names", "horizontal, vertical")
+    page.click("#model-upload-run")
+    error = page.locator("#model-class-names-error")
+    error.wait_for(state="visible", timeout=60_000)
+    assert "3 classes, 2 names given" in error.text_content()
+    assert page.locator("#model-class-names").get_attribute("aria-invalid") == "true"
+
+    page.fill("#model-class-names", ", ".join(CLASSES))
+    page.click("#model-upload-run")
+    page.wait_for_function("() => document.getElementById('model-upload-status').textContent.startsWith('Added')",
+                           timeout=60_000)
+    assert not error.is_visible()
+    status = page.locator("#model-upload-status").text_content()
+    assert "input 8×8×1, 3 classes, pixels 0–1" in status
+    chosen = page.locator("#model").input_value()
+    assert chosen.startswith("upload-") and page.locator(f"#scan-model option[value='{chosen}']").count() == 1
+
+    page.set_input_files("#data-file", str(scans))
+    page.click("#data-upload-run")
+    page.wait_for_function("() => document.getElementById('data-upload-status').textContent.startsWith('Added')",
+                           timeout=60_000)
+    assert "12 images of 3 classes" in page.locator("#data-upload-status").text_content()
+    assert page.locator("#data").input_value().startswith("upload-")
+    page.locator("#uploads").screenshot(path=str(Path(os.environ.get("EGIDE_SCREENSHOT_DIR", tmp_path)) / "web-uploads.png"))
+
+    # The uploaded model attacked on the uploaded scans.
+    page.fill("#attack-limit", "8")
+    page.click("#attack-run")
+    page.locator("#attack-state.done").wait_for(timeout=60_000)
+    assert "Robust accuracy" in page.locator("#attack-metrics").text_content()
+    assert errors == []
+    page.close()

@@ -425,6 +425,62 @@
     $("scan-result").hidden = false;
   }
 
+  // ---- your own model or scans: multipart uploads; what comes back joins the lists, chosen ---
+  function upload(path, form) {
+    var headers = {"Accept": "application/json"};
+    if (token()) { headers["Authorization"] = "Bearer " + token(); }
+    return fetch(API + path, {method: "POST", headers: headers, body: new FormData(form)}).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (doc) {
+        return {status: r.status, ok: r.ok, doc: doc};
+      });
+    });
+  }
+
+  function addOption(sel, value, title, splits) {
+    var o = sel.querySelector("option[value='" + value + "']");
+    if (!o) { o = document.createElement("option"); sel.appendChild(o); }
+    o.value = value; o.textContent = title; o.title = value;
+    if (splits !== undefined) { o.dataset.splits = splits.join(","); }
+  }
+
+  function uploadForm(kind, path, fields, added) {
+    var form = $(kind + "-upload"), button = $(kind + "-upload-run"), status = $(kind + "-upload-status");
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault(); clearErrors(form); status.textContent = "";
+      if (!$(kind + "-file").files.length) {
+        showError($(kind + "-file-error"), "choose a file first"); return;
+      }
+      button.disabled = true; status.textContent = "Uploading and checking…";
+      upload(path, form).then(function (r) {
+        button.disabled = false; status.textContent = "";
+        if (!r.ok) {
+          showProblem(form, r.doc, function (loc) { return fields[loc[0]] ? $(fields[loc[0]]) : null; },
+                      $(kind + "-upload-error"));
+          return;
+        }
+        status.textContent = added(r.doc);
+      }, function () {
+        button.disabled = false; status.textContent = "";
+        showError($(kind + "-upload-error"), "the server could not be reached");
+      });
+    });
+  }
+
+  uploadForm("model", "/models", {file: "model-file", class_names: "model-class-names", input_range: "model-input-range"},
+    function (m) {
+      addOption($("model"), m.name, m.title); addOption($("scan-model"), m.name, m.title);
+      $("model").value = m.name; $("model").dispatchEvent(new Event("change"));
+      return "Added: " + m.title + " (input " + m.input_shape.join("×") + ", " + m.num_classes + " classes, pixels " +
+        m.input_range.join("–") + ", " + m.input_range_source + ")";
+    });
+  uploadForm("data", "/datasets", {file: "data-file"}, function (d) {
+    addOption($("data"), d.name, d.title, d.splits || []);
+    $("data").value = d.name; $("data").dispatchEvent(new Event("change"));
+    var images = Object.keys(d.images || {}).reduce(function (n, k) { return n + d.images[k]; }, 0);
+    return "Added: " + d.title + " (" + images + " images of " + (d.class_names || []).length + " classes" +
+      ((d.splits || []).length ? ", splits " + d.splits.join(", ") : "") + ")";
+  });
+
   // ---- train a defense: a defend job; its model joins the model lists ------------------------
   if ($("defend-form")) {
     $("defend-form").addEventListener("submit", function (ev) {
