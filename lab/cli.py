@@ -29,6 +29,7 @@ from egide.core.preprocess import Preprocessor
 from egide.core.registry import registry
 from egide.lab import services
 from egide.lab.data import load as load_data
+from egide.lab.data import load_for_model
 from egide.lab.quiet import import_tensorflow_quietly
 from egide.lab.report.files import write_report
 from egide.lab.report.model import eps_key
@@ -258,9 +259,13 @@ def _cmd_attack(args) -> int:
         clf = defense.apply(clf, seed=args.seed)
     attacked = clf.adaptive() if args.adaptive else clf
     window = parse_range(args.window, what="--window", ordered=False)
-    data = load_data(args.data, split=args.split, limit=args.limit, window=window,
-                     slice_axis=args.slice_axis or "axial",
-                     skip_empty_slices=bool(args.skip_empty_slices)).for_classifier(clf)
+    data, mixed_sizes = load_for_model(args.data, clf, split=args.split, limit=args.limit, window=window,
+                                       slice_axis=args.slice_axis or "axial",
+                                       skip_empty_slices=bool(args.skip_empty_slices))
+    if mixed_sizes:
+        print(f"note: the scans differ in size ({mixed_sizes}); each is resized to the model's input "
+              f"{'x'.join(map(str, clf.input_shape))}", file=sys.stderr)
+    data = data.for_classifier(clf)
     target = services.targets(args.target, data.y, data.class_names, attack.targeted)
 
     with _progress_bar(len(data), f"{attack.name}", disabled=args.no_progress) as progress:
@@ -393,6 +398,10 @@ def _cmd_evaluate(args) -> int:
         shape = "x".join(map(str, data["resized_from"]))
         model_shape = "x".join(map(str, report.model["input_shape"]))
         print(f"  note: images were {shape}, resized to the model's input {model_shape}")
+    if data.get("mixed_sizes"):
+        model_shape = "x".join(map(str, report.model["input_shape"]))
+        print(f"  note: the scans differ in size ({data['mixed_sizes']}); each was resized to the "
+              f"model's input {model_shape}")
     eps_list = [eps_key(e) for e in config.eps]
     rows = [["robust accuracy"] + [f"eps {e}" for e in eps_list]]
     for name in dict.fromkeys(r.attack for r in report.runs if r.purpose == "evaluation"):

@@ -142,3 +142,20 @@ def test_image_folders_of_another_size_are_resized_and_said_so(tmp_path, cnn_mod
     assert code == 0, out.err
     assert "images were 16x16x1, resized to the model's input 8x8x1" in out.out
     assert json.loads((tmp_path / "r" / "report.json").read_text())["data"]["resized_from"] == [16, 16, 1]
+
+    # Scans of several sizes (which a plain load refuses): each resized to the model's input, and
+    # the report and the command say which sizes there were.
+    extra = Image.fromarray((x_test[12, ..., 0] * 255).astype("uint8")).resize((12, 10), Image.NEAREST)
+    extra.save(tmp_path / "scans" / ["0_h", "1_v", "2_d"][y_test[12]] / "12.png")
+    from egide.lab.data import MixedSizesError, load
+
+    with pytest.raises(MixedSizesError, match="differ in size"):
+        load(tmp_path / "scans", split="all")
+    code = main(["evaluate", "--model", str(model), "--data", str(tmp_path / "scans"), "--split", "all",
+                 "--attacks", "fgsm", "--eps", "0.1", "--out", str(tmp_path / "r2"), "--no-progress"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "the scans differ in size (16x16: 12 (e.g." in out.out and "10x12: 1" in out.out
+    report = json.loads((tmp_path / "r2" / "report.json").read_text())
+    assert report["data"]["images"] == 13 and "10x12: 1" in report["data"]["mixed_sizes"]
+    assert "several sizes" in (tmp_path / "r2" / "report.html").read_text()

@@ -13,12 +13,12 @@ from pathlib import Path
 from egide.core.dataset import Dataset
 from egide.core.errors import DataError
 
-from .folders import ScanOptions, load_folder, split_folders
+from .folders import MixedSizesError, ScanOptions, load_folder, split_folders
 from .npz import load_npz, npz_splits
 from .options import checked_options, finish
 from .splits import ALL, concatenated, match
 
-__all__ = ["Dataset", "load"]
+__all__ = ["Dataset", "MixedSizesError", "load", "load_for_model"]
 
 
 def _named_sources() -> dict:
@@ -74,8 +74,19 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
         if loader is load_folder:
             return load_folder(path, split, size, channels, limit, scans)
         return loader(path, split, size, channels, limit)
+    except MixedSizesError as exc:
+        raise MixedSizesError(exc.sizes, where=path) from None
     except DataError as exc:  # say once which source the problem is in
         raise DataError(f"{path}: {exc}") from None
+
+
+def load_for_model(name_or_path, clf, **options) -> tuple[Dataset, str | None]:
+    """`load` for a model's evaluation: scans of several sizes (which `load` alone refuses) are
+    each resized to the model's input. Returns the data set and, then, which sizes there were."""
+    try:
+        return load(name_or_path, **options), None
+    except MixedSizesError as exc:
+        return load(name_or_path, image_size=clf.input_shape[:2], **options), exc.sizes
 
 
 def _splits_of(name_or_path) -> list[str | None]:

@@ -36,11 +36,11 @@ def check_detector(reg, spec):
 
 def fit_images(config, clf, dataset=None):
     """The clean images detectors are fitted on: a seeded sample of the fit split."""
-    from egide.lab.data import load as load_data
+    from egide.lab.data import load_for_model
 
     if dataset is None:
         try:
-            dataset = load_data(config.data, split=config.detector_fit_split)
+            dataset, _ = load_for_model(config.data, clf, split=config.detector_fit_split)
         except DataError as exc:
             raise DataError(
                 f"{exc}. Detectors are fitted on the '{config.detector_fit_split}' split; "

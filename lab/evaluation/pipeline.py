@@ -27,7 +27,7 @@ from egide.core.registry import Registry
 from egide.core.registry import registry as default_registry
 from egide.core.results import AttackResult
 from egide.lab import services
-from egide.lab.data import load as load_data
+from egide.lab.data import load_for_model
 from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
 from egide.lab.evaluation.detectors import check_detector, evaluate_detectors, fit_images
 from egide.lab.evaluation.running import (
@@ -243,9 +243,11 @@ def evaluate(
     attacks = [check_attack(reg, spec) for spec in config.attacks]
 
     clf = classifier or Classifier.load(config.model, input_range=config.input_range)
+    mixed_sizes = None
     if dataset is None:
-        dataset = load_data(config.data, split=config.split, limit=config.limit, window=config.window,
-                            slice_axis=config.slice_axis, skip_empty_slices=config.skip_empty_slices)
+        dataset, mixed_sizes = load_for_model(
+            config.data, clf, split=config.split, limit=config.limit, window=config.window,
+            slice_axis=config.slice_axis, skip_empty_slices=config.skip_empty_slices)
     elif config.limit:
         dataset = dataset.take(config.limit)
     data = dataset.for_classifier(clf)
@@ -353,6 +355,7 @@ def evaluate(
             "class_names": names,
             "class_counts": {n: int((y == i).sum()) for i, n in enumerate(names)},
             "resized_from": resized_from,
+            "mixed_sizes": mixed_sizes,  # scans of several sizes, each resized to the model's input
         },
         clean_accuracy=float(clean_ok.mean()),
         clean_per_class=per_class(clean_ok, y, names),
