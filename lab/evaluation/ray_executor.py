@@ -65,7 +65,6 @@ class RayExecutor:
 
     def __init__(self, address: str | None, *, cpus_per_task: float = 1, gpus_per_task: float = 0):
         self.ray = connect(address)
-        self.address = address
         _check_feasible(self.ray, address, cpus_per_task, gpus_per_task)
         self.threads = max(1, int(cpus_per_task))
         self._shipped: dict[int, tuple] = {}  # id(base classifier) -> (model ref, digest, range)
@@ -75,15 +74,6 @@ class RayExecutor:
                        retry_exceptions=False)
         self._task = self.ray.remote(_attack_batch).options(**options)
         self._guard_task = self.ray.remote(_guard_batch).options(**options)
-
-    def attack_on(self, attack, clf, x, y, *, target=None, batch_size: int | None = None,
-                  seed: int = 0, progress=None) -> AttackResult:
-        """`attack.run(clf, x, y, ...)` with its batches run as Ray tasks; the same AttackResult."""
-        from egide.lab.evaluation.running import AttackJob
-
-        job = AttackJob(attack, clf, clf, np.asarray(x), np.asarray(y), attack.name, target=target)
-        report = (lambda done, total, _label: progress(done, total)) if progress else None
-        return self.run_all([job], batch_size=batch_size, seed=seed, progress=report)[0]
 
     def run_all(self, jobs, *, batch_size: int | None, seed: int, progress=None) -> list[AttackResult]:
         """Every batch of every job as a Ray task, at once; the jobs' results, in order. Jobs
