@@ -324,3 +324,32 @@ def test_a_job_runs_on_an_uploaded_model_and_data_set(tmp_path, registry, demo_b
         assert job["result"]["images"] == 4
     finally:
         app.extensions["egide"].runner.shutdown()
+
+
+def test_a_zip_of_scans_of_several_sizes_is_kept_and_resized_to_each_model(tmp_path, registry, every_class):
+    """What a plain load refuses (images of several sizes) an upload keeps: each job resizes the
+    scans to its model's input, and the evaluation's report says which sizes there were."""
+    from PIL import Image
+
+    running = create_app({"EGIDE_INSTANCE_PATH": str(tmp_path), "EGIDE_REGISTRY": registry})  # jobs run
+    client = running.test_client()
+
+    x, y, names = every_class
+    entries = {f"scans/{names[int(label)]}/{i}.png": png(image) for i, (image, label) in enumerate(zip(x, y))}
+    wide = Image.fromarray((x[0, ..., 0] * 255).astype("uint8")).resize((96, 80))
+    buffer = io.BytesIO()
+    wide.save(buffer, format="PNG")
+    entries[f"scans/{names[int(y[0])]}/wide.png"] = buffer.getvalue()
+    resp = send(client, "/api/v1/datasets", "mixed.zip", zipped(entries))
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    doc = resp.get_json()
+    assert doc["images"] == {"all": 9} and doc["image_shape"] == [64, 64, 1]
+    assert "64x64: 8" in doc["mixed_sizes"] and "80x96: 1 (e.g. " in doc["mixed_sizes"]
+    config = {"data": doc["name"], "attacks": [{"plugin": "fgsm"}], "eps": [4 / 255], "gallery": 0,
+              "sanity_checks": False}
+    job = wait(client, client.post("/api/v1/jobs", json={"kind": "evaluate", "config": config}).get_json()["url"],
+               timeout=180)
+    assert job["state"] == "done", job["error"]
+    report = client.get(job["url"] + "/artifacts/report.json").get_json()
+    assert report["data"]["images"] == 9 and report["data"]["mixed_sizes"] == doc["mixed_sizes"]
+    running.extensions["egide"].runner.shutdown()

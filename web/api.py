@@ -112,7 +112,7 @@ def _uploaded(meta: dict) -> dict:
     out = {"name": meta["name"], "title": meta["title"], "description": f"uploaded as {meta['filename']}",
            "version": None, "source": "upload"}
     for key in ("input_shape", "num_classes", "input_range", "input_range_source", "class_names",
-                "image_shape", "images", "created", "data", "made_by"):
+                "image_shape", "images", "created", "data", "made_by", "mixed_sizes"):
         if key in meta:
             out[key] = meta[key]
     return out

@@ -126,6 +126,9 @@ class NamedSource(BaseModel):
     class_names: list[str] | None = None
     image_shape: list[int] | None = Field(None, description="Uploaded data sets")
     images: dict[str, int] | None = Field(None, description="Uploaded data sets: images per split")
+    mixed_sizes: str | None = Field(None, description="Uploaded data sets whose scans differ in size: "
+                                    "which sizes (each job resizes them to its model's input; "
+                                    "image_shape is the most common)")
     data: Name | None = Field(None, description="Models trained by a defend job: their data set")
     made_by: dict[str, Any] | None = Field(None, description="Models trained by a defend job: the job "
                                            "and the trainer's configuration")

@@ -142,7 +142,7 @@ class Uploads:
     # ---- data sets ----------------------------------------------------------------------------
     def add_dataset(self, upload, max_bytes: int, max_files: int, max_total: int, max_pixels: int,
                     max_total_pixels: int = 250_000_000) -> dict:
-        from egide.lab.data import load
+        from egide.lab.data import MixedSizesError, load
 
         filename = _clean_filename(upload.filename)
         suffix = PurePosixPath(filename.lower()).suffix
@@ -165,10 +165,15 @@ class Uploads:
                 self._extract(tmp, target, entries, max_pixels, filename, max_total_pixels)
                 tmp.unlink()
                 splits = self._folder_splits(target)
+            mixed = None
             try:
                 sizes = {}
                 for split in splits or [None]:
-                    ds = load(target, split=split)
+                    try:
+                        ds = load(target, split=split)
+                    except MixedSizesError as exc:  # kept: each job resizes them to its model's input
+                        mixed = exc.sizes
+                        ds = load(target, split=split, image_size=exc.common)
                     sizes[split or "all"] = len(ds.y)
             except Exception as exc:  # DataError for a malformed set; anything else is bad input too
                 msg = str(exc).replace(str(target), filename)
@@ -179,6 +184,8 @@ class Uploads:
                 "image_shape": list(ds.image_shape), "class_names": list(ds.class_names),
                 "source": "upload",
             }
+            if mixed:
+                meta["mixed_sizes"] = mixed
             self._write_meta(self.data_dir, meta)
             return meta
         except BaseException:

@@ -56,7 +56,7 @@ class Resources:
         self.detector_images = int(detector_images)  # images a detector is fitted on
         self._lock = threading.Lock()
         self._models: dict[str, object] = {}
-        self._data: dict[tuple[str, str | None], object] = {}
+        self._data: dict[tuple, object] = {}  # (name, split, image size or None) -> Dataset
         self._detectors: OrderedDict[tuple, object] = OrderedDict()  # least recently used first
         self.ray_address = ray_address  # jobs' attacks run on this Ray cluster ("local": here)
         self.ray_gpus = ray_gpus  # GPUs each of its tasks holds
@@ -148,17 +148,24 @@ class Resources:
             names = [str(i) for i in range(num_classes)]
         return names
 
-    def dataset(self, name: str, split: str | None):
+    def dataset(self, name: str, split: str | None, clf=None):
+        """A data set's split. An upload of scans of several sizes is resized to `clf`'s input
+        (without one, to the size most of them have), as an evaluation from the command line does."""
+        meta = self.uploads.dataset(name) if self.uploads else None
+        size = None
+        if meta is not None and meta.get("mixed_sizes"):
+            size = tuple(clf.input_shape[:2]) if clf is not None else tuple(meta["image_shape"][:2])
+
         def load():
-            meta = self.uploads.dataset(name) if self.uploads else None
             if meta is not None:
                 from egide.lab.data import load as load_file
 
                 # One set of images (no splits): the job's split (default 'test') is moot.
-                return load_file(self.uploads.dataset_path(meta), split=split if meta.get("splits") else None)
+                return load_file(self.uploads.dataset_path(meta), split=split if meta.get("splits") else None,
+                                 image_size=size)
             return self.registry.create("dataset", name).load(split=split)
 
-        return self._once(self._data, (name, split), load)
+        return self._once(self._data, (name, split, size), load)
 
     def warm(self, model: str | None, data: str | None, split: str | None) -> None:
         """Load a model and a data set in a background thread (once each), so the first job on
@@ -287,7 +294,7 @@ class Resources:
         # Held-out images first, as `egide evaluate` does: a threshold set on the images the
         # model was trained on lets through more clean false positives on new scans.
         split = next((s for s in ("val", "train") if s in splits), None)
-        train = self.dataset(data, split)
+        train = self.dataset(data, split, clf)
         train = train.take(min(len(train), self.detector_images)).for_classifier(clf)
         started = time.perf_counter()
         x_adv = None
@@ -349,7 +356,7 @@ def _attack(res: Resources, out: Path, req: dict, progress):
     from egide.lab.evaluation.running import AttackJob
 
     clf = _stoppable(res.classifier(req["model"]), progress)
-    data = res.dataset(req["data"], req.get("split"))
+    data = res.dataset(req["data"], req.get("split"), clf)
     if req.get("limit"):
         data = data.take(req["limit"])
     data = data.for_classifier(clf)
@@ -421,8 +428,11 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
     if res.ray_address:  # the server's choice (a client may not set one): attacks on the cluster
         config = config.model_copy(update={"executor": res.ray_config()})
     clf = _stoppable(res.classifier(config.model), progress)
-    data = res.dataset(config.data, config.split)
+    data = res.dataset(config.data, config.split, clf)
     report = evaluate(config, progress=progress, registry=res.registry, classifier=clf, dataset=data)
+    meta = res.uploads.dataset(config.data) if res.uploads else None
+    if meta and meta.get("mixed_sizes"):  # resized to the model's input when loaded: the report says so
+        report.data["mixed_sizes"] = meta["mixed_sizes"]
     write_report(report, out)
     artifacts = ["report.html", "report.json", *write_figures(report, out)]
     defenses, detectors = report.defenses, report.detectors
@@ -478,10 +488,10 @@ def _defend(res: Resources, out: Path, job: dict, progress):
     splits = res.splits(req["data"])
     if "train" not in splits:
         raise InputError(f"{req['data']} has no train split to train on")
-    train = res.dataset(req["data"], "train")
+    train = res.dataset(req["data"], "train", clf)
     if req.get("limit"):
         train = train.take(req["limit"])
-    val = res.dataset(req["data"], "val") if "val" in splits else None
+    val = res.dataset(req["data"], "val", clf) if "val" in splits else None
     train = train.for_classifier(clf)
     val = val.for_classifier(clf) if val is not None else None
     trainer = res.registry.create("defense", req["plugin"], **req.get("params", {}))

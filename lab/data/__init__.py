@@ -75,7 +75,7 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
             return load_folder(path, split, size, channels, limit, scans)
         return loader(path, split, size, channels, limit)
     except MixedSizesError as exc:
-        raise MixedSizesError(exc.sizes, where=path) from None
+        raise MixedSizesError(exc.sizes, exc.common, where=path) from None
     except DataError as exc:  # say once which source the problem is in
         raise DataError(f"{path}: {exc}") from None
 

@@ -28,11 +28,12 @@ KINDS = {"image": "PNG/JPEG images", "dicom": "DICOM files", "nifti": "NIfTI vol
 
 
 class MixedSizesError(DataError):
-    """The images differ in size: `sizes` says which, with an example of each. An evaluation
-    resizes them all to the model's input; a caller of `load` passes image_size."""
+    """The images differ in size: `sizes` says which, with an example of each; `common` is the
+    most common (height, width). An evaluation resizes them all to the model's input; a caller of
+    `load` passes image_size."""
 
-    def __init__(self, sizes: str, where=None):
-        self.sizes = sizes
+    def __init__(self, sizes: str, common: tuple[int, int], where=None):
+        self.sizes, self.common = sizes, tuple(common)
         super().__init__(f"{where}: " * bool(where) + f"the images differ in size ({sizes}); pass "
                          "image_size=(height, width) to resize them all to one size")
 
@@ -105,7 +106,7 @@ def load_folder(base: Path, split, size, channels, limit, scans: ScanOptions = S
                 f"{hh}x{ww}: {count} (e.g. {_name(example[(hh, ww)], base)})"
                 for (hh, ww), count in sizes.most_common(5)
             )
-            raise MixedSizesError(shown)
+            raise MixedSizesError(shown, sizes.most_common(1)[0][0])
         size = good[0][1][1]
     if channels is None:
         channels = 1 if all(is_gray(h[0]) for _, h in good) else 3
@@ -149,7 +150,7 @@ def _load_scans(files, kind: str, base: Path, names, size, channels, limit, scan
             example.setdefault(c.shape[:2], path)
         shown = ", ".join(f"{hh}x{ww}: {count} (e.g. {_name(example[(hh, ww)], base)})"
                           for (hh, ww), count in sizes.most_common(5))
-        raise MixedSizesError(shown)
+        raise MixedSizesError(shown, sizes.most_common(1)[0][0])
     size = size or next(iter(sizes))
     channels = channels or max(c.shape[2] for c in cuts)
     x = np.empty((len(cuts), size[0], size[1], channels), np.float32)

@@ -478,7 +478,8 @@
     $("data").value = d.name; $("data").dispatchEvent(new Event("change"));
     var images = Object.keys(d.images || {}).reduce(function (n, k) { return n + d.images[k]; }, 0);
     return "Added: " + d.title + " (" + images + " images of " + (d.class_names || []).length + " classes" +
-      ((d.splits || []).length ? ", splits " + d.splits.join(", ") : "") + ")";
+      ((d.splits || []).length ? ", splits " + d.splits.join(", ") : "") + ")" +
+      (d.mixed_sizes ? ". Sizes differ (" + d.mixed_sizes + "): each job resizes them to its model's input" : "");
   });
 
   // ---- train a defense: a defend job; its model joins the model lists ------------------------
