@@ -148,10 +148,11 @@ def test_the_lab_page_runs_an_attack(server, browser, tmp_path):
 
 
 # What the page's keyboard and layout checks read from the DOM.
-VISIBLE_CONTROLS = """() => [...document.querySelectorAll('input, select, button, a[href], textarea')]
-    .filter(e => e.offsetParent !== null && !e.disabled && e.tabIndex >= 0 && e.getAttribute('aria-hidden') !== 'true')"""
+VISIBLE_CONTROLS = """() => [...document.querySelectorAll('input, select, button, a[href], textarea, summary')]
+    .filter(e => e.offsetParent !== null && !e.disabled && e.tabIndex >= 0 && e.getAttribute('aria-hidden') !== 'true'
+                 && !(e.parentElement.closest('details:not([open])') && e.tagName !== 'SUMMARY'))"""
 UNLABELLED = "() => (" + VISIBLE_CONTROLS + """)().filter(e => {
-    if (e.tagName === 'A' || e.tagName === 'BUTTON') return !(e.textContent.trim() || e.getAttribute('aria-label'));
+    if (e.tagName === 'A' || e.tagName === 'BUTTON' || e.tagName === 'SUMMARY') return !(e.textContent.trim() || e.getAttribute('aria-label'));
     return !((e.labels && e.labels.length) || e.getAttribute('aria-label') || e.getAttribute('aria-labelledby'));
 }).map(e => e.outerHTML.slice(0, 120))"""
 FOCUSED = "() => { const all = (" + VISIBLE_CONTROLS + """)(), e = document.activeElement, s = getComputedStyle(e);
@@ -163,6 +164,7 @@ def test_the_page_works_by_keyboard_on_a_laptop_screen(server, browser, tmp_path
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     page.goto(server + "/", wait_until="load")
     page.locator("#jobs-list li").first.wait_for()
+    page.evaluate("() => { document.getElementById('uploads').open = true; }")  # its forms are checked too
 
     # Every visible control has a label (a <label>, aria-label, or its own text).
     assert page.evaluate(UNLABELLED) == []
