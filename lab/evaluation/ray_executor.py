@@ -284,11 +284,13 @@ def _attack_batch(model_blob, digest, input_range, view, attack_name, params, sh
     base = _cached(("model", digest), lambda: _load_model(model_blob, input_range, threads))
     real = attacked = base
     if view is not None:
-        key = json.dumps(view, sort_keys=True)
+        # One defended classifier per defense, shared by its plain and adaptive jobs.
+        key = json.dumps([view["defense"], view["params"]], sort_keys=True)
         real = attacked = _cached(("defended", digest, key), lambda: registry().create(
             "defense", view["defense"], **view["params"]).apply(base))
         if view["adaptive"] is not None:
-            attacked = _cached(("adaptive", digest, key), lambda: real.adaptive(view["adaptive"]))
+            attacked = _cached(("adaptive", digest, key, view["adaptive"]),
+                               lambda: real.adaptive(view["adaptive"]))
     attack = _cached(("attack", attack_name, json.dumps(params, sort_keys=True)),
                      lambda: registry().create("attack", attack_name, **params))
     result = attack.run(attacked, shard["x"], shard["y"], target=shard["target"],

@@ -31,16 +31,6 @@ class Counter:
     def __init__(self, total: int, progress: EvaluationProgress | None):
         self.total, self.done, self.progress = total, 0, progress
 
-    def step(self, label: str):
-        """Progress of one run, (done, total) of its own images, under `label`."""
-        base = self.done
-
-        def report(n_done, n_total):
-            if self.progress:
-                self.progress(base + n_done, self.total, label)
-
-        return report
-
     def group(self):
         """Progress of a group of runs, (done, total, label) over the group's images."""
         base = self.done
@@ -63,7 +53,7 @@ class Counter:
 @dataclasses.dataclass
 class AttackJob:
     """`attack` on `attacked` (the real classifier or a defense's adaptive view of it), its
-    result measured on `real`; `cls`, `eps` and `purpose` say what the report files it under."""
+    result measured on `real`; `eps` and `purpose` say what the report files it under."""
 
     attack: Attack
     real: Classifier
