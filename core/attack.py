@@ -16,7 +16,7 @@ import numpy as np
 from .classifier import Classifier, batch_seed
 from .errors import InputError, ParameterError
 from .plugin import Plugin
-from .results import AttackResult
+from .results import AttackResult, attack_success
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 
@@ -125,7 +125,7 @@ class Attack(Plugin):
                 progress(stop, n)
         seconds = time.perf_counter() - started
 
-        success = y_pred_adv == target if target is not None else y_pred_adv != y
+        success = attack_success(y, y_pred, y_pred_adv, target)
         return AttackResult(
             x_adv=x_adv,
             y=y,

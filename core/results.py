@@ -9,6 +9,15 @@ from pathlib import Path
 import numpy as np
 
 
+def attack_success(y, y_pred, y_pred_adv, target=None) -> np.ndarray:
+    """Per image: the attack succeeded. Only an image the model classified right before the attack
+    can be broken by it (an image it already got wrong is counted apart, not as a success); then
+    untargeted success is any other class, targeted success the target class."""
+    correct = np.asarray(y_pred) == np.asarray(y)
+    reached = np.asarray(y_pred_adv) == np.asarray(target) if target is not None else np.asarray(y_pred_adv) != y
+    return correct & reached
+
+
 @dataclass(frozen=True)
 class AttackResult:
     """Adversarial examples and what they did, per sample."""
@@ -17,7 +26,7 @@ class AttackResult:
     y: np.ndarray  # true labels
     y_pred: np.ndarray  # predictions on the clean images
     y_pred_adv: np.ndarray  # predictions on the adversarial images
-    success: np.ndarray  # bool: misclassified (untargeted) or classified as target (targeted)
+    success: np.ndarray  # bool: classified right before, and misclassified (or as the target) after
     l2: np.ndarray  # per-sample L2 norm of the perturbation
     linf: np.ndarray  # per-sample L-inf norm of the perturbation
     seconds: float
@@ -38,8 +47,15 @@ class AttackResult:
         return float(np.mean(self.y_pred_adv == self.y))
 
     @property
+    def already_misclassified(self) -> int:
+        """Images the model got wrong before any attack: not the attack's doing, not in its success."""
+        return int(np.sum(self.y_pred != self.y))
+
+    @property
     def success_rate(self) -> float:
-        return float(np.mean(self.success))
+        """The share of the images classified right before the attack that it broke (NaN if none was)."""
+        correct = int(np.sum(self.y_pred == self.y))
+        return float(np.sum(self.success)) / correct if correct else float("nan")
 
     def summary(self) -> dict:
         """The numbers a person or a script reads first (JSON-ready)."""
@@ -55,6 +71,7 @@ class AttackResult:
             "clean_accuracy": self.clean_accuracy,
             "robust_accuracy": self.robust_accuracy,
             "success_rate": self.success_rate,
+            "already_misclassified": self.already_misclassified,
             "l2_mean": float(self.l2.mean()),
             "l2_max": float(self.l2.max()),
             "linf_mean": float(self.linf.mean()),

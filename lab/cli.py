@@ -28,10 +28,11 @@ from egide.core.errors import DataError, EgideError, InputError
 from egide.core.preprocess import Preprocessor
 from egide.core.registry import registry
 from egide.lab import services
+from egide.lab.data import Draw, Subset, load_for_model
 from egide.lab.data import load as load_data
-from egide.lab.data import load_for_model
 from egide.lab.quiet import import_tensorflow_quietly
 from egide.lab.report.files import write_report
+from egide.lab.report.format import check_mark, detector_fit_text
 from egide.lab.report.model import eps_key
 from egide.lab.services import parse_number, parse_param, parse_range
 
@@ -93,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         help="attack parameter, repeatable; values are JSON or fractions (eps=8/255)",
     )
     p.add_argument("--split", default=None, help="data split to use (e.g. test), if the data has splits")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    _limit_options(p, "attack")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per batch (default: as many as the model's memory footprint allows)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -131,7 +132,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="data split (default test; 'all' for data without splits)")
     p.add_argument("--attacks", help="comma-separated attack names (default fgsm,pgd,bim,mim,cw)")
     p.add_argument("--eps", help="comma-separated epsilons; fractions allowed (default 1/255,2/255,4/255,8/255)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    _limit_options(p, "evaluate")
+    p.add_argument("--detector-fit-split", metavar="SPLIT",
+                   help="with --detectors: the split they are fitted on (default: the data's val split, "
+                   "else a stratified part of the evaluated split, held out from the evaluation)")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run the attacks' batches as tasks on the Ray cluster at ADDRESS (alone: start a "
                    "local one); the same per-image results as a local run with the same --batch-size")
@@ -231,6 +235,14 @@ def _cmd_plugins(args) -> int:
     return 0
 
 
+def _limit_options(p, verb: str) -> None:
+    p.add_argument("--limit", type=int, metavar="N",
+                   help=f"{verb} N images of the split, drawn stratified by class under --seed (see --sampling)")
+    p.add_argument("--sampling", choices=["stratified", "random", "first"],
+                   help="how --limit draws its images: stratified by class (default), random, or the first "
+                   "N in folder order")
+
+
 def _scan_options(p) -> None:
     p.add_argument("--window", metavar="CENTRE,WIDTH",
                    help="DICOM scans: read them through this VOI window instead of the stored one (e.g. 40,400)")
@@ -259,9 +271,12 @@ def _cmd_attack(args) -> int:
         clf = defense.apply(clf, seed=args.seed)
     attacked = clf.adaptive() if args.adaptive else clf
     window = parse_range(args.window, what="--window", ordered=False)
-    data, mixed_sizes = load_for_model(args.data, clf, split=args.split, limit=args.limit, window=window,
+    draw = Draw(args.limit, args.seed, args.sampling or "stratified") if args.limit else None
+    data, mixed_sizes = load_for_model(args.data, clf, split=args.split, draw=draw, window=window,
                                        slice_axis=args.slice_axis or "axial",
                                        skip_empty_slices=bool(args.skip_empty_slices))
+    if draw is not None and draw.subset.warning():
+        print(f"WARNING: {draw.subset.warning()}", file=sys.stderr)
     if mixed_sizes:
         print(f"note: the scans differ in size ({mixed_sizes}); each is resized to the model's input "
               f"{'x'.join(map(str, clf.input_shape))}", file=sys.stderr)
@@ -276,7 +291,8 @@ def _cmd_attack(args) -> int:
         **result.summary(),
         "defense": None if defense is None else {**defense.config(), "adaptive": args.adaptive},
         "model": clf.describe(),
-        "data": {"source": str(args.data), "split": args.split, "class_names": list(data.class_names)},
+        "data": {"source": str(args.data), "split": args.split, "class_names": list(data.class_names),
+                 "subset": draw.subset.to_dict() if draw else None},
         "output": str(out),
     }
     summary_path = out.with_suffix(".json")
@@ -306,9 +322,12 @@ def _print_summary(s: dict, out: Path, summary_path: Path) -> None:
         settings = ", ".join(f"{k}={v}" for k, v in d["params"].items())
         view = "adaptive attack (BPDA/EOT)" if d["adaptive"] else "non-adaptive attack"
         print(f"  defense          {d['plugin']} ({settings}), {view}")
+    if s["data"].get("subset"):
+        print(f"  images           {Subset.from_dict(s['data']['subset']).sentence()}")
     print(f"  clean accuracy   {s['clean_accuracy']:.2%}")
     print(f"  robust accuracy  {s['robust_accuracy']:.2%}")
-    print(f"  success rate     {s['success_rate']:.2%}")
+    print(f"  success rate     {_pct(s['success_rate'])} of the {s['images'] - s['already_misclassified']} "
+          f"images classified right before the attack ({s['already_misclassified']} already misclassified)")
     print(f"  L2    mean {s['l2_mean']:.4g}  max {s['l2_max']:.4g}")
     print(f"  Linf  mean {s['linf_mean']:.4g}  max {s['linf_max']:.4g}")
     print(f"wrote {out} and {summary_path}")
@@ -332,7 +351,8 @@ def evaluation_config(args):
             raise InputError(f"{path}: not valid JSON: {exc}") from None
         if not isinstance(settings, dict):
             raise InputError(f"{path}: the config must be a JSON object")
-    for key in ("model", "data", "split", "limit", "seed", "batch_size", "suite"):
+    for key in ("model", "data", "split", "limit", "sampling", "seed", "batch_size", "suite",
+                "detector_fit_split"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -394,6 +414,10 @@ def _cmd_evaluate(args) -> int:
     data = report.data
     print(f"{report.model['name']} on {data['images']} images of {data['source']} "
           f"({data['split'] or 'all'}): clean accuracy {report.clean_accuracy:.1%}")
+    if data.get("subset"):
+        _print_subset(data["subset"])
+    if data.get("detector_fit"):
+        print(f"  detectors fitted on {detector_fit_text(data['detector_fit'])}")
     if data.get("resized_from"):
         shape = "x".join(map(str, data["resized_from"]))
         model_shape = "x".join(map(str, report.model["input_shape"]))
@@ -417,12 +441,24 @@ def _cmd_evaluate(args) -> int:
         median = f"median {norm} {np.median(found.values):.4g}" if found.values else "nothing found"
         print(f"  {found.attack}: {len(found.values)} adversarial examples, {median} (minimal perturbations)")
     for check in report.sanity:
-        print(f"  [{'ok' if check.passed else 'FLAG'}] {check.name}: {check.message}")
+        print(f"  [{check_mark(check)}] {check.name}: {check.message}")
     _print_suite(report)
     _print_defenses(report, eps_list)
     _print_detectors(report)
     print(f"wrote {written['report.json']} and {written['report.html']} ({report.seconds:.1f} s)")
     return 0
+
+
+def _print_subset(subset: dict) -> None:
+    """The line that says which images a limit took, and the warning when it left a class out."""
+    drawn = Subset.from_dict(subset)
+    print(f"  images: {drawn.sentence()}")
+    if drawn.warning():
+        print(f"  WARNING: {drawn.warning()}")
+
+
+def _pct(value) -> str:
+    return f"{value:.2%}" if value == value else "n/a"  # NaN: nothing to rate
 
 
 def _all_of(key: str) -> list[str]:

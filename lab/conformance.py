@@ -206,8 +206,8 @@ def _check_attack_targeted(cls, clf, x, y) -> None:
     res = _attack(cls, targeted=True).run(clf, x, y, target=target, batch_size=5, seed=0)
     _require(res.x_adv.shape == x.shape, "targeted run changed the shape")
     _require(
-        np.array_equal(res.success, res.y_pred_adv == target),
-        "targeted success must mean 'classified as the target'",
+        np.array_equal(res.success, (res.y_pred_adv == target) & (res.y_pred == res.y)),
+        "targeted success must mean 'classified right before, as the target after'",
     )
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from egide.core.classifier import Classifier, batch_seed
 from egide.core.errors import InputError
 from egide.core.preprocess import Preprocessor
-from egide.core.results import AttackResult
+from egide.core.results import AttackResult, attack_success
 
 
 # ---- numbers and parameters ---------------------------------------------------------------
@@ -129,7 +129,7 @@ def measured_on(real: Classifier, result: AttackResult, x: np.ndarray, first_bat
         real.reseed(batch_seed(result.seed, first_batch + index))
         y_pred[start:stop] = real.predict(x[start:stop], size)
         y_pred_adv[start:stop] = real.predict(result.x_adv[start:stop], size)
-    success = y_pred_adv == result.target if result.target is not None else y_pred_adv != result.y
+    success = attack_success(result.y, y_pred, y_pred_adv, result.target)
     return dataclasses.replace(result, y_pred=y_pred, y_pred_adv=y_pred_adv, success=success)
 
 

@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # turning the tests that need it into skips; tests of lenient loading pass strict=False.
 os.environ.setdefault("EGIDE_STRICT_PLUGINS", "1")
 
+import numpy as np
 import pytest
 
 import egide
@@ -75,3 +76,27 @@ def test_adv(clf, test_batch, registry):
     res = registry.create("attack", "pgd", eps=0.1).run(clf, x, y)
     assert res.success.sum() >= 20  # enough positives for a meaningful AUC
     return res.x_adv[res.success]
+
+
+@pytest.fixture(scope="session")
+def study_folder(tmp_path_factory):
+    """A user's own study: a 4-class brain-MRI model file (a copy of the demo's) and a folder of
+    PNG scans as the public collections store them, Training/ and Testing/ with one folder per
+    class, read class by class. No `val` split. Testing holds 30 scans per class."""
+    import shutil
+
+    from PIL import Image
+
+    from egide.plugins.models.brain_tumor_cnn import WEIGHTS
+
+    root = tmp_path_factory.mktemp("study")
+    shutil.copy(WEIGHTS, root / "mine.keras")
+    source = egide.registry().create("dataset", "brain-tumor-phantom", seed=7, per_class=200)
+    for split, folder, per_class in (("test", "Testing", 30), ("val", "Training", 12)):
+        ds = source.load(split=split)
+        for c, name in enumerate(ds.class_names):
+            for i in np.flatnonzero(ds.y == c)[:per_class]:
+                path = root / "scans" / folder / name / f"{int(i):04d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray((ds.x[i, ..., 0] * 255 + 0.5).astype(np.uint8)).save(path)
+    return root / "mine.keras", root / "scans"

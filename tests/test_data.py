@@ -172,14 +172,23 @@ def test_npz_object_arrays_are_refused_without_unpickling(tmp_path):
     assert marker.exists()
 
 
-def test_npz_limit_keeps_the_first_images_and_all_classes(tmp_path):
+def test_npz_limit_first_keeps_the_first_images_and_all_classes(tmp_path):
     x = np.arange(5, dtype=np.uint8).reshape(5, 1, 1) * 50
     np.savez(tmp_path / "d.npz", x=x, y=[0, 0, 1, 2, 2])
 
-    ds = load(tmp_path / "d.npz", limit=2)
+    ds = load(tmp_path / "d.npz", limit=2, sampling="first")
 
     np.testing.assert_allclose(ds.x[:, 0, 0, 0], [0, 50 / 255])
     assert ds.class_names == ("0", "1", "2")
+
+
+def test_npz_limit_draws_every_class_by_default(tmp_path):
+    x = np.arange(6, dtype=np.uint8).reshape(6, 1, 1) * 40
+    np.savez(tmp_path / "d.npz", x=x, y=[0, 0, 1, 1, 2, 2])
+
+    ds = load(tmp_path / "d.npz", limit=3)
+
+    assert sorted(ds.y.tolist()) == [0, 1, 2]
 
 
 def test_npz_image_size_and_channels_are_applied(tmp_path):
@@ -371,13 +380,22 @@ def test_16_bit_png_keeps_its_precision(tmp_path):
     assert load(root, channels=3).image_shape == (2, 2, 3)
 
 
-def test_folder_limit_keeps_the_first_files_in_order(tmp_path):
+def test_folder_limit_first_keeps_the_first_files_in_order(tmp_path):
+    root = make_folder(tmp_path, {"a": [gray(1), gray(2)], "b": [gray(3)]})
+
+    ds = load(root, limit=2, sampling="first")
+
+    np.testing.assert_allclose(ds.x[:, 0, 0, 0], np.array([1, 2]) / 255, rtol=1e-6)
+    assert ds.class_names == ("a", "b")
+
+
+def test_folder_limit_takes_each_class_by_default(tmp_path):
     root = make_folder(tmp_path, {"a": [gray(1), gray(2)], "b": [gray(3)]})
 
     ds = load(root, limit=2)
 
-    np.testing.assert_allclose(ds.x[:, 0, 0, 0], np.array([1, 2]) / 255, rtol=1e-6)
-    assert ds.class_names == ("a", "b")
+    assert ds.y.tolist() == [0, 1]
+    np.testing.assert_allclose(ds.x[1, 0, 0, 0], 3 / 255, rtol=1e-6)
 
 
 # ---- naming and options --------------------------------------------------------------------
@@ -423,7 +441,7 @@ def test_named_data_sets_are_consulted_before_the_file_system(tmp_path, monkeypa
 
     ds = load("phantom", split="test", limit=3, image_size=(2, 2))
 
-    assert calls == ["test"] and ds.x.shape == (3, 2, 2, 1)
+    assert calls == ["test"] and ds.x.shape == (3, 2, 2, 1) and set(ds.y.tolist()) == {0, 1}
 
 
 # ---- Dataset -------------------------------------------------------------------------------

@@ -54,6 +54,26 @@ def test_robust_accuracy_falls_with_eps_and_checks_pass_on_an_honest_model(repor
     assert len(cw.values) > 0 and min(cw.values) > 0
 
 
+def test_a_one_eps_iterative_only_run_says_which_checks_could_not_run(clf, bars_data, tmp_path, capsys):
+    """One ε, PGD only: two checks are "not applicable" with their reason, none says ok for them,
+    and neither the report's headline nor the command line counts them as passed."""
+    config = EvaluationConfig(model="bars", data="bars", attacks=[AttackSpec(plugin="pgd", params={"steps": 10})],
+                              eps=[0.1], gallery=0)
+    report = evaluate(config, classifier=clf, dataset=bars_data)
+    states = {c.name: c.state for c in report.sanity}
+    assert states == {"iterative-at-least-as-strong-as-fgsm": "not applicable",
+                      "accuracy-falls-as-eps-grows": "not applicable",
+                      "unbounded-attacks-succeed": "passed"}
+    reasons = {c.name: c.message for c in report.sanity}
+    assert "no single-step attack" in reasons["iterative-at-least-as-strong-as-fgsm"]
+    assert "one ε only" in reasons["accuracy-falls-as-eps-grows"]
+    assert [c["state"] for c in report.to_dict()["sanity_checks"]].count("not applicable") == 2
+    write_report(report, tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert "1 sanity check passed" in html and "2 not applicable" in html
+    assert "3 sanity checks passed" not in html and "All 3" not in html
+
+
 def test_gallery_shows_correct_images_under_the_strongest_attack(report):
     assert len(report.gallery) == 4
     assert {g.label for g in report.gallery} == {"horizontal", "vertical", "diagonal"}

@@ -15,10 +15,12 @@ from egide.core.errors import DataError
 
 from .folders import MixedSizesError, ScanOptions, load_folder, split_folders
 from .npz import load_npz, npz_splits
-from .options import checked_options, finish
+from .options import checked_options, drawn, finish
+from .sampling import SAMPLINGS, Draw, Subset
 from .splits import ALL, concatenated, match
 
-__all__ = ["Dataset", "MixedSizesError", "load", "load_for_model"]
+__all__ = ["SAMPLINGS", "Dataset", "Draw", "MixedSizesError", "Subset", "available_splits", "drawn", "load",
+           "load_for_model"]
 
 
 def _named_sources() -> dict:
@@ -30,6 +32,7 @@ def _named_sources() -> dict:
 
 
 def load(name_or_path, split: str | None = None, *, image_size=None, channels=None, limit=None,
+         sampling: str = "stratified", seed: int = 0, draw: Draw | None = None,
          window=None, slice_axis: str = "axial", skip_empty_slices: bool = False) -> Dataset:
     """Load a built-in data set by name, an .npz file, or a folder with one subfolder per class
     of PNG/JPEG images, DICOM files or NIfTI volumes.
@@ -37,18 +40,21 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
     split: read `x_<split>`/`y_<split>` of an .npz, or the `<split>/` subfolder of a folder;
     'training'/'Testing'/'valid' and the like name the same splits as train/test/val, and 'all'
     reads every split together. image_size: (H, W) to resize every image to; channels: 1
-    (grayscale) or 3 (RGB); limit: keep only the first n images (read order: classes by name,
-    files by name). DICOM: window=(centre, width) replaces the stored VOI window. NIfTI:
+    (grayscale) or 3 (RGB); limit: keep n images, drawn by `sampling` under `seed`: 'stratified'
+    by class (default), 'random', or 'first' (read order: classes by name, files by name); or
+    pass a `Draw`, whose `subset` then says what was taken. DICOM: window=(centre, width) replaces the stored VOI window. NIfTI:
     slice_axis 'axial' (default), 'coronal' or 'sagittal'; skip_empty_slices drops slices
     without tissue.
     """
     size, channels, limit = checked_options(image_size, channels, limit)
+    if draw is None and limit is not None:
+        draw = Draw(limit, seed, sampling)
     scans = _scan_options(window, slice_axis, skip_empty_slices)
     if isinstance(split, str) and split.lower() == ALL:
         parts = [load(name_or_path, s, image_size=size, channels=channels, window=window,
                       slice_axis=slice_axis, skip_empty_slices=skip_empty_slices)
                  for s in _splits_of(name_or_path)]
-        return finish(concatenated(parts), None, None, limit)
+        return finish(concatenated(parts), None, None, draw)
     if split is not None and (not isinstance(split, str) or split in ("", ".", "..") or Path(split).name != split):
         raise DataError(f"split must be a plain name such as 'train' or 'test', got {split!r}")
     named = _named_sources()
@@ -56,7 +62,7 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
         # Named data sets (data-set plugins) are consulted before the file system.
         source = named[name_or_path]()
         split = split if split is None else (match(split, getattr(source, "splits", ())) or split)
-        return finish(source.load(split=split), size, channels, limit)
+        return finish(source.load(split=split), size, channels, draw)
     path = Path(os.fspath(name_or_path)).expanduser()
     if path.is_dir():
         loader = load_folder
@@ -72,8 +78,8 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
         raise DataError(f"no data set named '{name_or_path}': not a file or folder{known}")
     try:
         if loader is load_folder:
-            return load_folder(path, split, size, channels, limit, scans)
-        return loader(path, split, size, channels, limit)
+            return load_folder(path, split, size, channels, draw, scans)
+        return loader(path, split, size, channels, draw)
     except MixedSizesError as exc:
         raise MixedSizesError(exc.sizes, exc.common, where=path) from None
     except DataError as exc:  # say once which source the problem is in
@@ -87,6 +93,15 @@ def load_for_model(name_or_path, clf, **options) -> tuple[Dataset, str | None]:
         return load(name_or_path, **options), None
     except MixedSizesError as exc:
         return load(name_or_path, image_size=clf.input_shape[:2], **options), exc.sizes
+
+
+def available_splits(name_or_path) -> list[str]:
+    """The splits a data set has (a named one's declared `splits`, a folder's split folders, an
+    .npz's x_<split> arrays); empty for one set of images without splits."""
+    named = _named_sources()
+    if isinstance(name_or_path, str) and name_or_path in named:
+        return list(getattr(named[name_or_path], "splits", ()) or ())
+    return [s for s in _splits_of(name_or_path) if s is not None]
 
 
 def _splits_of(name_or_path) -> list[str | None]:

@@ -48,7 +48,9 @@ class ScanOptions:
     skip_empty_slices: bool = False
 
 
-def load_folder(base: Path, split, size, channels, limit, scans: ScanOptions = ScanOptions()) -> Dataset:
+def load_folder(base: Path, split, size, channels, draw=None, scans: ScanOptions = ScanOptions()) -> Dataset:
+    """A folder of class folders; `draw` (a lab.data.sampling.Draw) picks the images to keep: PNG/JPEG
+    files are chosen before any is decoded, scans once their frames or slices are counted."""
     from PIL import Image
 
     root = base if split is None else split_folder(base, split, _subfolders(base), _images)
@@ -81,9 +83,9 @@ def load_folder(base: Path, split, size, channels, limit, scans: ScanOptions = S
         raise DataError(f"the folders mix formats: {shown}; keep one kind of file per data set")
     names = tuple(folder.name for folder in classes)
     if "image" not in kinds:
-        return _load_scans(files, next(iter(kinds)), base, names, size, channels, limit, scans)
-    if limit is not None:
-        files = files[:limit]
+        return _load_scans(files, next(iter(kinds)), base, names, size, channels, draw, scans)
+    if draw is not None:
+        files = [files[i] for i in draw.indices([label for _, label in files], names)]
     bad: dict[int, str] = {}  # file index -> reason, kept in file order
 
     # First pass reads headers only (cheap), to choose the size and channels before decoding.
@@ -124,12 +126,10 @@ def load_folder(base: Path, split, size, channels, limit, scans: ScanOptions = S
     return Dataset(x, y, names, from_images=True)
 
 
-def _load_scans(files, kind: str, base: Path, names, size, channels, limit, scans: ScanOptions) -> Dataset:
+def _load_scans(files, kind: str, base: Path, names, size, channels, draw, scans: ScanOptions) -> Dataset:
     """DICOM or NIfTI files: every frame or slice an image of its file's class."""
     cuts, labels, origin, bad = [], [], [], {}
     for i, (path, label) in enumerate(files):
-        if limit is not None and len(cuts) >= limit:
-            break
         try:
             stack = (dicom.read_dicom(path, scans.window) if kind == "dicom"
                      else nifti.read_nifti(path, scans.slice_axis, scans.skip_empty_slices))
@@ -141,8 +141,9 @@ def _load_scans(files, kind: str, base: Path, names, size, channels, limit, scan
         origin += [path] * len(stack)
     if bad:
         _refuse(bad, files, base, f"of the {KINDS[kind]}")
-    if limit is not None:
-        cuts, labels = cuts[:limit], labels[:limit]
+    if draw is not None and cuts:
+        picked = draw.indices(labels, names)
+        cuts, labels, origin = ([seq[i] for i in picked] for seq in (cuts, labels, origin))
     sizes = Counter(c.shape[:2] for c in cuts)
     if size is None and len(sizes) > 1:
         example = {}

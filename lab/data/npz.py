@@ -21,7 +21,7 @@ from .splits import match
 from .options import finish
 
 
-def load_npz(path: Path, split, size, channels, limit) -> Dataset:
+def load_npz(path: Path, split, size, channels, draw) -> Dataset:
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as exc:  # zipfile and numpy raise several types for a broken file
@@ -53,8 +53,9 @@ def load_npz(path: Path, split, size, channels, limit) -> Dataset:
             raise DataError(f"'class_names' must be a 1-D array of names, got shape {names.shape}")
         names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist())
 
-    if limit is not None:
-        x, y = x[:limit], y[:limit]  # before conversion: only the kept images are copied
+    if draw is not None:  # before conversion: only the kept images are copied
+        picked = draw.indices(y, names)
+        x, y = x[picked], y[picked]
     if x.dtype == np.uint8 or x.dtype == np.uint16:
         scale = 1.0 / np.iinfo(x.dtype).max
         x = x.astype(np.float32)

@@ -1,4 +1,4 @@
-"""The options every loader takes — image_size, channels, limit — checked, then applied."""
+"""The options every loader takes — image_size, channels, and a draw of N images — checked, then applied."""
 
 from __future__ import annotations
 
@@ -26,10 +26,17 @@ def checked_options(image_size, channels, limit):
     return size, channels, limit
 
 
-def finish(ds: Dataset, size, channels, limit) -> Dataset:
-    """Apply limit, then image_size and channels, to a loaded data set."""
-    if limit is not None and limit < len(ds):
-        ds = ds.take(limit)
+def drawn(ds: Dataset, draw) -> Dataset:
+    """The images `draw` takes from a loaded data set (all of them without a draw)."""
+    if draw is None:
+        return ds
+    picked = draw.indices(ds.y, ds.class_names)
+    return ds if len(picked) == len(ds) else ds.subset(picked)
+
+
+def finish(ds: Dataset, size, channels, draw) -> Dataset:
+    """Apply the draw, then image_size and channels, to a loaded data set."""
+    ds = drawn(ds, draw)
     h, w, c = ds.image_shape
     if channels is not None and c != channels and c not in (1, 3):
         raise DataError(f"cannot convert {c}-channel images to {channels} channels")

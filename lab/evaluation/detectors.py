@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from egide.core.errors import DataError, InputError
+from egide.core.errors import InputError
 from egide.lab.evaluation.running import LocalExecutor, plan_attack
 from egide.lab.report.model import ROC_POINTS, TARGET_FPR, DetectionRun, DetectorReport
 
@@ -32,26 +32,6 @@ def check_detector(reg, spec):
     cls = reg.get("detector", spec.plugin)
     cls.validate_params(dict(spec.params))
     return cls, spec
-
-
-def fit_images(config, clf, dataset=None):
-    """The clean images detectors are fitted on: a seeded sample of the fit split."""
-    from egide.lab.data import load_for_model
-
-    if dataset is None:
-        try:
-            dataset, _ = load_for_model(config.data, clf, split=config.detector_fit_split)
-        except DataError as exc:
-            raise DataError(
-                f"{exc}. Detectors are fitted on the '{config.detector_fit_split}' split; "
-                "set detector_fit_split to a split this data set has"
-            ) from None
-    data = dataset.for_classifier(clf)
-    n = len(data)
-    if config.detector_fit_limit and n > config.detector_fit_limit:
-        pick = np.sort(np.random.default_rng(config.seed).choice(n, config.detector_fit_limit, replace=False))
-        data = data.subset(pick)
-    return data.x, data.y
 
 
 def evaluate_detectors(specs, reg, clf, x, y, clean_ok, adversarials, attacks, fit_x, fit_y,

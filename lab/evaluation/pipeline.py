@@ -27,9 +27,10 @@ from egide.core.registry import Registry
 from egide.core.registry import registry as default_registry
 from egide.core.results import AttackResult
 from egide.lab import services
-from egide.lab.data import load_for_model
+from egide.lab.data.sampling import Sampling
 from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
-from egide.lab.evaluation.detectors import check_detector, evaluate_detectors, fit_images
+from egide.lab.evaluation.detectors import check_detector, evaluate_detectors
+from egide.lab.evaluation.images import DataSource, choose_images, in_memory_source, local_source
 from egide.lab.evaluation.running import (
     Counter,
     EvaluationProgress,
@@ -39,6 +40,7 @@ from egide.lab.evaluation.running import (
     plan_attack,
     run_jobs,
 )
+from egide.lab.evaluation.sanity import black_box_check, sanity_checks
 from egide.lab.evaluation.setup_check import overridden, setup_problem
 from egide.lab.evaluation.suite import PROTOCOLS, run_suite
 from egide.lab.report.model import (
@@ -46,7 +48,6 @@ from egide.lab.report.model import (
     GalleryItem,
     MinimalPerturbations,
     Report,
-    SanityCheck,
     eps_key,
 )
 
@@ -55,8 +56,6 @@ DEFAULT_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 MAX_SEED = 2**32 - 1
 MAX_BUDGETS = 32
 MAX_PLUGINS = 16  # attacks, defenses, detectors: each list
-UNBOUNDED_SUCCESS = 0.95  # an unbounded attack should break nearly every sample
-MONOTONE_SLACK = 0.02  # robust accuracy may wobble this much before a flag is raised
 
 
 class AttackSpec(BaseModel):
@@ -128,7 +127,11 @@ class EvaluationConfig(BaseModel):
         default_factory=lambda: list(DEFAULT_EPS),
         description="L-inf budgets as fractions of the input range, e.g. [1/255, 2/255, 4/255, 8/255]",
     )
-    limit: int | None = Field(None, ge=1, description="Evaluate only the first N images")
+    limit: int | None = Field(None, ge=1, description="Evaluate N images of the split, drawn as `sampling` "
+                              "says; empty: all of them")
+    sampling: Sampling = Field(
+        "stratified", description="How `limit` draws its images: 'stratified' (each class in proportion, "
+        "seeded), 'random' (seeded) or 'first' (read order: classes by name, files by name)")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Random seed of every attack")
     batch_size: int | None = Field(
         None, ge=1, le=4096,
@@ -166,10 +169,11 @@ class EvaluationConfig(BaseModel):
     guard_attack_steps: int = Field(
         50, ge=1, le=10_000, description="Steps of the detector-aware attack (and of the PGD run "
         "when the evaluation made no L-inf examples)")
-    detector_fit_split: str = Field(
-        "val", description="Split the detectors are fitted on: held-out images, so the threshold "
-        "chosen for a false-positive rate holds on new images (a model is over-confident on the "
-        "images it was trained on)")
+    detector_fit_split: str | None = Field(
+        None, max_length=128, description="Split the detectors are fitted on: held-out images, so the "
+        "threshold chosen for a false-positive rate holds on new images (a model is over-confident on "
+        "the images it was trained on). Empty: the data's validation split, else a seeded stratified "
+        "part of the evaluated split, held out from the evaluation")
     detector_fit_limit: int | None = Field(
         1024, ge=16, description="Fit detectors on at most this many images of that split"
     )
@@ -229,12 +233,15 @@ def evaluate(
     classifier: Classifier | None = None,
     dataset=None,
     detector_dataset=None,
+    source: DataSource | None = None,
 ) -> Report:
     """Run every attack at every epsilon on the model and data of `config`; then each defense
     (non-adaptive and adaptive) and each detector (ROC per attack and epsilon).
 
-    `classifier`, `dataset` and `detector_dataset` (the split detectors are fitted on) replace
-    loading them from `config` when the caller already holds them (a server, a notebook, a test).
+    `classifier`, `dataset` (the whole evaluated split; `limit` draws from it) and
+    `detector_dataset` (the images detectors are fitted on; without it they are held out of
+    `dataset`) replace loading them from `config` when the caller already holds them (a
+    notebook, a test); `source` gives the splits of a data set a server keeps loaded.
     """
     started = time.perf_counter()
     if isinstance(config, dict):
@@ -243,13 +250,13 @@ def evaluate(
     attacks = [check_attack(reg, spec) for spec in config.attacks]
 
     clf = classifier or Classifier.load(config.model, input_range=config.input_range)
-    mixed_sizes = None
-    if dataset is None:
-        dataset, mixed_sizes = load_for_model(
-            config.data, clf, split=config.split, limit=config.limit, window=config.window,
-            slice_axis=config.slice_axis, skip_empty_slices=config.skip_empty_slices)
-    elif config.limit:
-        dataset = dataset.take(config.limit)
+    detectors = [check_detector(reg, spec) for spec in config.detectors]
+    if source is None:
+        source = (in_memory_source(config.data, config.split, dataset, detector_dataset)
+                  if dataset is not None else local_source(config, clf))
+    chosen = choose_images(config, source, needs_fit=bool(detectors))
+    dataset = chosen.data
+    mixed_sizes = source.mixed_sizes[0] if source.mixed_sizes else None
     data = dataset.for_classifier(clf)
     # Images from files are resized to the model's input; the report says so.
     resized_from = list(dataset.image_shape) if data.image_shape != dataset.image_shape else None
@@ -273,9 +280,9 @@ def evaluate(
         cls = iterative[0]
         plan.append((cls, AttackSpec(plugin=cls.name, params=dict(cls.full_strength)), 1.0, "sanity"))
     defended = [defense_classifier(reg, spec, clf) for spec in config.defenses]
-    detectors = [check_detector(reg, spec) for spec in config.detectors]
     if detectors:
-        fit_x, fit_y = fit_images(config, clf, detector_dataset)
+        fit = chosen.fit.for_classifier(clf)
+        fit_x, fit_y = fit.x, fit.y
     evaluation_plan = [p for p in plan if p[3] == "evaluation"]
     suite_work = len(PROTOCOLS[config.suite]) * len(config.eps) * len(x) if config.suite else 0
     guard_work = len(detectors) * len(config.eps) * len(x) if config.adaptive_detectors else 0
@@ -319,12 +326,12 @@ def evaluate(
         "iterative": {cls.name for cls, _ in attacks if cls.iterative},
     }
     sanity = (
-        _sanity_checks(evaluated, unbounded, config.eps, float(clean_ok.mean()), kinds)
+        sanity_checks(evaluated, unbounded, config.eps, float(clean_ok.mean()), kinds)
         if config.sanity_checks
         else []
     )
     if suite is not None:
-        sanity.append(_black_box_check(suite))
+        sanity.append(black_box_check(suite))
     if setup:
         sanity.insert(0, overridden(setup))
     gallery = _gallery(evaluated, adversarials, clf, x, y, names, clean_ok, config.gallery)
@@ -356,6 +363,8 @@ def evaluate(
             "class_counts": {n: int((y == i).sum()) for i, n in enumerate(names)},
             "resized_from": resized_from,
             "mixed_sizes": mixed_sizes,  # scans of several sizes, each resized to the model's input
+            "subset": chosen.subset.to_dict() if chosen.subset else None,
+            "detector_fit": chosen.fit_origin,
         },
         clean_accuracy=float(clean_ok.mean()),
         clean_per_class=per_class(clean_ok, y, names),
@@ -422,77 +431,6 @@ def _worst_case(runs, eps_list, clean_ok, y, names, suite=None):
     return worst, by_class
 
 
-def _sanity_checks(runs, unbounded, eps_list, clean_accuracy, kinds) -> list[SanityCheck]:
-    checks = []
-    by = {(r.attack, r.eps): r for r in runs}
-    # 1. An iterative attack weaker than one single gradient step at the same budget means its
-    #    steps follow a useless gradient: masked, obfuscated or badly tuned.
-    weaker = []
-    for name in sorted(kinds["iterative"]):
-        for single in sorted(kinds["single_step"]):
-            for eps in eps_list:
-                it, fg = by.get((name, eps)), by.get((single, eps))
-                if it and fg and it.robust_accuracy > fg.robust_accuracy + MONOTONE_SLACK:
-                    weaker.append(
-                        f"{name} at {eps_key(eps)}: {it.robust_accuracy:.1%} vs "
-                        f"{single.upper()} {fg.robust_accuracy:.1%}"
-                    )
-    checks.append(
-        SanityCheck(
-            "iterative-at-least-as-strong-as-fgsm",
-            not weaker,
-            "Iterative attacks are at least as strong as FGSM at every epsilon."
-            if not weaker
-            else "An iterative attack is weaker than single-step FGSM ("
-            + "; ".join(weaker)
-            + "). Many steps should never do worse than one: this is a classic sign of gradient "
-            "masking, or of a step size too small for the number of steps.",
-        )
-    )
-    # 2. Robust accuracy must not rise as the budget grows, and must fall somewhere.
-    rising, flat = [], []
-    for name in sorted({r.attack for r in runs if r.eps is not None}):
-        accs = [by[(name, e)].robust_accuracy for e in eps_list if (name, e) in by]
-        if any(b > a + MONOTONE_SLACK for a, b in zip(accs, accs[1:])):
-            rising.append(name)
-        if len(accs) > 1 and accs[-1] >= clean_accuracy - MONOTONE_SLACK and clean_accuracy > 0:
-            flat.append(name)
-    problems = []
-    if rising:
-        problems.append(f"robust accuracy rises with epsilon for {', '.join(rising)}")
-    if flat:
-        problems.append(f"accuracy does not fall at all as epsilon grows for {', '.join(flat)}")
-    checks.append(
-        SanityCheck(
-            "accuracy-falls-as-eps-grows",
-            not problems,
-            "Robust accuracy falls as epsilon grows, for every attack."
-            if not problems
-            else "; ".join(problems).capitalize()
-            + ". A larger budget contains every smaller one, so a correct attack can only do "
-            "better with it: suspect gradient masking or a failing attack.",
-        )
-    )
-    # 3. Attacks without a real budget must break (almost) everything.
-    weak = [
-        f"{r.attack}{' eps=1' if r.purpose == 'sanity' else ''} {r.success_rate:.1%}"
-        for r in unbounded + [r for r in runs if r.eps is None]
-        if r.success_rate < UNBOUNDED_SUCCESS * clean_accuracy
-    ]
-    checks.append(
-        SanityCheck(
-            "unbounded-attacks-succeed",
-            not weak,
-            f"Unbounded attacks break at least {UNBOUNDED_SUCCESS:.0%} of the correctly classified images."
-            if not weak
-            else f"An unbounded attack succeeds too rarely ({', '.join(weak)}). With no budget "
-            "any input can be changed into any other, so this means gradients that do not "
-            "lead anywhere (masking) or an attack that is stopped too early.",
-        )
-    )
-    return checks
-
-
 def _gallery(runs, adversarials, clf, x, y, names, clean_ok, count) -> list[GalleryItem]:
     """Correctly classified examples, one class after another, under the strongest L-inf run
     at the largest epsilon (the one with the lowest robust accuracy)."""
@@ -527,14 +465,3 @@ def _gallery(runs, adversarials, clf, x, y, names, clean_ok, count) -> list[Gall
         )
         for i, pc, pa in zip(chosen, p_clean, p_adv)
     ]
-
-
-def _black_box_check(suite) -> SanityCheck:
-    """The suite's own masking check: a gradient-free attack must not beat the gradient ones."""
-    flagged = [f"at {eps_key(r.eps)}: {r.masking}" for r in suite.runs if r.masking]
-    return SanityCheck(
-        "black-box-not-stronger-than-white-box",
-        not flagged,
-        "The black-box attack of the suite broke no point the gradient attacks had missed."
-        if not flagged else " ".join(flagged),
-    )

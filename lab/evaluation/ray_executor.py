@@ -40,7 +40,7 @@ import numpy as np
 from egide.core.classifier import Classifier
 from egide.core.errors import InputError
 from egide.core.preprocess import PreprocessedClassifier
-from egide.core.results import AttackResult
+from egide.core.results import AttackResult, attack_success
 
 RETRIES = 3  # a task whose worker process died is run again, up to this many times
 DEFAULT_BATCH = 64  # images per task when the evaluation sets no batch size
@@ -250,7 +250,7 @@ def _merged(job, shards: list[dict], seed: int, batch_size: int) -> AttackResult
     """One job's result from its batches' (in order)."""
     merged = {k: np.concatenate([s[k] for s in shards]) for k in shards[0] if k != "seconds"}
     target = job.target
-    success = (merged["y_pred_adv"] == target) if target is not None else merged["y_pred_adv"] != job.y
+    success = attack_success(job.y, merged["y_pred"], merged["y_pred_adv"], target)
     return AttackResult(
         x_adv=merged["x_adv"], y=np.asarray(job.y), y_pred=merged["y_pred"],
         y_pred_adv=merged["y_pred_adv"], success=success, l2=merged["l2"], linf=merged["linf"],

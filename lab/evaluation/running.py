@@ -126,7 +126,7 @@ def attack_run(job: AttackJob, result: AttackResult, clean_ok, names) -> AttackR
         params=job.attack.params.model_dump(mode="json"),
         version=job.attack.version,
         robust_accuracy=float(robust.mean()),
-        success_rate=float(result.success.mean()),
+        success_rate=result.success_rate,  # of the images classified right before the attack
         l2_mean=float(result.l2.mean()),
         linf_max=float(result.linf.max()),
         seconds=result.seconds,

@@ -73,3 +73,18 @@ class Units:
 
 def params_text(params: dict, skip=("eps",)) -> str:
     return ", ".join(f"{k}={v}" for k, v in (params or {}).items() if k not in skip)
+
+
+def detector_fit_text(origin: dict) -> str:
+    """Where the detectors' fit images came from, in one phrase."""
+    how = f"stratified by class, seed {origin.get('seed', 0)}"
+    if origin.get("held_out"):
+        return (f"{origin['images']} images held out of the evaluated '{origin['split']}' split "
+                f"({how}; none of them is evaluated)")
+    of = f" of its {origin['of']}" if origin.get("of", origin["images"]) != origin["images"] else ""
+    return f"{origin['images']}{of} images of the '{origin['split']}' split ({how})"
+
+
+def check_mark(check) -> str:
+    """The short state of a sanity check, as the command line and the page print it."""
+    return {"passed": "ok", "failed": "FLAG"}.get(check.state, "n/a")

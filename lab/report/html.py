@@ -22,6 +22,7 @@ import numpy as np
 from . import format as fmt
 from . import plots
 from egide.lab.guard_evaluation import FALL_GAP
+from egide.lab.data.sampling import Subset
 
 from .model import eps_key
 
@@ -100,7 +101,11 @@ def _header(report, units) -> dict:
                 f"rendered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
         "versions": [(k, v) for k, v in env.items() if k not in ("plugins", "platform")],
         "plugins": list((env.get("plugins") or {}).items()),
-        "flagged": [c for c in report.sanity if not c.passed],
+        "flagged": [c for c in report.sanity if c.passed is False],
+        "checks_ran": [c for c in report.sanity if c.ran],
+        "checks_na": [c for c in report.sanity if not c.ran],
+        "subset": Subset.from_dict(report.data["subset"]) if report.data.get("subset") else None,
+        "detector_fit": fmt.detector_fit_text(report.data["detector_fit"]) if report.data.get("detector_fit") else None,
         "worst": (report.worst_case[eps_key(measured[-1])], units.eps(measured[-1])) if measured else None,
         "nav": [(anchor, title) for anchor, title in NAV if present.get(anchor, True)],
     }

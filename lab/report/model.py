@@ -52,14 +52,28 @@ class AttackRun:
         }
 
 
+NOT_APPLICABLE = "not applicable"
+
+
 @dataclass
 class SanityCheck:
+    """One check of the evaluation: passed (True), failed (False) or not applicable (None: what
+    it compares was not in the run; the message says why). Only checks that ran are counted."""
+
     name: str
-    passed: bool
-    message: str  # what was seen, and what it means
+    passed: bool | None
+    message: str  # what was seen and what it means, or why the check could not run
+
+    @property
+    def state(self) -> str:
+        return NOT_APPLICABLE if self.passed is None else "passed" if self.passed else "failed"
+
+    @property
+    def ran(self) -> bool:
+        return self.passed is not None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "passed": self.passed, "message": self.message}
+        return {"name": self.name, "state": self.state, "passed": self.passed, "message": self.message}
 
 
 @dataclass
