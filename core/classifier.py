@@ -23,10 +23,10 @@ import numpy as np
 
 from .errors import InputError, ModelError
 from .input_range import UNIT, checked_range, detect_input_range
+from .model_file import MODEL_SUFFIXES, check_model_file  # noqa: F401  (MODEL_SUFFIXES: re-exported)
 
 log = logging.getLogger("egide")
 
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 STOPPED = "egide: stopped on request"  # in the error of a computation through a stopped copy
 
 
@@ -81,13 +81,7 @@ class Classifier:
                 known = ", ".join(reg.names("model")) or "none installed"
                 raise ModelError(f"no model named '{path}' (named models: {known}) and no such file")
         path = Path(path)
-        if path.suffix.lower() not in MODEL_SUFFIXES:
-            raise ModelError(
-                f"{path}: unsupported model format '{path.suffix}'; save the model with "
-                "model.save('model.keras') (or .h5)"
-            )
-        if not path.is_file():
-            raise ModelError(f"{path}: model file not found")
+        check_model_file(path)
         import keras
 
         try:

@@ -21,6 +21,8 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .params import BUDGET_UI, Budget
+
 from .classifier import Classifier
 from .defense import Defense
 from .errors import InputError
@@ -43,7 +45,9 @@ class TrainerParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    eps: float = Field(4 / 255, gt=0, le=1, description="L-inf budget trained against, a fraction of the input range")
+    eps: Budget = Field(4 / 255, gt=0, le=1, json_schema_extra=BUDGET_UI,
+
+    description="L-inf budget trained against, a fraction of the input range")
     epochs: int = Field(10, ge=1, le=10_000, description="Passes over the training split")
     batch_size: int = Field(64, ge=1, le=4096, description="Images per training batch")
     learning_rate: float = Field(1e-3, gt=0, le=10, description="Adam learning rate")

@@ -6,7 +6,7 @@
     egide evaluate [--model M] [--data D] [--attacks a,b] [--eps 1/255,4/255] [--out DIR]
     egide train --data brain-tumor-phantom --out model.keras
     egide defend --defense adversarial-training --model M --data D --out defended.keras
-    egide serve [--host 127.0.0.1] [--port 5000] [--instance PATH] [--token T]
+    egide serve [--host 127.0.0.1] [--port 8000] [--instance PATH] [--token T]
 
 User errors (bad names, parameters, files, data) print one clear message and exit with 2;
 only a bug shows a traceback.
@@ -37,6 +37,7 @@ from egide.lab.report.model import eps_key
 from egide.lab.services import parse_number, parse_param, parse_range
 
 EXIT_USER_ERROR = 2
+DEFAULT_PORT = 8000  # the one default port: `egide serve`, scripts/run.sh and the README
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,8 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USER_ERROR
-    import_tensorflow_quietly()  # after parsing: --help stays instant
     try:
+        _check_model_file_early(args)
+        import_tensorflow_quietly()  # after parsing: --help stays instant
         return args.handler(args) or 0
     except EgideError as exc:
         print(f"egide: error: {exc}", file=sys.stderr)
@@ -56,6 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("egide: interrupted", file=sys.stderr)
         return 130
+
+
+def _check_model_file_early(args) -> None:
+    """A --model path that cannot be a Keras file is refused before TensorFlow starts (seconds),
+    with the same words as the page's upload. Names without a suffix are named models."""
+    from egide.core.model_file import check_model_file
+
+    model = getattr(args, "model", None)
+    if isinstance(model, str) and Path(model).suffix:
+        check_model_file(Path(model).expanduser(), model)
 
 
 def _not_a_retracing_warning(record) -> bool:
@@ -200,9 +212,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the per-batch progress bar")
     p.set_defaults(handler=_cmd_defend)
 
-    p = sub.add_parser("serve", help="run the web lab and JSON API (http://127.0.0.1:5000 by default)")
+    p = sub.add_parser("serve", help="run the web lab and JSON API (http://127.0.0.1:8000 by default)")
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; any other needs a token)")
-    p.add_argument("--port", type=int, default=None, help="port (default 5000, or EGIDE_PORT)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000, or EGIDE_PORT)")
     p.add_argument("--instance", default=None, help="folder for the job store and artifacts (or EGIDE_INSTANCE_PATH)")
     p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on the API (or EGIDE_API_TOKEN)")
     p.add_argument("--workers", type=int, default=None, help="job worker threads (default 1, or EGIDE_WORKERS)")
@@ -713,7 +725,7 @@ def _cmd_serve(args) -> int:
     from egide.web.serve import serve
 
     host = args.host or os.environ.get("EGIDE_HOST") or "127.0.0.1"
-    port = args.port if args.port is not None else int(os.environ.get("EGIDE_PORT") or 5000)
+    port = args.port if args.port is not None else int(os.environ.get("EGIDE_PORT") or DEFAULT_PORT)
     token = args.token or os.environ.get("EGIDE_API_TOKEN") or os.environ.get("EGIDE_TOKEN") or None
     services.check_exposure(host, token)
     if args.workers is not None and args.workers < 1:

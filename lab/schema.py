@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-WIDGETS = ("number", "integer", "checkbox", "select", "text")
+WIDGETS = ("number", "integer", "checkbox", "select", "text", "budget")
 
 
 class SchemaRenderError(ValueError):
@@ -61,6 +61,8 @@ def _field(name: str, prop: dict, required: bool, defs: dict) -> FormField:
     kind = prop.get("type")
     if "enum" in prop or "const" in prop:
         widget, choices = "select", list(prop.get("enum", [prop.get("const")]))
+    elif kind == "number" and prop.get("x-ui", {}).get("widget") == "budget":
+        widget, choices = "budget", []  # a number or a fraction such as 8/255: a text box
     elif kind in ("number", "integer"):
         widget, choices = kind, []
     elif kind == "boolean":

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The example third-party plugin is installed for the tests only (scripts/test.sh puts it in
+# .test-plugins/): on this process's path and on every process a test starts.
+TEST_PLUGINS = Path(__file__).resolve().parent.parent / ".test-plugins"
+if TEST_PLUGINS.is_dir():
+    sys.path.insert(0, str(TEST_PLUGINS))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TEST_PLUGINS), os.environ.get("PYTHONPATH")]))
 # A built-in (or the installed example plugin) that fails to load fails the run, rather than
 # turning the tests that need it into skips; tests of lenient loading pass strict=False.
 os.environ.setdefault("EGIDE_STRICT_PLUGINS", "1")

@@ -62,8 +62,16 @@ def test_load_errors_say_what_to_fix(tmp_path):
         egide.Classifier.load(tmp_path / "model.pt")
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a zip file")
-    with pytest.raises(ModelError, match="could not load the model"):
+    with pytest.raises(ModelError, match=r"broken.keras is not a .keras archive \(a zip written by model.save\)"):
         egide.Classifier.load(broken)
+    fake_h5 = tmp_path / "model.h5"
+    fake_h5.write_text("hello")
+    with pytest.raises(ModelError, match="is not an HDF5"):
+        egide.Classifier.load(fake_h5)
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(b"PK\x03\x04 and nothing more")
+    with pytest.raises(ModelError, match="could not load the model"):
+        egide.Classifier.load(truncated)
 
 
 def test_models_that_are_not_image_classifiers_are_refused():

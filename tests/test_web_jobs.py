@@ -57,7 +57,8 @@ def test_attack_job_runs_to_done(attack_job):
         assert sum(ex["confidences"]["adversarial"].values()) == pytest.approx(1, abs=1e-4)
         assert ex["clean_confidence"] == pytest.approx(ex["confidences"]["clean"][ex["clean_pred"]])
         assert ex["adv_confidence"] == max(ex["confidences"]["adversarial"].values())
-        assert ex["success"] == (ex["adv_pred"] != ex["label"])
+        # Success only on an image the model classified right before the attack.
+        assert ex["success"] == (ex["clean_pred"] == ex["label"] and ex["adv_pred"] != ex["label"])
 
 
 def test_attack_artifacts_download_and_are_valid(app, attack_job):
@@ -73,14 +74,17 @@ def test_attack_artifacts_download_and_are_valid(app, attack_job):
         assert x_adv.shape == (8, 64, 64, 1) and x_adv.dtype == np.float32 and y.shape == (8,)
         assert json.loads(str(npz["summary"]))["attack"] == "fgsm"
     ds = app.extensions["egide"].resources.dataset("brain-tumor-phantom", "test")
-    assert np.abs(x_adv - ds.x[:8]).max() <= EPS + 1e-6  # the budget holds
+    drawn = attack_job["result"]["subset"]["indices"]  # the 8 images `limit` drew, stratified by class
+    assert len(drawn) == 8 and len(set(ds.y[drawn].tolist())) == 4
+    assert np.array_equal(y, ds.y[drawn])
+    assert np.abs(x_adv - ds.x[drawn]).max() <= EPS + 1e-6  # the budget holds
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     png = client.get(links["adversarial-0.png"])
     assert png.mimetype == "image/png" and Image.open(io.BytesIO(png.data)).size == (64, 64)
     # The perturbation, amplified to the full range: mid-grey is no change, and the largest
     # change of the image reaches black or white.
     pert = np.asarray(Image.open(io.BytesIO(client.get(links["perturbation-0.png"]).data)), np.float32) / 255
-    delta = x_adv[0, ..., 0] - ds.x[0, ..., 0]
+    delta = x_adv[0, ..., 0] - ds.x[drawn[0], ..., 0]
     assert pert.shape == (64, 64) and (pert.min() <= 0.01 or pert.max() >= 0.99)
     assert np.abs((pert - 0.5) * 2 * np.abs(delta).max() - delta).max() < 2 / 255 * np.abs(delta).max() + 1e-6
     assert client.get(attack_job["url"] + "/artifacts/..%2Fjobs.sqlite3").status_code == 404

@@ -53,9 +53,11 @@ def test_the_lab_page_runs_an_attack(server, browser, tmp_path):
     assert page.locator("#data").input_value() == "brain-tumor-phantom"
     assert page.locator("#split").input_value() == "test"
     assert page.locator("#attack").input_value() == "fgsm"
-    eps = page.locator("#attack-form").get_by_role("spinbutton", name="Eps", exact=True)  # hidden fieldsets are not in the a11y tree
-    assert eps.is_visible() and eps.get_attribute("type") == "number"
+    eps = page.locator("#attack-form").get_by_role("textbox", name="Eps", exact=True)  # hidden fieldsets are not in the a11y tree
+    # A budget is a text box that takes fractions, and shows its default as one.
+    assert eps.is_visible() and eps.get_attribute("type") == "text" and eps.input_value() == "8/255"
     assert "Perturbation budget" in page.locator("#p-fgsm-eps-help").text_content()
+    assert "4/255" in page.locator("#p-fgsm-eps-help").text_content()
     norm = page.locator("#p-fgsm-norm")
     assert norm.evaluate("e => e.tagName") == "SELECT"
     assert norm.locator("option").all_text_contents() == ["inf", "2"]
@@ -89,8 +91,8 @@ def test_the_lab_page_runs_an_attack(server, browser, tmp_path):
     assert eps.get_attribute("aria-invalid") == "true"
     page.locator("#params-fgsm").screenshot(path=str(Path(os.environ.get("EGIDE_SCREENSHOT_DIR", tmp_path)) / "web-lab-invalid.png"))
 
-    # A small FGSM job runs to done; its numbers and images appear.
-    eps.fill("0.0157")
+    # A small FGSM job runs to done; its numbers and images appear. The budget as a fraction.
+    eps.fill("4/255")
     page.fill("#attack-limit", "8")
     page.click("#attack-run")
     assert not error.is_visible()
@@ -122,7 +124,9 @@ def test_the_lab_page_runs_an_attack(server, browser, tmp_path):
     page.fill("#eval-limit", "8")
     page.click("#eval-run")
     page.locator("#eval-state.done").wait_for(timeout=60_000)
-    page.wait_for_function("() => document.getElementById('eval-report').href.startsWith('blob:')", timeout=10_000)
+    # The report is served by the server at a URL that lasts (no token here): not a blob.
+    page.wait_for_function("() => document.getElementById('eval-report').href.includes('/artifacts/report.html')",
+                           timeout=10_000)
     metrics = page.locator("#eval-metrics").text_content()
     assert "Worst case at 4/255" in metrics
     assert "example-max-softmax guarded at 4/255 (adaptive / non-adaptive)" in metrics

@@ -121,7 +121,7 @@ def test_an_unknown_detector_is_a_clear_422(client, demo, registry):
 
 @pytest.mark.parametrize("name,payload,status,words", [
     ("broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 422, "broken.png"),
-    ("notes.txt", b"hello, not an image", 422, "not a PNG, JPEG or .npy"),
+    ("notes.txt", b"hello, not an image", 422, "a PNG or JPEG image, a DICOM file (.dcm), a NIfTI volume (.nii, .nii.gz) or a .npy"),
     ("empty.png", b"", 422, "empty"),
     ("ints.npy", npy(np.zeros((8, 8), np.int64)), 422, "floats"),
     ("hot.npy", npy(np.full((8, 8), 3.0, np.float32)), 422, "[0, 1]"),

@@ -1,6 +1,6 @@
 """The Flask server: a JSON API (/api/v1) and the lab page (/), over the same plugin registry.
 
-    egide serve --port 5000            # or: flask --app egide.web run
+    egide serve --port 8000            # or: flask --app egide.web run
     app = create_app({"EGIDE_INSTANCE_PATH": "/tmp/lab", "EGIDE_WORKERS": 1})
 
 Configuration comes from `config` and from `EGIDE_*` environment variables (the config wins):
@@ -165,6 +165,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     app.register_blueprint(api)
     app.register_blueprint(pages)
+    from egide.core.params import budget_text
+
+    app.jinja_env.filters["budget_text"] = budget_text
 
     from .origin_guard import check_request
 

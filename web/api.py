@@ -224,7 +224,7 @@ def docs():
 # ---- predict -----------------------------------------------------------------------------------
 @api.post("/predict")
 def predict():
-    """Multipart: one or more `image` files (PNG, JPEG or .npy floats in [0, 1]) and a `model`."""
+    """Multipart: one or more `image` files (PNG, JPEG, DICOM, NIfTI or .npy floats in [0, 1]) and a `model`."""
     from werkzeug.exceptions import RequestEntityTooLarge
 
     cfg = current_app.config
@@ -249,6 +249,7 @@ def predict():
         errors.append(field_error(["image"], f"at most {most} images per request on this server",
                                   "too_long", len(files)))
     detector = form.get("detector") or None
+    reference_data = form.get("reference_data") or None
     detector_params = _detector_params(form.get("detector_params"), errors) if detector else {}
     if detector:
         installed = st.registry.names("detector")
@@ -261,9 +262,18 @@ def predict():
                     mode="json")
             except ParameterError as exc:
                 errors.extend(from_parameter_error(exc, ("detector_params",)).errors)
-        if not errors and st.resources.training_data(model) is None:
-            errors.append(field_error(["detector"], f"a detector is fitted on the data {model} was trained on, "
-                                      "and that is unknown for this model", "detector_unavailable", detector))
+        if reference_data and reference_data not in st.resources.dataset_names():
+            errors.append(field_error(["reference_data"], _unknown("data set", reference_data,
+                                                                  st.resources.dataset_names()),
+                                      "unknown_dataset", reference_data))
+        elif not errors and (reference_data or st.resources.training_data(model)) is None:
+            errors.append(field_error(["reference_data"], f"a detector is fitted on held-out images of {model}'s "
+                                      "data, and which data that is is unknown for this model: name a data set "
+                                      "(uploaded or built in) in reference_data", "missing", detector))
+    elif reference_data and reference_data not in st.resources.dataset_names():
+        errors.append(field_error(["reference_data"], _unknown("data set", reference_data,
+                                                               st.resources.dataset_names()),
+                                  "unknown_dataset", reference_data))
     elif form.get("detector_params"):
         errors.append(field_error(["detector_params"], "detector parameters need a detector", "missing"))
     if errors:
@@ -285,7 +295,7 @@ def predict():
         from egide.lab.guard import Guard
 
         try:
-            det, fitting = st.resources.detector_or_fit(model, detector, detector_params)
+            det, fitting = st.resources.detector_or_fit(model, detector, detector_params, reference_data)
         except FitsBusy as exc:
             raise Problem(429, "Too many detector fits", str(exc), type="detector-fits-busy",
                           headers={"Retry-After": "10"}) from None
@@ -303,6 +313,7 @@ def predict():
         guarded = Guard(clf, det)(x, batch_size=64)
         info = {"plugin": det.name, "version": det.version, "params": det.params.model_dump(mode="json"),
                 "threshold": float(det.threshold), "fpr": det.fpr, "fitted": getattr(det, "fit_info", None)}
+    ood, ood_info = _out_of_distribution(st, model, reference_data, clf, x)
     class_names = st.resources.class_names(model, clf.num_classes)
     results = []
     for i, filename in enumerate(names):
@@ -319,9 +330,22 @@ def predict():
         if guarded is not None:
             row["adversarial_score"] = float(guarded.scores[i])
             row["flagged"] = bool(guarded.flagged[i])
+        if ood is not None:
+            row["out_of_distribution"] = bool(ood[i] > ood_info["threshold"])
+            row["ood_distance"] = float(ood[i])
         results.append(row)
     return {"model": model, "input_shape": list(shape), "class_names": class_names,
-            "detector": info, "predictions": results}
+            "detector": info, "out_of_distribution": ood_info, "predictions": results}
+
+
+def _out_of_distribution(st, model: str, reference: str | None, clf, x):
+    """(distances, description) of the images from the model's reference data, or (None, why not)."""
+    reference = reference or st.resources.training_data(model)
+    if reference is None:
+        return None, {"checked": False, "why": f"the data {model} was made for is unknown: name it in "
+                      "reference_data to compare each image with it"}
+    check = st.resources.ood_check(model, reference)
+    return check.distances(clf, x), {"checked": True, **check.describe()}
 
 
 def _decoded(files, clf, model: str, cfg) -> tuple[np.ndarray, list, list]:
@@ -574,12 +598,30 @@ def _check_evaluation(job: EvaluateJob) -> dict:
     for kind, specs in (("defense", cfg.defenses), ("detector", cfg.detectors)):
         for i, spec in enumerate(specs):
             errors.extend(_plugin_spec_errors(kind, spec.plugin, spec.params, ("config", kind + "s", i)))
+    if cfg.limit is None:  # "all": as many as this server evaluates per job
+        cfg.limit = int(current_app.config["EGIDE_MAX_IMAGES"])
+    if cfg.detectors and not errors:
+        errors.extend(_detector_fit_errors(cfg))
     if errors:
         raise validation_problem(errors)
     _check_classes(cfg.model, cfg.data, ("config", "data"))
-    if cfg.limit is None:  # "all": as many as this server evaluates per job
-        cfg.limit = int(current_app.config["EGIDE_MAX_IMAGES"])
     return job.model_dump(mode="json")
+
+
+def _detector_fit_errors(cfg) -> list[dict]:
+    """Detectors that could not be fitted as configured: a 422 now, never a job that fails later."""
+    from egide.lab.evaluation.images import fit_split_of, held_out_problem
+
+    st = state()
+    loc = ["config", "detector_fit_split"]
+    try:
+        fit_split = fit_split_of(cfg, list(st.resources.splits(cfg.data)))
+    except InputError as exc:
+        return [field_error(loc, str(exc).removeprefix("detector_fit_split: "), "unknown_split",
+                            cfg.detector_fit_split)]
+    total = st.resources.split_size(cfg.data, cfg.split) if fit_split is None else None
+    problem = held_out_problem(cfg, total) if total is not None else None
+    return [field_error(loc, problem, "too_few_images", cfg.detector_fit_split)] if problem else []
 
 
 def _plugin_spec_errors(kind: str, name: str, params: dict, loc: tuple) -> list[dict]:
@@ -670,10 +712,17 @@ def get_job(job_id: str):
 
 @api.delete("/jobs/<job_id>")
 def cancel_job(job_id: str):
+    """A queued or running job is cancelled (its record stays, state `cancelled`); a finished one is
+    deleted with its artifacts (204): its report URL then answers 404."""
+    st = state()
     job = _job(job_id)
     if job["state"] in ("queued", "running"):
-        state().runner.cancel(job_id)
-    return _public(state().store.get(job_id)), 202 if job["state"] == "running" else 200
+        st.runner.cancel(job_id)
+        return _public(st.store.get(job_id)), 202 if job["state"] == "running" else 200
+    if not st.store.delete(job_id):  # it was re-queued meanwhile: nothing is deleted
+        return _public(st.store.get(job_id)), 409
+    shutil.rmtree(st.job_dir / job_id, ignore_errors=True)
+    return "", 204
 
 
 @api.get("/jobs/<job_id>/artifacts/<name>")
@@ -710,4 +759,8 @@ def _public(job: dict) -> dict:
         "result": job["result"],
         "error": job["error"],
         "artifacts": {n: url_for("api.artifact", job_id=job["id"], name=n) for n in job["artifacts"]},
+        # Where people open it: the lab page with this job's result shown, and its full report.
+        "links": {"page": url_for("pages.index", job=job["id"]),
+                  "report": (url_for("api.artifact", job_id=job["id"], name="report.html")
+                             if "report.html" in job["artifacts"] else None)},
     }

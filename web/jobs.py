@@ -139,6 +139,12 @@ class JobStore:
         """Forget a job that never entered the queue (refused there): it never existed."""
         self._write("DELETE FROM jobs WHERE id = ? AND state = 'queued'", (job_id,))
 
+    def delete(self, job_id: str) -> bool:
+        """Forget a finished job (done, failed, cancelled or interrupted); False if it is still
+        queued or running (cancel it first) or unknown."""
+        return self._write("DELETE FROM jobs WHERE id = ? AND state NOT IN ('queued', 'running')",
+                           (job_id,)) > 0
+
     def claim_rerun(self, old_id: str, new_id: str) -> str | None:
         """Record that `new_id` re-runs `old_id`; None if so, else the job that already does."""
         if self._write("UPDATE jobs SET rerun_by = ? WHERE id = ? AND rerun_by IS NULL", (new_id, old_id)) == 1:

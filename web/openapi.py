@@ -179,9 +179,11 @@ def document(registry, version: str = "0.1.0", extra_paths: dict | None = None,
         "/jobs/{job_id}": {
             "get": _op("One job: state, progress, result, artifacts",
                        {"200": _json("Job", "The job"), **_problems(404)}, tag="jobs", params=[_param("job_id")]),
-            "delete": _op("Cancel a job (202 while a running job stops)",
-                          {"200": _json("Job", "Cancelled (or already finished)"),
-                           "202": _json("Job", "Stopping"), **_problems(404)},
+            "delete": _op("Cancel a queued or running job (202 while a running job stops); delete a "
+                          "finished one with its artifacts (204)",
+                          {"200": _json("Job", "Cancelled before it ran"),
+                           "202": _json("Job", "Stopping"), "204": {"description": "Deleted"},
+                           **_problems(404, 409)},
                           tag="jobs", params=[_param("job_id")], changes=True),
         },
         "/jobs/{job_id}/rerun": {"post": _op(

@@ -17,6 +17,8 @@ from .problems import Problem, field_error, validation_problem
 
 NPY_MAGIC = b"\x93NUMPY"
 FORMATS = ("PNG", "JPEG")
+# Every format /predict reads, as an error message lists them.
+ACCEPTED = "a PNG or JPEG image, a DICOM file (.dcm), a NIfTI volume (.nii, .nii.gz) or a .npy array"
 
 
 def _bad(index: int, filename: str, msg: str, type: str = "invalid_image") -> Problem:
@@ -58,7 +60,7 @@ def decode(data: bytes, filename: str, index: int, channels: int, max_pixels: in
     except Image.DecompressionBombError as exc:
         raise _too_big(filename, str(exc)) from None
     except Image.UnidentifiedImageError:
-        raise _bad(index, filename, "not a PNG, JPEG or .npy file (or a corrupt one)") from None
+        raise _bad(index, filename, f"not a readable image: send {ACCEPTED} (or this file is corrupt)") from None
     except Exception as exc:  # Pillow raises many types for a broken file
         raise _bad(index, filename, f"a corrupt image ({type(exc).__name__}: {exc})") from None
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from egide.lab.data.sampling import Sampling
 from egide.lab.evaluation.pipeline import MAX_SEED, EvaluationConfig
 
 MAX_IMAGES = 2048  # images one job may attack (EGIDE_MAX_IMAGES)
@@ -37,8 +38,10 @@ class AttackJob(BaseModel):
     data: Name | None = Field(None, description="Named data set (GET /api/v1/datasets); default: the "
                              "one the model declares, else the preselected one")
     split: Name | None = Field("test", description="Split of the data set ('all': every split)")
-    limit: int | None = Field(64, ge=1, description="Attack only the first N images; empty: as many as the "
-                              "server allows per job (EGIDE_MAX_IMAGES)")
+    limit: int | None = Field(64, ge=1, description="Attack N images of the split, drawn as `sampling` says "
+                              "(under `seed`); empty: as many as the server allows per job (EGIDE_MAX_IMAGES)")
+    sampling: Sampling = Field("stratified", description="How `limit` draws its images: 'stratified' (each "
+                               "class in proportion), 'random', or 'first' (read order)")
     batch_size: int | None = Field(
         None, ge=1, le=1024, description="Images per batch; empty: chosen from the model's memory footprint")
     seed: Seed = 0
@@ -61,7 +64,8 @@ class DefendJob(BaseModel):
                               "default: the preselected one, the demo model when installed")
     data: Name | None = Field(None, description="Named data set with a train split; default: the one "
                              "the model declares, else the preselected one")
-    limit: int | None = Field(None, ge=1, description="Train on the first N training images only")
+    limit: int | None = Field(None, ge=1, description="Train on N training images only, drawn stratified by "
+                              "class under `seed`")
     seed: Seed = 0
 
 
@@ -174,6 +178,12 @@ class JobProgress(BaseModel):
     fraction: float
 
 
+class JobLinks(BaseModel):
+    page: str = Field(description="The lab page with this job's result shown (bookmarkable)")
+    report: str | None = Field(None, description="An evaluation's full report (report.html), served "
+                               "for as long as the job is kept")
+
+
 class Job(BaseModel):
     id: str
     url: str
@@ -187,6 +197,8 @@ class Job(BaseModel):
     result: dict[str, Any] | None = None
     error: str | dict[str, Any] | None = None
     artifacts: dict[str, str] = Field(description="Artifact name -> download URL")
+    rerun_by: str | None = Field(None, description="The job that re-ran this one, if any")
+    links: JobLinks
 
 
 class JobList(BaseModel):
@@ -196,14 +208,21 @@ class JobList(BaseModel):
 class PredictForm(BaseModel):
     """multipart/form-data: the images and the model to classify them with."""
 
-    image: list[bytes] = Field(description="One or more files: PNG, JPEG, or .npy float arrays in [0, 1] "
-                               "shaped (H, W), (H, W, 1) or (H, W, 3)", min_length=1)
+    image: list[bytes] = Field(description="One or more files: PNG, JPEG, DICOM (.dcm), NIfTI (.nii, "
+                               ".nii.gz) or .npy float arrays in [0, 1] shaped (H, W), (H, W, 1) or (H, W, 3)",
+                               min_length=1)
     model: Name | None = Field(None, description="Named model (GET /api/v1/models); default: the "
                               "preselected one, the demo model when installed")
     detector: str | None = Field(None, description="A detector plugin to flag adversarial inputs. "
-                                 "Fitted to the model on first use, on up to EGIDE_DETECTOR_FIT_IMAGES "
-                                 "train images of the model's data set (a supervised one also on PGD "
-                                 "examples at eps 4/255), then kept; the first request waits for the fit")
+                                 "Fitted to the model on first use, in the background (503 with Retry-After "
+                                 "until done), on up to EGIDE_DETECTOR_FIT_IMAGES held-out images of "
+                                 "`reference_data` (its val split, else train, else all of it; a supervised "
+                                 "one also on PGD examples at eps 4/255), then kept")
+    reference_data: Name | None = Field(None, description="The data set the model was made for (GET "
+                                        "/api/v1/datasets: built in or uploaded): the detector is fitted on "
+                                        "held-out images of it, and each image is compared with it (the "
+                                        "out-of-distribution check); default: the data the model was trained "
+                                        "on, when the server knows it")
     detector_params: str | None = Field(None, description="The detector's parameters, as a JSON object")
 
 

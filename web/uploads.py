@@ -23,12 +23,12 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from egide.core.model_file import ZIP_MAGIC, model_file_problem
+
 from .problems import Problem, field_error, validation_problem
 
 MODEL_SUFFIXES = (".keras", ".h5")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-ZIP_MAGIC = b"PK\x03\x04"
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 REFUSED = {
     ".zip": "SavedModel folders and zips are refused: a SavedModel holds a TensorFlow graph that can "
             "run arbitrary operations; save the model with model.save('model.keras')",
@@ -110,14 +110,11 @@ class Uploads:
         path = self.models_dir / (name + suffix)
         self._save(upload, path, max_bytes, "file")
         try:
-            head = path.open("rb").read(8)
+            problem = model_file_problem(path, filename)  # the command line's check, word for word
+            if problem:
+                raise _invalid("file", problem, "invalid_model", filename)
             if suffix == ".keras":
-                if not head.startswith(ZIP_MAGIC):
-                    raise _invalid("file", f"{filename} is not a .keras archive (a zip written by model.save)",
-                                   "invalid_model", filename)
                 self._check_zip(path, "file", max_entries=10_000, max_total=4 * max_bytes, filename=filename)
-            elif not head.startswith(HDF5_MAGIC):
-                raise _invalid("file", f"{filename} is not an HDF5 (.h5) file", "invalid_model", filename)
             try:
                 clf = self.load_model_file(path, input_range)
             except Exception as exc:  # ModelError, or anything Keras raises for a hostile file

@@ -22,7 +22,9 @@ from typing import Callable
 import numpy as np
 
 from egide.lab import services
+from egide.lab.data import Draw, drawn
 from egide.lab.report.files import json_safe, write_figures, write_report
+from egide.lab.report.format import detector_fit_text
 from egide.lab.report.model import eps_key
 
 log = logging.getLogger("egide.web")
@@ -58,6 +60,7 @@ class Resources:
         self._models: dict[str, object] = {}
         self._data: dict[tuple, object] = {}  # (name, split, image size or None) -> Dataset
         self._detectors: OrderedDict[tuple, object] = OrderedDict()  # least recently used first
+        self._ood: dict[tuple, object] = {}  # (model, reference data) -> out-of-distribution check
         self.ray_address = ray_address  # jobs' attacks run on this Ray cluster ("local": here)
         self.ray_gpus = ray_gpus  # GPUs each of its tasks holds
         self.detectors_kept = max(1, int(detectors_kept))  # in memory; the rest reload from disk
@@ -167,6 +170,44 @@ class Resources:
 
         return self._once(self._data, (name, split, size), load)
 
+    def data_source(self, name: str, clf):
+        """A data set's splits as an evaluation reads them (kept loaded, like every data set here)."""
+        from egide.lab.evaluation.images import DataSource
+
+        return DataSource(name, list(self.splits(name)),
+                          lambda split, draw=None: drawn(self.dataset(name, split, clf), draw))
+
+    def reference_images(self, data: str, clf):
+        """Held-out images of `data` for `clf`: its val split, else train, else all of it; at most
+        `detector_images`, stratified by class. Returns (dataset, split)."""
+        from egide.lab.data.splits import match
+
+        splits = self.splits(data)
+        split = next((found for s in ("val", "train") if (found := match(s, splits))), None)
+        return drawn(self.dataset(data, split, clf), Draw(self.detector_images)).for_classifier(clf), split
+
+    def ood_check(self, model: str, data: str):
+        """The out-of-distribution check of `model` against `data` (lab/ood.py), fitted once."""
+        def fit():
+            from egide.lab.ood import OutOfDistribution
+
+            clf = self.classifier(model)
+            ref, split = self.reference_images(data, clf)
+            return OutOfDistribution.fit(clf, ref.x, ref.y, {"data": data, "split": split, "images": len(ref)})
+
+        return self._once(self._ood, (model, data), fit)
+
+    def split_size(self, name: str, split: str | None) -> int | None:
+        """How many images a split of an uploaded data set holds (None when not recorded)."""
+        meta = self.uploads.dataset(name) if self.uploads else None
+        if meta is None:
+            return None
+        sizes = meta.get("images") or {}
+        from egide.lab.data.splits import match
+
+        key = match(split, list(sizes)) if split and meta.get("splits") else "all"
+        return sizes.get(key) if key else None
+
     def warm(self, model: str | None, data: str | None, split: str | None) -> None:
         """Load a model and a data set in a background thread (once each), so the first job on
         them does not wait for it: the page calls this for its preselected pair when first served."""
@@ -212,11 +253,13 @@ class Resources:
         stoppable model go with the job (a shared one would keep them, and the model, forever)."""
         return self.registry.create("attack", name, **params)
 
-    def detector_or_fit(self, model: str, name: str, params: dict):
+    def detector_or_fit(self, model: str, name: str, params: dict, data: str | None = None):
         """(detector, None) when it is fitted — in memory, or saved under the instance folder —
         else (None, seconds its fit has run), the fit going on in the background: a request never
-        waits seconds for one. A fit that failed raises its error once, to the next caller."""
-        key = (model, _key(name, params))
+        waits seconds for one. A fit that failed raises its error once, to the next caller.
+        `data`: the data set to fit it on (default: the one the model was trained on)."""
+        data = data or self.training_data(model)
+        key = (model, _key(name, params), data)
         with self._lock:
             if key in self._detectors:
                 self._detectors.move_to_end(key)
@@ -225,7 +268,7 @@ class Resources:
                 raise self._fit_failures.pop(key)
             if key in self._fitting:
                 return None, time.time() - self._fitting[key]
-        det = self._saved_detector(model, name, params)
+        det = self._saved_detector(model, name, params, data)
         if det is not None:
             self._keep_detector(key, det)
             return det, None
@@ -239,12 +282,12 @@ class Resources:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self._fitter = ThreadPoolExecutor(1, thread_name_prefix="egide-detector-fit")
-        self._fitter.submit(self._fit_in_background, key, model, name, params)
+        self._fitter.submit(self._fit_in_background, key, model, name, params, data)
         return None, 0.0
 
-    def _fit_in_background(self, key, model: str, name: str, params: dict) -> None:
+    def _fit_in_background(self, key, model: str, name: str, params: dict, data: str) -> None:
         try:
-            self._keep_detector(key, self._fit_detector(model, name, params))
+            self._keep_detector(key, self._fit_detector(model, name, params, data))
         except BaseException as exc:  # kept for the next request, which reports it
             with self._lock:
                 self._fit_failures[key] = exc
@@ -259,11 +302,11 @@ class Resources:
             while len(self._detectors) > self.detectors_kept:
                 self._detectors.popitem(last=False)  # saved on disk: reloaded, not refitted
 
-    def _saved_detector(self, model: str, name: str, params: dict):
+    def _saved_detector(self, model: str, name: str, params: dict, data: str | None):
         from egide.core.detector import load_detector
         from egide.core.errors import InputError
 
-        path = self.detector_path(model, name, params)
+        path = self.detector_path(model, name, params, data)
         if path is None or not path.is_file():
             return None
         try:
@@ -271,31 +314,29 @@ class Resources:
         except InputError:  # fitted on other weights (an upload replaced): fit again
             return None
 
-    def detector_path(self, model: str, name: str, params: dict) -> Path | None:
+    def detector_path(self, model: str, name: str, params: dict, data: str | None = None) -> Path | None:
         if self.detector_dir is None:
             return None
-        digest = hashlib.sha256(_key(name, params).encode()).hexdigest()[:12]
+        fitted_on = "" if data is None or data == self.training_data(model) else f"@{data}"
+        digest = hashlib.sha256((_key(name, params) + fitted_on).encode()).hexdigest()[:12]
         return self.detector_dir / model / f"{name}-{digest}.npz"
 
-    def _fit_detector(self, model: str, name: str, params: dict):
-        """A detector fitted to `model` on the val (else train) split of the model's data set, and
-        saved under the instance folder. A supervised detector also needs adversarial examples:
-        PGD at eps 4/255 on the same images. (A saved one was looked for before this runs.)"""
+    def _fit_detector(self, model: str, name: str, params: dict, data: str | None):
+        """A detector fitted to `model` on `data` (its val split, else train, else all of it: at most
+        `detector_images`, stratified), and saved under the instance folder. A supervised detector
+        also needs adversarial examples: PGD at eps 4/255 on the same images. (A saved one was
+        looked for before this runs.)"""
         from egide.core.errors import InputError
 
         clf = self.classifier(model)
-        path = self.detector_path(model, name, params)
+        path = self.detector_path(model, name, params, data)
         det = self.registry.create("detector", name, **params)
-        data = self.training_data(model)
         if data is None:
             raise InputError(f"the data set {model} was trained on is unknown, so detector {name} "
-                             "cannot be fitted to it")
-        splits = self.splits(data)
+                             "cannot be fitted to it: name one in reference_data")
         # Held-out images first, as `egide evaluate` does: a threshold set on the images the
         # model was trained on lets through more clean false positives on new scans.
-        split = next((s for s in ("val", "train") if s in splits), None)
-        train = self.dataset(data, split, clf)
-        train = train.take(min(len(train), self.detector_images)).for_classifier(clf)
+        train, split = self.reference_images(data, clf)
         started = time.perf_counter()
         x_adv = None
         adversarial = None
@@ -357,9 +398,8 @@ def _attack(res: Resources, out: Path, req: dict, progress):
 
     clf = _stoppable(res.classifier(req["model"]), progress)
     data = res.dataset(req["data"], req.get("split"), clf)
-    if req.get("limit"):
-        data = data.take(req["limit"])
-    data = data.for_classifier(clf)
+    draw = Draw(req["limit"], req.get("seed", 0), req.get("sampling", "stratified")) if req.get("limit") else None
+    data = drawn(data, draw).for_classifier(clf)
     attack = res.attack(req["plugin"], req.get("params", {}))
     target = services.targets(req.get("target"), data.y, data.class_names, attack.targeted)
     seed, batch_size = req.get("seed", 0), req.get("batch_size")
@@ -375,6 +415,7 @@ def _attack(res: Resources, out: Path, req: dict, progress):
     names = list(data.class_names)
     summary = result.summary()
     summary["class_names"] = names
+    summary["subset"] = draw.subset.to_dict() if draw else None
     summary["model"] = req["model"]
     summary["input_range"], summary["input_range_source"] = list(clf.input_range), clf.range_source
     if defense:
@@ -403,6 +444,7 @@ def _attack(res: Resources, out: Path, req: dict, progress):
             "confidences": {"clean": dict(zip(names, map(float, p_clean[n]))),
                             "adversarial": dict(zip(names, map(float, p_adv[n])))},
             "success": bool(result.success[i]),
+            "already_misclassified": bool(result.y_pred[i] != result.y[i]),
             "linf": float(result.linf[i]),
             "l2": float(result.l2[i]),
             "perturbation_scale": float(np.abs(result.x_adv[i] - data.x[i]).max()),
@@ -428,8 +470,8 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
     if res.ray_address:  # the server's choice (a client may not set one): attacks on the cluster
         config = config.model_copy(update={"executor": res.ray_config()})
     clf = _stoppable(res.classifier(config.model), progress)
-    data = res.dataset(config.data, config.split, clf)
-    report = evaluate(config, progress=progress, registry=res.registry, classifier=clf, dataset=data)
+    report = evaluate(config, progress=progress, registry=res.registry, classifier=clf,
+                      source=res.data_source(config.data, clf))
     meta = res.uploads.dataset(config.data) if res.uploads else None
     if meta and meta.get("mixed_sizes"):  # resized to the model's input when loaded: the report says so
         report.data["mixed_sizes"] = meta["mixed_sizes"]
@@ -447,6 +489,8 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
         "input_range": report.model.get("input_range"),
         "input_range_source": report.model.get("input_range_source"),
         "images": report.data["images"],
+        "subset": report.data.get("subset"),
+        "detector_fit": detector_fit_text(report.data["detector_fit"]) if report.data.get("detector_fit") else None,
         "seconds": round(report.seconds, 3),
         "suite": None if report.suite is None else {
             "ran": report.suite.ran, "protocol": report.suite.protocol,
@@ -490,7 +534,7 @@ def _defend(res: Resources, out: Path, job: dict, progress):
         raise InputError(f"{req['data']} has no train split to train on")
     train = res.dataset(req["data"], "train", clf)
     if req.get("limit"):
-        train = train.take(req["limit"])
+        train = drawn(train, Draw(req["limit"], req.get("seed", 0)))
     val = res.dataset(req["data"], "val", clf) if "val" in splits else None
     train = train.for_classifier(clf)
     val = val.for_classifier(clf) if val is not None else None

@@ -44,17 +44,19 @@ class Subset:
     class_counts: dict[str, int]  # of the taken images
     split_class_counts: dict[str, int]  # of the images it was drawn from
     missing: list[str] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)  # of the taken images, in the split's read order
 
     def to_dict(self) -> dict:
         return {"sampling": self.sampling, "seed": self.seed, "requested": self.requested,
                 "available": self.available, "images": self.images,
                 "class_counts": self.class_counts, "split_class_counts": self.split_class_counts,
-                "missing_classes": self.missing}
+                "missing_classes": self.missing, "text": self.sentence(), "warning": self.warning(),
+                "indices": self.indices}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Subset":
         return cls(d["sampling"], d["seed"], d["requested"], d["available"], d["images"], d["class_counts"],
-                   d["split_class_counts"], list(d.get("missing_classes") or ()))
+                   d["split_class_counts"], list(d.get("missing_classes") or ()), list(d.get("indices") or ()))
 
     def sentence(self) -> str:
         """One line for people: how many of how many, how, and per class."""
@@ -108,6 +110,7 @@ class Draw:
             class_counts={n: int(c) for n, c in zip(names, counts)},
             split_class_counts={n: int(c) for n, c in zip(names, split_counts)},
             missing=[n for n, c, s in zip(names, counts, split_counts) if s > 0 and c == 0],
+            indices=[int(i) for i in picked],
         )
         return picked
 

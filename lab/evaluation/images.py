@@ -114,30 +114,44 @@ def choose_images(config, source: DataSource, needs_fit: bool) -> EvaluationImag
     return chosen
 
 
+def held_out_plan(config, total: int) -> tuple[bool, int]:
+    """(whether the evaluated sample is drawn first, how many images are held out) for a split of
+    `total` images that the detectors must be fitted on a part of."""
+    most = config.detector_fit_limit or total
+    if config.limit and total - min(config.limit, total) >= MIN_FIT_IMAGES:
+        return True, min(most, total - config.limit)
+    return False, max(1, min(most, total // HELD_OUT_SHARE))
+
+
+def held_out_problem(config, total: int) -> str | None:
+    """Why `total` images cannot give the detectors a held-out part (None when they can)."""
+    if held_out_plan(config, total)[1] >= MIN_FIT_IMAGES:
+        return None
+    return (f"the '{config.split}' split has {total} images, too few to hold out {MIN_FIT_IMAGES} for fitting "
+            f"the detectors (it needs {MIN_FIT_IMAGES * HELD_OUT_SHARE}, or a limit that leaves "
+            f"{MIN_FIT_IMAGES}); name another split with detector_fit_split")
+
+
 def _held_out(config, source: DataSource) -> EvaluationImages:
     full = source.load(config.split, None)
     y, names, total = full.y, full.class_names, len(full)
-    most = config.detector_fit_limit or total
-    if config.limit and total - min(config.limit, total) >= MIN_FIT_IMAGES:
+    problem = held_out_problem(config, total)
+    if problem:
+        raise InputError(f"detector_fit_split: {problem}")
+    evaluated_first, count = held_out_plan(config, total)
+    if evaluated_first:
         evaluated_draw = Draw(config.limit, config.seed, config.sampling)
         evaluated = evaluated_draw.indices(y, names)
-        fit_draw = Draw(min(most, total - len(evaluated)), config.seed)
+        fit_draw = Draw(count, config.seed)
         fit = fit_draw.indices(y, names, exclude=evaluated)
     else:
-        fit_draw = Draw(max(1, min(most, total // HELD_OUT_SHARE)), config.seed)
+        fit_draw = Draw(count, config.seed)
         fit = fit_draw.indices(y, names)
         evaluated_draw = Draw(config.limit or total, config.seed, config.sampling)
         evaluated = evaluated_draw.indices(y, names, exclude=fit)
-    if len(fit) < MIN_FIT_IMAGES:
-        need = MIN_FIT_IMAGES * HELD_OUT_SHARE
-        raise InputError(
-            f"detector_fit_split: the '{config.split}' split has {total} images, too few to hold out "
-            f"{MIN_FIT_IMAGES} for fitting the detectors (it needs {need}, or a limit that leaves "
-            f"{MIN_FIT_IMAGES}); name another split with detector_fit_split")
     assert not np.intersect1d(fit, evaluated).size  # held out means never evaluated
-    subset = evaluated_draw.subset
     return EvaluationImages(
-        full.subset(evaluated), subset, full.subset(fit),
+        full.subset(evaluated), evaluated_draw.subset, full.subset(fit),
         {"split": config.split, "held_out": True, "images": len(fit), "of": total,
          "sampling": "stratified", "seed": config.seed,
-         "class_counts": fit_draw.subset.class_counts})
+         "class_counts": fit_draw.subset.class_counts, "indices": [int(i) for i in fit]})

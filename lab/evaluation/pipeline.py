@@ -23,6 +23,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from egide.core import __version__
 from egide.core.classifier import Classifier, softmax
 from egide.core.errors import InputError, ParameterError
+from egide.core.params import Budget
 from egide.core.registry import Registry
 from egide.core.registry import registry as default_registry
 from egide.core.results import AttackResult
@@ -122,10 +123,11 @@ class EvaluationConfig(BaseModel):
         "axial", description="NIfTI: the axis volumes are cut along into images")
     skip_empty_slices: bool = Field(False, description="NIfTI: drop slices without tissue")
     attacks: list[AttackSpec] = Field(default_factory=default_attacks, min_length=1, max_length=MAX_PLUGINS)
-    eps: list[float] = Field(
+    eps: list[Budget] = Field(
         max_length=MAX_BUDGETS,  # at least one: the validator says so, with an example
         default_factory=lambda: list(DEFAULT_EPS),
-        description="L-inf budgets as fractions of the input range, e.g. [1/255, 2/255, 4/255, 8/255]",
+        description="L-inf budgets as fractions of the input range: numbers or fractions, e.g. "
+        '["1/255", "2/255", 0.0157, "8/255"]',
     )
     limit: int | None = Field(None, ge=1, description="Evaluate N images of the split, drawn as `sampling` "
                               "says; empty: all of them")
@@ -183,7 +185,7 @@ class EvaluationConfig(BaseModel):
         "Square; quick = APGD-CE, APGD-T; plus; rand (EOT, for randomized models). Its per-point "
         "worst case is the report's headline",
     )
-    detection_eps: float | None = Field(
+    detection_eps: Budget | None = Field(
         None, gt=0, le=1,
         description="Budget of the adversarial examples supervised detectors are fitted on, and "
         "of the transfer table (default: 4/255 if listed in eps, else the middle epsilon)",

@@ -30,19 +30,25 @@ class Counter:
 
     def __init__(self, total: int, progress: EvaluationProgress | None):
         self.total, self.done, self.progress = total, 0, progress
+        self.label = ""
 
     def group(self):
         """Progress of a group of runs, (done, total, label) over the group's images."""
         base = self.done
 
         def report(n_done, n_total, label):
+            self.label = label
             if self.progress:
                 self.progress(base + n_done, self.total, label)
 
         return report
 
     def finished(self, n: int) -> None:
+        """n more images done (or skipped: a suite stage only attacks what is still robust);
+        said at once, so the last report of a run is its own total."""
         self.done += n
+        if self.progress and n:
+            self.progress(self.done, self.total, self.label)
 
     def progress_label(self, label: str) -> None:
         """Say what runs now, without advancing (work that is not counted in images)."""

@@ -148,9 +148,10 @@ class Report:
 
 
 def eps_key(eps: float) -> str:
-    """A readable, stable key for an epsilon: '4/255' when it is one, else the number."""
-    steps = eps * 255
-    return f"{round(steps):d}/255" if math.isclose(steps, round(steps), abs_tol=1e-6) else f"{eps:.6g}"
+    """A readable, stable key for an epsilon: '4/255' or '0.5/255' when it is one, else the number."""
+    from egide.core.params import budget_text
+
+    return budget_text(eps)
 
 
 @dataclass

@@ -46,7 +46,7 @@ from pydantic import BaseModel, Field
 from egide.core import Attack, InputError, hookimpl
 from egide.core.gradients import objective_pass
 from egide.core.norms import clip_to_ball, per_sample_l2, steepest_direction
-from egide.core.params import Norm
+from egide.core.params import BUDGET_UI, Budget, Norm
 
 FIRST_CHECKPOINT = 0.22  # share of the iterations before the first checkpoint
 CHECKPOINT_DECAY = 0.03  # each later interval is shorter by this share of the iterations
@@ -64,8 +64,9 @@ class APGD(Attack):
     full_strength = {"steps": 100}
 
     class Params(BaseModel, extra="forbid", frozen=True):
-        eps: float = Field(
-            8 / 255, gt=0, le=1e3, description="Perturbation budget, in input units (8/255 ≈ 0.031)"
+        eps: Budget = Field(
+            8 / 255, gt=0, le=1e3, json_schema_extra=BUDGET_UI,
+            description="Perturbation budget, in input units (8/255 ≈ 0.031)"
         )
         norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
         steps: int = Field(100, ge=1, le=100_000, description="Iterations per run (N)")

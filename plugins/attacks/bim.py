@@ -15,6 +15,7 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl
+from egide.core.params import BUDGET_UI, Budget
 from egide.core.gradients import cross_entropy_pass
 from egide.core.norms import projected_gradient_step
 
@@ -29,11 +30,12 @@ class BIM(Attack):
     evaluation = {"steps": 10}
 
     class Params(BaseModel, extra="forbid", frozen=True):
-        eps: float = Field(
-            8 / 255, gt=0, le=1e3, description="L-inf budget, in input units (8/255 ≈ 0.031)"
+        eps: Budget = Field(
+            8 / 255, gt=0, le=1e3, json_schema_extra=BUDGET_UI,
+            description="L-inf budget, in input units (8/255 ≈ 0.031)"
         )
-        step_size: float | None = Field(
-            None,
+        step_size: Budget | None = Field(
+            None, json_schema_extra=BUDGET_UI,
             gt=0,
             le=1e3,
             description="Size of each step, in input units; empty (None) means 1.25 * eps / steps "

@@ -32,7 +32,7 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl
-from egide.core.params import Norm
+from egide.core.params import BUDGET_UI, Budget, Norm
 
 _TINY = 1e-12
 _HALVINGS = 40
@@ -47,8 +47,8 @@ class FAB(Attack):
 
     class Params(BaseModel, extra="forbid", frozen=True):
         norm: Norm = Field("inf", description="Norm of the perturbation it minimises: L-inf or L2")
-        eps: float | None = Field(
-            None, gt=0, le=1e3,
+        eps: Budget | None = Field(
+            None, json_schema_extra=BUDGET_UI, gt=0, le=1e3,
             description="If set: an adversarial farther than this counts as not found, and later "
             "restarts start at half of it around the image (AutoAttack's use)",
         )

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from egide.core import Attack, hookimpl
 from egide.core.gradients import cross_entropy_pass
 from egide.core.norms import steepest_direction
-from egide.core.params import Norm
+from egide.core.params import BUDGET_UI, Budget, Norm
 
 
 class FGSM(Attack):
@@ -23,8 +23,9 @@ class FGSM(Attack):
     evaluation = {}
 
     class Params(BaseModel, extra="forbid", frozen=True):
-        eps: float = Field(
-            8 / 255, gt=0, le=1e3, description="Perturbation budget, in input units (8/255 ≈ 0.031)"
+        eps: Budget = Field(
+            8 / 255, gt=0, le=1e3, json_schema_extra=BUDGET_UI,
+            description="Perturbation budget, in input units (8/255 ≈ 0.031)"
         )
         norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
         targeted: bool = Field(

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from egide.core import Attack, hookimpl
 from egide.core.gradients import cross_entropy_pass
 from egide.core.norms import per_sample_l1, projected_gradient_step
-from egide.core.params import Norm
+from egide.core.params import BUDGET_UI, Budget, Norm
 
 
 _TINY = 1e-12
@@ -33,12 +33,13 @@ class MIM(Attack):
     evaluation = {"steps": 10}
 
     class Params(BaseModel, extra="forbid", frozen=True):
-        eps: float = Field(
-            8 / 255, gt=0, le=1e3, description="Perturbation budget, in input units (8/255 ≈ 0.031)"
+        eps: Budget = Field(
+            8 / 255, gt=0, le=1e3, json_schema_extra=BUDGET_UI,
+            description="Perturbation budget, in input units (8/255 ≈ 0.031)"
         )
         norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
-        step_size: float | None = Field(
-            None,
+        step_size: Budget | None = Field(
+            None, json_schema_extra=BUDGET_UI,
             gt=0,
             le=1e3,
             description="Size of each step, in input units; empty (None) means eps / steps",

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, model_validator
 from egide.core import Attack, hookimpl
 from egide.core.gradients import cross_entropy_pass
 from egide.core.norms import projected_gradient_step, random_in_ball
-from egide.core.params import Norm
+from egide.core.params import BUDGET_UI, Budget, Norm
 
 
 class PGD(Attack):
@@ -43,12 +43,13 @@ class PGD(Attack):
     evaluation = {"steps": 20, "restarts": 1}
 
     class Params(BaseModel, extra="forbid", frozen=True):
-        eps: float = Field(
-            8 / 255, gt=0, le=1e3, description="Perturbation budget, in input units (8/255 ≈ 0.031)"
+        eps: Budget = Field(
+            8 / 255, gt=0, le=1e3, json_schema_extra=BUDGET_UI,
+            description="Perturbation budget, in input units (8/255 ≈ 0.031)"
         )
         norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
-        step_size: float | None = Field(
-            None,
+        step_size: Budget | None = Field(
+            None, json_schema_extra=BUDGET_UI,
             gt=0,
             le=1e3,
             description="Size of each step, in input units; empty (None) means 2.5 * eps / steps",

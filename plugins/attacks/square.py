@@ -32,7 +32,7 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl
-from egide.core.params import Norm
+from egide.core.params import BUDGET_UI, Budget, Norm
 
 SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # of 10,000 queries: p halves after each
 _TINY = 1e-12
@@ -46,8 +46,9 @@ class Square(Attack):
     full_strength = {"queries": 5000}
 
     class Params(BaseModel, extra="forbid", frozen=True):
-        eps: float = Field(
-            8 / 255, gt=0, le=1e3, description="Perturbation budget, in input units (8/255 ≈ 0.031)"
+        eps: Budget = Field(
+            8 / 255, gt=0, le=1e3, json_schema_extra=BUDGET_UI,
+            description="Perturbation budget, in input units (8/255 ≈ 0.031)"
         )
         norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
         queries: int = Field(5000, ge=1, le=1_000_000, description="Model queries per sample and restart")

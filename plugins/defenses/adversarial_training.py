@@ -16,6 +16,7 @@ import tensorflow as tf
 from pydantic import Field
 
 from egide.core import Trainer, TrainerParams, hookimpl
+from egide.core.params import BUDGET_UI, Budget
 from egide.core.gradients import projected_gradient_ascent
 
 
@@ -27,8 +28,8 @@ class AdversarialTraining(Trainer):
 
     class Params(TrainerParams):
         steps: int = Field(7, ge=1, le=1000, description="PGD steps of the inner attack")
-        step_size: float | None = Field(
-            None, gt=0, le=1,
+        step_size: Budget | None = Field(
+            None, json_schema_extra=BUDGET_UI, gt=0, le=1,
             description="PGD step, in input units at the full eps; empty (None) means 2.5 * eps / steps",
         )
         adv_ratio: float = Field(

@@ -24,6 +24,7 @@ import tensorflow as tf
 from pydantic import Field
 
 from egide.core import Trainer, TrainerParams, hookimpl
+from egide.core.params import BUDGET_UI, Budget
 from egide.core.norms import projected_gradient_step
 
 
@@ -48,8 +49,8 @@ class TRADES(Trainer):
             description="Weight of the KL (robustness) term; the paper used 6 on CIFAR-10",
         )
         steps: int = Field(7, ge=1, le=1000, description="PGD steps maximising the KL term")
-        step_size: float | None = Field(
-            None, gt=0, le=1,
+        step_size: Budget | None = Field(
+            None, json_schema_extra=BUDGET_UI, gt=0, le=1,
             description="PGD step, in input units at the full eps; empty (None) means 2.5 * eps / steps",
         )
 

@@ -76,6 +76,16 @@
       o.value = name; o.textContent = name || "(all images)";
       o.selected = name === "test"; split.appendChild(o);
     });
+    var fit = $("eval-fit-split");
+    if (fit) {
+      fit.textContent = "";
+      var auto = document.createElement("option");
+      auto.value = ""; auto.textContent = "automatic: the val split, else held out of the evaluated split";
+      fit.appendChild(auto);
+      splits.filter(Boolean).forEach(function (name) {
+        var o = document.createElement("option"); o.value = name; o.textContent = name; fit.appendChild(o);
+      });
+    }
   }
   $("data").addEventListener("change", fillSplits);
   fillSplits();
@@ -119,8 +129,9 @@
         if (box.dataset.optional === "true") { params[name] = null; }
         return;  // empty: the plugin's default applies (or the server names the missing field)
       }
-      if (widget === "number" || widget === "integer") {
+      if (widget === "number" || widget === "integer" || widget === "budget") {
         var n = Number(raw);
+        // A budget may be a fraction ("4/255"): it goes as text, and the server reads it.
         params[name] = isNaN(n) ? raw : n;  // a non-number goes as text: the server explains
       } else { params[name] = raw; }
     });
@@ -199,7 +210,9 @@
     var s = job.result, dl = $("attack-metrics"); dl.textContent = "";
     metric(dl, "Clean accuracy", pct(s.clean_accuracy));
     metric(dl, "Robust accuracy", pct(s.robust_accuracy));
-    metric(dl, "Success rate", pct(s.success_rate));
+    var correct = s.images - s.already_misclassified;
+    metric(dl, "Success rate", pct(s.success_rate) + " of " + correct + " classified right before");
+    if (s.already_misclassified) { metric(dl, "Already misclassified", s.already_misclassified + " (not attacked successes)"); }
     metric(dl, "Mean L2", num(s.l2_mean));
     metric(dl, "Max L∞", num(s.linf_max));
     metric(dl, "Time", s.seconds.toFixed(2) + " s");
@@ -209,7 +222,8 @@
     var gallery = $("attack-gallery"); gallery.textContent = "";
     s.examples.forEach(function (ex) {
       var fig = document.createElement("figure");
-      fig.className = ex.success ? "triple broken" : "triple held";
+      var wrongBefore = ex.clean_pred !== ex.label;
+      fig.className = wrongBefore ? "triple misclassified" : ex.success ? "triple broken" : "triple held";
       var cells = [
         ["clean", ex.clean, "clean → " + ex.clean_pred + " " + pct(ex.clean_confidence),
          "Clean image " + ex.index + " (true " + ex.label + "), predicted " + ex.clean_pred + " at " + pct(ex.clean_confidence)],
@@ -227,7 +241,9 @@
         cell.appendChild(img); cell.appendChild(cap); fig.appendChild(cell);
       });
       var fc = document.createElement("figcaption");
-      fc.textContent = "#" + ex.index + " · true: " + ex.label + (ex.success ? " · attack succeeded" : " · held");
+      fc.textContent = "#" + ex.index + " · true: " + ex.label + (wrongBefore
+        ? " · already misclassified before the attack (not counted as a success)"
+        : ex.success ? " · attack succeeded" : " · held");
       fig.appendChild(fc); gallery.appendChild(fig);
     });
     blobUrl(job.artifacts["adversarial.npz"]).then(function (u) { $("attack-npz").href = u; });
@@ -248,6 +264,10 @@
     var attacks = Array.prototype.map.call(form.querySelectorAll("input[name=attacks]:checked"), function (c) {
       return {plugin: c.value};
     });
+    if (!attacks.length) {
+      showError($("eval-attacks-error"), "tick at least one attack");
+      return;
+    }
     var eps = parseEps($("eval-eps").value);
     if (eps.some(isNaN)) { showError($("eval-eps-error"), "give numbers or fractions like 4/255, separated by commas"); return; }
     var limitRaw = $("eval-limit").value.trim();
@@ -255,6 +275,7 @@
                   limit: limitRaw === "" ? null : Number(limitRaw)};
     if ($("eval-suite") && $("eval-suite").value) { config.suite = $("eval-suite").value; }
     if ($("eval-adaptive")) { config.adaptive_detectors = $("eval-adaptive").checked; }
+    if ($("eval-fit-split") && $("eval-fit-split").value) { config.detector_fit_split = $("eval-fit-split").value; }
     ["defenses", "detectors"].forEach(function (group) {
       config[group] = Array.prototype.map.call(form.querySelectorAll("input[name=" + group + "]:checked"), function (c) {
         return {plugin: c.value};
@@ -267,6 +288,9 @@
         showProblem(form, r.doc, function (loc) {
           if (loc[1] === "eps") { return $("eval-eps"); }
           if (loc[1] === "limit") { return $("eval-limit"); }
+          if (loc[1] === "attacks") { return $("eval-attacks-error"); }
+          if (loc[1] === "detector_fit_split" && $("eval-fit-split")) { return $("eval-fit-split"); }
+          if (loc[1] === "detectors" && $("eval-detectors-error")) { return $("eval-detectors-error"); }
           return null;
         }, $("eval-error"));
         return;
@@ -290,8 +314,19 @@
         }
       });
     }
-    var flagged = (s.sanity_checks || []).filter(function (c) { return !c.passed; }).length;
-    metric(dl, "Sanity checks", flagged ? flagged + " flagged" : "all passed");
+    var checks = s.sanity_checks || [];
+    var count = function (state) { return checks.filter(function (c) { return c.state === state; }).length; };
+    var parts = [count("passed") + " passed"];
+    if (count("failed")) { parts.push(count("failed") + " flagged"); }
+    if (count("not applicable")) { parts.push(count("not applicable") + " not applicable"); }
+    metric(dl, "Sanity checks", checks.length ? parts.join(", ") : "not run");
+    if (count("failed")) { dl.lastChild.classList.add("flagged"); }
+    checks.forEach(function (c) {
+      if (c.state !== "passed") { metric(dl, c.name + " (" + (c.state === "failed" ? "FLAG" : "n/a") + ")", c.message); }
+    });
+    if (s.subset) { metric(dl, "Images drawn", s.subset.text); }
+    if (s.subset && s.subset.warning) { metric(dl, "Not every class evaluated", s.subset.warning); dl.lastChild.classList.add("flagged"); }
+    if (s.detector_fit) { metric(dl, "Detectors fitted on", s.detector_fit); }
     (s.defenses || []).forEach(function (d) {
       var keys = Object.keys(d.worst_case_robust_accuracy || {}), last = keys[keys.length - 1];
       if (last) { metric(dl, d.plugin + " at " + last + " (adaptive)", pct(d.worst_case_robust_accuracy[last].adaptive)); }
@@ -319,10 +354,22 @@
     if (job.artifacts["robustness.png"]) {
       blobUrl(job.artifacts["robustness.png"]).then(function (u) { $("eval-plot").src = u; $("eval-figure").hidden = false; });
     } else { $("eval-figure").hidden = true; }
-    blobUrl(job.artifacts["report.html"]).then(function (u) { $("eval-report").href = u; });
+    reportLink($("eval-report"), job);
     blobUrl(job.artifacts["report.json"]).then(function (u) { $("eval-json").href = u; });
     $("eval-result").hidden = false;
   }
+  /* A report is served by the server at a URL that lasts as long as the job: link to it. With a
+     token the browser cannot send it on a plain link, so the report opens from a fetched copy. */
+  function reportLink(a, job) {
+    var url = job.links && job.links.report;
+    if (!url) { return; }
+    if (document.body.dataset.tokenRequired === "true") {
+      a.href = "#"; a.onclick = function (ev) {
+        ev.preventDefault(); blobUrl(url).then(function (u) { window.open(u, "_blank", "noopener"); });
+      };
+    } else { a.href = url; a.onclick = null; }
+  }
+
   // ---- upload a scan: POST /predict (multipart), then the class and a bar per confidence ----
   $("scan-form").addEventListener("submit", function (ev) {
     ev.preventDefault();
@@ -336,6 +383,7 @@
     var body = new FormData();
     body.append("image", file, file.name);
     body.append("model", $("scan-model").value);
+    if ($("scan-reference").value) { body.append("reference_data", $("scan-reference").value); }
     var detectorFs = chosenFieldset("detector");
     if (detectorFs) {
       body.append("detector", $("scan-detector").value);
@@ -366,6 +414,7 @@
             if (loc[0] === "detector_params" && loc.length > 1 && detectorFs) {
               return detectorFs.querySelector(".field[data-param='" + loc[1] + "']");
             }
+            if (loc[0] === "reference_data") { return $("scan-reference"); }
             if (loc[0] === "detector" || loc[0] === "detector_params") { return $("scan-detector"); }
             return null;
           }, $("scan-error"));
@@ -406,6 +455,16 @@
       li.appendChild(label); li.appendChild(bar); li.appendChild(value);
       bars.appendChild(li);
     });
+    var ood = $("scan-ood"), info = doc.out_of_distribution || {};
+    if (info.checked && p.out_of_distribution) {
+      ood.textContent = "Warning: this image looks unlike the scans of " + info.reference.data +
+        " (distance " + num(p.ood_distance) + " > threshold " + num(info.threshold) +
+        "): the prediction may mean nothing. " + info.method + ".";
+      ood.className = "verdict ood flagged"; ood.hidden = false;
+    } else if (!info.checked && info.why) {
+      ood.textContent = "Not compared with the model's data: " + info.why + ".";
+      ood.className = "verdict ood"; ood.hidden = false;
+    } else { ood.hidden = true; }
     var verdict = $("scan-verdict");
     if (doc.detector) {
       verdict.textContent = "";
@@ -474,7 +533,7 @@
         m.input_range.join("–") + ", " + m.input_range_source + ")";
     });
   uploadForm("data", "/datasets", {file: "data-file"}, function (d) {
-    addOption($("data"), d.name, d.title, d.splits || []);
+    addOption($("data"), d.name, d.title, d.splits || []); addOption($("scan-reference"), d.name, d.title);
     $("data").value = d.name; $("data").dispatchEvent(new Event("change"));
     var images = Object.keys(d.images || {}).reduce(function (n, k) { return n + d.images[k]; }, 0);
     return "Added: " + d.title + " (" + images + " images of " + (d.class_names || []).length + " classes" +
@@ -553,6 +612,21 @@
         what.textContent = describeJob(job) + " · " + new Date(job.created * 1000).toLocaleTimeString();
         li.appendChild(state); li.appendChild(what);
         if (job.error) { what.title = job.error; }
+        if (job.state === "done" && PANELS[job.kind]) {
+          var open = document.createElement("a");
+          open.href = job.links.page; open.className = "open"; open.textContent = "Result";
+          open.setAttribute("aria-label", "Show the result of " + describeJob(job));
+          open.addEventListener("click", function (ev) {
+            ev.preventDefault(); history.pushState(null, "", job.links.page); showJob(job);
+          });
+          li.appendChild(open);
+          if (job.links.report) {
+            var report = document.createElement("a");
+            report.className = "open"; report.textContent = "Report"; report.target = "_blank"; report.rel = "noopener";
+            report.setAttribute("aria-label", "Open the full report of " + describeJob(job));
+            reportLink(report, job); li.appendChild(report);
+          }
+        }
         if (RERUNNABLE.indexOf(job.state) >= 0 && PANELS[job.kind]) {
           var btn = document.createElement("button");
           btn.type = "button"; btn.className = "secondary small"; btn.textContent = "Re-run";
@@ -580,6 +654,22 @@
       listJobs();
     });
   }
+  /* A job's result shown in its panel, as when it finished: what a bookmarked /?job=<id> opens. */
+  function showJob(job) {
+    var panel = PANELS[job.kind];
+    if (!panel || job.state !== "done") { return; }
+    panel[1](job);
+    var box = $(panel[0] + "-result");
+    if (box && box.scrollIntoView) { box.scrollIntoView({block: "nearest"}); }
+  }
+
   $("jobs-refresh").addEventListener("click", listJobs);
   listJobs();
+  var linked = new URLSearchParams(window.location.search).get("job");
+  if (linked && /^[A-Za-z0-9_-]+$/.test(linked)) {
+    call("GET", "/jobs/" + linked).then(function (r) {
+      if (r.ok) { showJob(r.doc); }
+      else { showError($("jobs-error"), "job " + linked + ": " + (r.doc.detail || "not found")); }
+    });
+  }
 })();
