@@ -311,3 +311,73 @@ def test_your_own_model_and_scans_are_uploaded_from_the_page_and_attacked(server
     assert "Robust accuracy" in page.locator("#attack-metrics").text_content()
     assert errors == []
     page.close()
+
+
+def test_your_study_with_detectors_from_the_page_and_its_result_after_a_reload(server, browser, study_folder,
+                                                                              tmp_path):
+    """A folder of class folders without a val split, from the page: detectors fitted on images held
+    out of the evaluated split; an evaluation with no attack ticked is refused at the attacks; the
+    finished job's result and report open again from the recent jobs after a reload."""
+    import io
+    import zipfile
+
+    model, scans = study_folder
+    archive = tmp_path / "scans.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(scans.rglob("*.png")):
+            z.write(path, path.relative_to(scans).as_posix())
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server + "/", wait_until="load")
+    page.click("#uploads summary")
+    page.set_input_files("#model-file", str(model))
+    page.fill("#model-class-names", "glioma, meningioma, notumor, pituitary")
+    page.click("#model-upload-run")
+    page.wait_for_function("() => document.getElementById('model-upload-status').textContent.startsWith('Added')",
+                           timeout=60_000)
+    page.set_input_files("#data-file", str(archive))
+    page.click("#data-upload-run")
+    page.wait_for_function("() => document.getElementById('data-upload-status').textContent.startsWith('Added')",
+                           timeout=60_000)
+    page.select_option("#split", "Testing")
+    # Only the data's own splits (and "automatic") are offered to fit the detectors on.
+    options = page.locator("#eval-fit-split option").all_text_contents()
+    assert options[0].startswith("automatic") and options[1:] == ["Testing", "Training"]
+
+    for name in page.locator("#eval-form input[name=attacks]").evaluate_all("els => els.map(e => e.value)"):
+        page.uncheck(f"#eval-form input[name=attacks][value={name}]")
+    page.click("#eval-run")
+    attacks_error = page.locator("#eval-attacks-error")
+    attacks_error.wait_for(state="visible", timeout=5_000)
+    assert "tick at least one attack" in attacks_error.text_content()
+    assert not page.locator("#eval-error").is_visible()
+
+    page.check("#eval-form input[name=attacks][value=fgsm]")
+    page.check("#eval-form input[name=detectors][value=feature-squeezing]")
+    page.uncheck("#eval-adaptive")
+    page.fill("#eval-eps", "4/255")
+    page.fill("#eval-limit", "40")
+    page.click("#eval-run")
+    assert not attacks_error.is_visible()
+    page.locator("#eval-state.done").wait_for(timeout=180_000)
+    metrics = page.locator("#eval-metrics").text_content()
+    assert "40 of 120 images, a seeded sample stratified by class (seed 0): glioma 10" in metrics
+    assert "80 images held out of the evaluated 'Testing' split" in metrics
+    assert "n/a" in metrics  # one ε: the trend check could not run, and says so
+
+    page.reload(wait_until="load")
+    job = page.locator("#jobs-list li[data-state=done]").first
+    job.wait_for(timeout=10_000)
+    report_href = job.get_by_text("Report").get_attribute("href")
+    assert report_href.endswith("/artifacts/report.html")
+    job.get_by_text("Result").click()
+    page.locator("#eval-result").wait_for(state="visible", timeout=10_000)
+    assert "held out of the evaluated 'Testing' split" in page.locator("#eval-metrics").text_content()
+    assert "?job=" in page.url
+    page.goto(page.url, wait_until="load")  # the bookmark: the same result, after a reload
+    page.locator("#eval-result").wait_for(state="visible", timeout=10_000)
+    report = page.request.get(server + report_href)
+    assert report.status == 200 and "held out of the evaluated" in report.text()
+    assert errors == []
+    page.close()
