@@ -61,7 +61,9 @@ class Attack(Plugin):
         """Return adversarial versions of one batch.
 
         x: float32 tensor (B, H, W, C); y: int64 true labels; target: int64 target labels, or
-        None when untargeted; seed: int64 tensor of shape (2,) for stateless random ops.
+        None when untargeted; seed: int64 tensor [run seed, index in the run of the batch's first
+        image]: draw through `egide.core.randomness`, so each image's randomness is its own,
+        whatever the batch size.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement perturb()")
 
@@ -77,9 +79,10 @@ class Attack(Plugin):
         progress: Progress | None = None,
         first_batch: int = 0,
     ) -> AttackResult:
-        """Attack x in batches of `batch_size`; batch i draws its randomness from (seed,
-        first_batch + i), so a shard of a larger run (first_batch = its first batch's index, the
-        same batch_size) reproduces exactly what the whole run does on those images."""
+        """Attack x in batches of `batch_size`. Image j draws its randomness from (seed, j)
+        (`egide.core.randomness`), so the result does not depend on the batch size; a shard of a
+        larger run (first_batch = its first batch's index, the same batch_size) numbers its images
+        as the whole run does. A randomized defense still draws per batch, from (seed, batch)."""
         import tensorflow as tf
 
         if not isinstance(clf, Classifier):
@@ -111,7 +114,8 @@ class Attack(Plugin):
             yb = tf.constant(y[start:stop])
             tb = None if target is None else tf.constant(target[start:stop])
             clf.reseed(batch_seed(seed, first_batch + index))  # a randomized defense's draws
-            adv = self.perturb(clf, xb, yb, tb, tf.constant([seed, first_batch + index], dtype=tf.int64))
+            first_image = first_batch * batch_size + start  # this batch's first image, in the run
+            adv = self.perturb(clf, xb, yb, tb, tf.constant([seed, first_image], dtype=tf.int64))
             adv, pred, pred_adv = self.compiled(clf, lambda: _finish_function(clf), "finish")(xb, adv)
             adv = adv.numpy()
             x_adv[start:stop] = adv

@@ -1,6 +1,5 @@
 """Parameter types that several plugins share, so each spells and validates them one way."""
 
-import math
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator
@@ -16,9 +15,6 @@ Norm = Annotated[Literal["inf", "2"], BeforeValidator(_norm_as_text)]
 
 
 # ---- perturbation budgets: a number, or a fraction of the input range such as "8/255" ------------
-LEVELS = 255  # budgets are written in grey levels of an 8-bit image when they are such
-
-
 def parse_budget(value):
     """8/255, "8/255", "0.5/255", "0.0157" or 0.0157 -> a float; other text is left for the
     float validation to refuse. The same syntax on the command line, in configs and over JSON."""
@@ -29,14 +25,6 @@ def parse_budget(value):
         return float(num) / float(den) if slash else float(num)
     except (ValueError, ZeroDivisionError):
         raise ValueError(f"not a budget: {value!r}; write a number (0.0157) or a fraction (4/255)") from None
-
-
-def budget_text(value: float) -> str:
-    """'4/255' or '0.5/255' when the budget is a whole or half grey level, else the number."""
-    levels = float(value) * LEVELS
-    if math.isclose(levels * 2, round(levels * 2), abs_tol=1e-6) and levels > 0:
-        return f"{round(levels * 2) / 2:g}/{LEVELS}"
-    return f"{float(value):.6g}"
 
 
 # A budget parameter: float with the fraction syntax. Forms show it as text ("8/255").

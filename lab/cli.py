@@ -2,7 +2,7 @@
 
     egide plugins [--json]
     egide attack --model M --data D --attack NAME [--param key=value ...] --out adv.npz
-                 [--defense NAME [--defense-param key=value ...] [--adaptive]]
+                 [--defense NAME [--defense-param key=value ...] [--non-adaptive]]
     egide evaluate [--model M] [--data D] [--attacks a,b] [--eps 1/255,4/255] [--out DIR]
     egide train --data brain-tumor-phantom --out model.keras
     egide defend --defense adversarial-training --model M --data D --out defended.keras
@@ -122,9 +122,15 @@ def _parser() -> argparse.ArgumentParser:
         "--defense-param", action="append", default=[], metavar="KEY=VALUE",
         help="defense parameter, repeatable; values are JSON or fractions (sigma=1/255)",
     )
-    p.add_argument(
-        "--adaptive", action="store_true",
-        help="attack the defense adaptively (BPDA/EOT); accuracy is still measured on the real defended model",
+    adaptive = p.add_mutually_exclusive_group()
+    adaptive.add_argument(
+        "--adaptive", dest="adaptive", action="store_true", default=None,
+        help="attack the defense adaptively, through BPDA/EOT (the default, as in the API and the page)",
+    )
+    adaptive.add_argument(
+        "--non-adaptive", dest="adaptive", action="store_false",
+        help="attack the defense as it is: overstates a defense that hides its gradient; accuracy is "
+        "always measured on the real defended model",
     )
     p.add_argument("--out", required=True, help="where to write the result (.npz; a .json summary is written beside)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -281,7 +287,8 @@ def _cmd_attack(args) -> int:
     clf = Classifier.load(args.model, input_range=parse_range(args.input_range))
     if defense is not None:
         clf = defense.apply(clf, seed=args.seed)
-    attacked = clf.adaptive() if args.adaptive else clf
+    adaptive = defense is not None and args.adaptive is not False  # adaptive unless told otherwise
+    attacked = clf.adaptive() if adaptive else clf
     window = parse_range(args.window, what="--window", ordered=False)
     draw = Draw(args.limit, args.seed, args.sampling or "stratified") if args.limit else None
     data, mixed_sizes = load_for_model(args.data, clf, split=args.split, draw=draw, window=window,
@@ -301,7 +308,7 @@ def _cmd_attack(args) -> int:
     out = result.save(args.out)
     summary = {
         **result.summary(),
-        "defense": None if defense is None else {**defense.config(), "adaptive": args.adaptive},
+        "defense": None if defense is None else {**defense.config(), "adaptive": adaptive},
         "model": clf.describe(),
         "data": {"source": str(args.data), "split": args.split, "class_names": list(data.class_names),
                  "subset": draw.subset.to_dict() if draw else None},
@@ -319,8 +326,9 @@ def _cmd_attack(args) -> int:
 def _attack_defense(args):
     """The preprocessor named by --defense (validated before any model loads), or None."""
     if args.defense is None:
-        if args.defense_param or args.adaptive:
-            flag = "--defense-param" if args.defense_param else "--adaptive"
+        if args.defense_param or args.adaptive is not None:
+            flag = ("--defense-param" if args.defense_param
+                    else "--adaptive" if args.adaptive else "--non-adaptive")
             raise InputError(f"{flag} needs --defense NAME: the preprocessing defense to attack")
         return None
     params = dict(parse_param(p) for p in args.defense_param)
@@ -552,8 +560,13 @@ def _print_detectors(report) -> None:
         cells = [f"{pairs[e][1].guarded_robust_accuracy:.1%} / {pairs[e][0].guarded_robust_accuracy:.1%}"
                  if e in pairs and pairs[e][1] else "-" for e in budgets]
         falls = any(d.guard.falls().values())
-        rows.append([d.name] + cells + ["falls to adaptive attack" if falls else ""])
+        broken = d.guard.threshold_fails()
+        rows.append([d.name] + cells + ["MEANINGLESS: flags clean scans" if broken
+                                        else "falls to adaptive attack" if falls else ""])
     _print_table(rows)
+    for d in guarded:
+        if d.guard.threshold_fails():
+            print(f"  WARNING: {d.name}: {d.guard.threshold_fails()}")
 
 
 # ---- egide train ----------------------------------------------------------------------

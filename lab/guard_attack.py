@@ -74,7 +74,7 @@ class GuardAttack:
     def run(self, clf: Classifier, det: Detector, x, y, *, seed: int = 0, batch_size: int | None = None,
             surrogate: Detector | None = None, progress: Callable[[int, int], None] | None = None,
             first_batch: int = 0) -> GuardAttackResult:
-        """Attack x in batches; batch i starts from the seed (seed, first_batch + i), so a shard
+        """Attack x in batches; image j starts from the draws of (seed, j) (egide.core.randomness), so a shard
         of a larger run (its first batch's index, the same batch_size) reproduces it exactly."""
         import tensorflow as tf
 
@@ -96,7 +96,7 @@ class GuardAttack:
         for index, start in enumerate(range(0, n, batch_size)):
             stop = min(start + batch_size, n)
             adv, ok = attack(tf.constant(x[start:stop]), tf.constant(y[start:stop]),
-                             tf.constant([seed, first_batch + index], tf.int64))
+                             tf.constant([seed, first_batch * batch_size + start], tf.int64))
             x_adv[start:stop], evaded[start:stop] = adv.numpy(), ok.numpy()
             if progress:
                 progress(stop, n)
@@ -121,7 +121,8 @@ class GuardAttack:
     def _attack_function(self, clf: Classifier, score, threshold: float):
         import tensorflow as tf
 
-        from egide.core.norms import clip_to_ball, projected_gradient_step, random_in_ball
+        from egide.core import randomness
+        from egide.core.norms import clip_to_ball, projected_gradient_step
 
         p = self.params
         lo, hi = clf.clip
@@ -153,7 +154,7 @@ class GuardAttack:
         def one_restart(x0, y, seed, found, best):
             x = x0
             if p.random_start:
-                x = clip_to_ball(x0 + random_in_ball(tf.shape(x0), eps, norm, seed), x0, eps, norm, lo, hi)
+                x = clip_to_ball(x0 + randomness.in_ball(tf.shape(x0), eps, norm, seed), x0, eps, norm, lo, hi)
 
             def step(t, x, found, best):
                 m, d, gm, gd = margins(x, y)
@@ -183,7 +184,7 @@ class GuardAttack:
             found = tf.zeros(tf.shape(y), tf.bool)
             best = x0
             for r in range(p.restarts):  # unrolled: a handful of restarts
-                restart_seed = tf.random.experimental.stateless_fold_in(seed, r)
+                restart_seed = randomness.draw(seed, r)
                 found, best = one_restart(x0, y, restart_seed, found, best)
             return best, found
 

@@ -65,6 +65,19 @@ class GuardEvaluation:
     clean_accuracy: float
     clean_flagged: float  # false-positive rate on the clean test images
     runs: list[GuardRun] = field(default_factory=list)
+    target_fpr: float | None = None  # the false-positive rate the threshold was fitted for
+
+    def threshold_fails(self) -> str | None:
+        """A sentence when the threshold flags far more clean scans than it was fitted for (twice
+        its rate, and 10 points over it): then "classified correctly or flagged" is high because
+        everything is flagged, and the guarded numbers mean nothing. Too few or unlike fit images
+        do this."""
+        fpr = self.target_fpr if self.target_fpr is not None else 0.05
+        if self.clean_flagged <= max(2 * fpr, fpr + 0.10):
+            return None
+        return (f"it flags {self.clean_flagged:.0%} of the clean scans where it was fitted for {fpr:.0%}: its "
+                "threshold does not hold on these images (too few or unlike fit images), so its guarded "
+                "robust accuracy means nothing")
 
     def pairs(self) -> list[tuple[GuardRun, GuardRun | None]]:
         """(non-adaptive, adaptive or None) per budget, in the order run."""
@@ -80,6 +93,7 @@ class GuardEvaluation:
     def to_dict(self) -> dict:
         return {"detector": self.detector, "threshold": self.threshold, "images": self.images,
                 "clean_accuracy": self.clean_accuracy, "clean_flagged": self.clean_flagged,
+                "target_fpr": self.target_fpr, "threshold_fails": self.threshold_fails(),
                 "runs": [r.to_dict() for r in self.runs],
                 "falls_to_adaptive_attack": {str(k): v for k, v in self.falls().items()}}
 
@@ -108,7 +122,8 @@ def evaluate_guard(clf: Classifier, det: Detector, x, y, eps, *, norm: str = "in
     clean_ok = clf.predict(x) == y
     result = GuardEvaluation(
         detector=det.config(), threshold=float(det.threshold), images=len(x),
-        clean_accuracy=float(clean_ok.mean()), clean_flagged=float((clean_scores > det.threshold).mean()))
+        clean_accuracy=float(clean_ok.mean()), clean_flagged=float((clean_scores > det.threshold).mean()),
+        target_fpr=getattr(det, "fpr", None))
     found = {}
     if adaptive:
         if det.score_gradient is None and surrogate is None:

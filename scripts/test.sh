@@ -9,4 +9,5 @@ cd "$(dirname "$0")/.."
 rm -rf .test-plugins
 .venv/bin/python -m pip install --quiet --no-deps --target .test-plugins ./tests/plugins/example
 ./scripts/install-browser.sh
-exec .venv/bin/python -m pytest "$@"
+# Every test runs (the slow tier too); the slowest are listed, to keep the suite's time in view.
+exec .venv/bin/python -m pytest --durations=20 "$@"

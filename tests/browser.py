@@ -27,6 +27,8 @@ if MISSING and os.environ.get("CI"):
     raise RuntimeError(f"browser tests cannot run in CI: {'; '.join(MISSING)}")
 
 needs_browser = pytest.mark.skipif(bool(MISSING), reason="; ".join(MISSING))
+# A real browser against a real server: the slow tier (`pytest -m "not slow"` leaves it out).
+browser_test = [needs_browser, pytest.mark.slow]
 
 
 def launch_chromium():

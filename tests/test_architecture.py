@@ -30,7 +30,11 @@ FRONT_END_EDGES = {("lab/cli.py", "egide.web.serve")}
 # classifier learned the model's input range and one-output (sigmoid) models, which every plugin
 # relies on (core/input_range.py, classifier.py); +50 for the detectors' differentiable-score hook
 # (plugin contract, issue 14) and the classifier's stoppable copy (cancelling a job mid-batch).
-KERNEL_LINES = 2300
+# +150 for what plugins and every face now share: per-image randomness (randomness.py: a result
+# no longer depends on the batch size), the model-file check (model_file.py: the same words before
+# TensorFlow starts) and the budget type. Issue 24 asks for the bound to come back down: move the
+# image resampling of dataset.py and the file loading of classifier.py to lab/ first.
+KERNEL_LINES = 2450
 
 
 def _layer_of_module(module: str) -> str | None:

@@ -32,6 +32,8 @@ ray = pytest.importorskip("ray")
 CLASSES = ("horizontal", "vertical", "diagonal")
 ATTACKS = [AttackSpec(plugin="fgsm"), AttackSpec(plugin="pgd", params={"steps": 10})]
 
+pytestmark = pytest.mark.slow  # a real two-node Ray cluster: the slow tier
+
 
 def _free_port() -> int:
     with socket.socket() as s:

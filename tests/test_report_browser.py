@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from browser import launch_chromium, needs_browser
+from browser import launch_chromium, browser_test
 from egide.lab.report.files import write_report
 from test_report_html import make_report
 
-pytestmark = needs_browser
+pytestmark = browser_test
 
 
 @pytest.fixture(scope="module")

@@ -102,3 +102,23 @@ def test_first_n_of_a_class_ordered_folder_warns_in_the_output_and_the_report(st
     assert "WARNING: the split has images of meningioma, notumor, pituitary but none of them is evaluated" in printed
     html = (tmp_path / "report.html").read_text()
     assert "none of them is evaluated" in html
+
+
+def test_detectors_on_a_folder_without_val_from_the_command_line(study_folder, tmp_path, capsys):
+    """No `val` split: the detectors are fitted on images held out of the evaluated split, never
+    evaluated, and the command says which and how many."""
+    from egide.lab.cli import main
+
+    model, scans = study_folder
+    code = main(["evaluate", "--model", str(model), "--data", str(scans), "--split", "Testing", "--limit", "40",
+                 "--attacks", "fgsm", "--eps", "4/255", "--detectors", "feature-squeezing,kernel-density",
+                 "--no-adaptive", "--no-progress", "--out", str(tmp_path)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "detectors fitted on 80 images held out of the evaluated 'Testing' split" in printed
+    doc = json.loads((tmp_path / "report.json").read_text())
+    fit, evaluated = doc["data"]["detector_fit"], doc["data"]["subset"]
+    assert len(fit["indices"]) == 80 and len(evaluated["indices"]) == 40
+    assert not set(fit["indices"]) & set(evaluated["indices"])
+    assert fit["class_counts"] == {"glioma": 20, "meningioma": 20, "notumor": 20, "pituitary": 20}
+    assert "none of them is evaluated" in (tmp_path / "report.html").read_text()

@@ -96,9 +96,25 @@ def test_the_command_line_attack_says_which_images_its_limit_drew(study_folder, 
 @pytest.mark.parametrize("text, value", [("8/255", 8 / 255), ("0.5/255", 0.5 / 255), (" 0.0157 ", 0.0157), (0.25, 0.25)])
 def test_one_budget_syntax(text, value):
     import egide
-    from egide.core.params import budget_text
     from egide.lab.evaluation.pipeline import EvaluationConfig
+    from egide.lab.report.model import eps_key as budget_text
 
     assert egide.registry().create("attack", "pgd", eps=text).params.eps == pytest.approx(value)
     assert EvaluationConfig(model="m", data="d", eps=[text]).eps == [pytest.approx(value)]
     assert budget_text(8 / 255) == "8/255" and budget_text(0.5 / 255) == "0.5/255" and budget_text(0.01) == "0.01"
+    assert budget_text(0.1) == "0.1"  # 25.5/255, but a short decimal reads better
+
+
+def test_a_guard_that_flags_every_clean_scan_is_called_meaningless():
+    """On a user's small held-out part a detector's threshold may not hold (Mahalanobis on 56
+    images flagged 100% of the clean scans): "correct or flagged" is then 100% and means nothing."""
+    from egide.lab.guard_evaluation import GuardEvaluation
+
+    def guard(flagged):
+        return GuardEvaluation(detector={}, threshold=1.0, images=64, clean_accuracy=0.9, clean_flagged=flagged,
+                               target_fpr=0.05)
+
+    assert guard(0.08).threshold_fails() is None and guard(0.15).threshold_fails() is None
+    said = guard(1.0).threshold_fails()
+    assert "flags 100% of the clean scans where it was fitted for 5%" in said and "means nothing" in said
+    assert guard(1.0).to_dict()["threshold_fails"] == said

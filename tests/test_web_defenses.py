@@ -159,7 +159,7 @@ def test_an_attack_job_behind_a_defense_is_measured_on_the_real_defense(client, 
     assert job["request"]["defense"] == {"plugin": "web-test-quantise", "params": {"levels": 4}, "adaptive": True}
     # The predictions are those of the defended model: quantised inputs, not the bare model.
     res = app.extensions["egide"].resources
-    data = res.dataset("brain-tumor-phantom", "test").take(16)
+    data = res.dataset("brain-tumor-phantom", "test").subset(s["subset"]["indices"])  # what `limit` drew
     defended = res.registry.create("defense", "web-test-quantise", levels=4).apply(res.classifier("brain-tumor-cnn"))
     with np.load(io.BytesIO(client.get(job["artifacts"]["adversarial.npz"]).data)) as npz:
         assert np.array_equal(npz["y_pred"], defended.predict(data.x))
@@ -348,8 +348,7 @@ def test_a_defend_job_runs_a_real_trainer(client, registry):
     """The shipped trainer base (core/trainer.py) through the same generic path, when installed."""
     trainers = [c for c in registry.plugins("defense")
                 if getattr(c, "needs_training_data", False) and c.__module__.startswith("egide.")]
-    if not trainers:
-        pytest.skip("no trainer plugin ships yet")
+    assert trainers, "the built-in trainers (adversarial-training, ...) are missing"
     cls = trainers[0]
     params = {k: v for k, v in {"epochs": 1, "batch_size": 32, "steps": 1, "val_steps": 1}.items()
               if k in cls.Params.model_fields}

@@ -15,6 +15,8 @@ from egide.web import create_app
 
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}  # a caller on this machine: the server has no token
 
+pytestmark = pytest.mark.slow  # a fuzzing run over the whole API: the slow tier
+
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory, registry):

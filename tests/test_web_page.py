@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from browser import launch_chromium, needs_browser
+from browser import launch_chromium, browser_test
 from egide.lab.server_process import running_server
 
-pytestmark = needs_browser
+pytestmark = browser_test
 
 
 class Server(str):
@@ -230,8 +230,7 @@ def test_a_trainer_from_its_generated_form_adds_a_model(server, browser):
     model; the new model joins the model lists, ready to be attacked or classified with."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(server + "/", wait_until="load")
-    if not page.locator("#trainer").count():
-        pytest.skip("no trainer plugin is installed")
+    assert page.locator("#trainer").count(), "the built-in trainers are missing from the page"
     trainer = page.locator("#trainer").input_value()
     form = page.locator(f"#trainer-params-{trainer}")
     for param, value in (("epochs", "1"), ("steps", "1"), ("val_steps", "1"), ("batch_size", "32")):

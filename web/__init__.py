@@ -165,9 +165,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     app.register_blueprint(api)
     app.register_blueprint(pages)
-    from egide.core.params import budget_text
+    from egide.lab.report.model import eps_key
 
-    app.jinja_env.filters["budget_text"] = budget_text
+    app.jinja_env.filters["budget_text"] = eps_key  # budgets as the report writes them: 8/255
 
     from .origin_guard import check_request
 

@@ -517,7 +517,7 @@ def _guard_headline(guard) -> list[dict] | None:
     return [{"eps": p.eps, "eps_text": eps_key(p.eps), "non_adaptive": p.guarded_robust_accuracy,
              "adaptive": a.guarded_robust_accuracy if a else None, "falls": falls.get(p.eps, False),
              "detection_rate": {"non_adaptive": p.detection_rate, "adaptive": a.detection_rate if a else None},
-             "through": a.through if a else None}
+             "through": a.through if a else None, "threshold_fails": guard.threshold_fails()}
             for p, a in guard.pairs()]
 
 

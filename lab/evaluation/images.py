@@ -37,6 +37,7 @@ class DataSource:
     splits: list[str]
     load: Callable[[str | None, Draw | None], Dataset]
     mixed_sizes: list = field(default_factory=list)  # filled by a loader that resized scans
+    fit_split: str | None = None  # the split detectors are fitted on unless the config names one
 
 
 @dataclass
@@ -72,18 +73,18 @@ def local_source(config, clf) -> DataSource:
 
 def in_memory_source(name: str, split: str | None, dataset: Dataset, fit_dataset: Dataset | None) -> DataSource:
     """Data sets a caller already holds: the evaluated split and, optionally, the fit images."""
-    splits = [split or "given"] + (["detector-fit"] if fit_dataset is not None else [])
+    fit = "detector-fit" if fit_dataset is not None else None
+    splits = [split or "given"] + ([fit] if fit else [])
 
     def load(wanted, draw=None):
-        ds = fit_dataset if wanted == "detector-fit" else dataset
-        return drawn(ds, draw)
+        return drawn(fit_dataset if wanted == fit else dataset, draw)
 
-    return DataSource(name, splits, load)
+    return DataSource(name, splits, load, fit_split=fit)
 
 
-def fit_split_of(config, splits: list[str]) -> str | None:
+def fit_split_of(config, splits: list[str], default: str | None = None) -> str | None:
     """The split detectors are fitted on, or None to hold out part of the evaluated split."""
-    wanted = config.detector_fit_split
+    wanted = config.detector_fit_split or default
     if wanted:
         found = match(wanted, splits)
         if found is None:
@@ -99,7 +100,7 @@ def fit_split_of(config, splits: list[str]) -> str | None:
 
 def choose_images(config, source: DataSource, needs_fit: bool) -> EvaluationImages:
     """The evaluated images (and, when detectors need them, the held-out fit images)."""
-    fit_split = fit_split_of(config, source.splits) if needs_fit else None
+    fit_split = fit_split_of(config, source.splits, source.fit_split) if needs_fit else None
     if needs_fit and fit_split is None:
         return _held_out(config, source)
     draw = Draw(config.limit, config.seed, config.sampling) if config.limit else None

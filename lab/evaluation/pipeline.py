@@ -252,11 +252,10 @@ def evaluate(
     attacks = [check_attack(reg, spec) for spec in config.attacks]
 
     clf = classifier or Classifier.load(config.model, input_range=config.input_range)
-    detectors = [check_detector(reg, spec) for spec in config.detectors]
     if source is None:
         source = (in_memory_source(config.data, config.split, dataset, detector_dataset)
                   if dataset is not None else local_source(config, clf))
-    chosen = choose_images(config, source, needs_fit=bool(detectors))
+    chosen = choose_images(config, source, needs_fit=bool(config.detectors))
     dataset = chosen.data
     mixed_sizes = source.mixed_sizes[0] if source.mixed_sizes else None
     data = dataset.for_classifier(clf)
@@ -282,6 +281,7 @@ def evaluate(
         cls = iterative[0]
         plan.append((cls, AttackSpec(plugin=cls.name, params=dict(cls.full_strength)), 1.0, "sanity"))
     defended = [defense_classifier(reg, spec, clf) for spec in config.defenses]
+    detectors = [check_detector(reg, spec) for spec in config.detectors]
     if detectors:
         fit = chosen.fit.for_classifier(clf)
         fit_x, fit_y = fit.x, fit.y

@@ -334,6 +334,7 @@ def _guard_table(report, units) -> dict | None:
                       if e in pairs else None for e in budgets],
             "runs": [{"run": r, "budget": units.eps(r.eps)} for r in d.guard.runs],
             "through": next((r.through for r in d.guard.runs if r.through), None),
+            "threshold_fails": d.guard.threshold_fails(),
         })
     return {"budgets": [units.eps(e) for e in budgets], "rows": rows, "fall_gap": FALL_GAP,
             "model_alone": [report.worst_case.get(eps_key(e)) for e in budgets]}

@@ -148,10 +148,15 @@ class Report:
 
 
 def eps_key(eps: float) -> str:
-    """A readable, stable key for an epsilon: '4/255' or '0.5/255' when it is one, else the number."""
-    from egide.core.params import budget_text
-
-    return budget_text(eps)
+    """A readable, stable key for an epsilon: '4/255' for whole grey levels; '0.5/255' for half
+    ones that have no short decimal (0.1 is 25.5/255 but reads better as 0.1); else the number."""
+    levels = float(eps) * 255
+    if math.isclose(levels, round(levels), abs_tol=1e-6) and levels >= 0.5:
+        return f"{round(levels):d}/255"
+    short = f"{float(eps):.4g}"
+    if math.isclose(levels * 2, round(levels * 2), abs_tol=1e-6) and float(short) != float(eps):
+        return f"{round(levels * 2) / 2:g}/255"
+    return f"{float(eps):.6g}"
 
 
 @dataclass

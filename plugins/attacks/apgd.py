@@ -43,7 +43,7 @@ from typing import Literal
 import tensorflow as tf
 from pydantic import BaseModel, Field
 
-from egide.core import Attack, InputError, hookimpl
+from egide.core import Attack, InputError, hookimpl, randomness
 from egide.core.gradients import objective_pass
 from egide.core.norms import clip_to_ball, per_sample_l2, steepest_direction
 from egide.core.params import BUDGET_UI, Budget, Norm
@@ -144,11 +144,12 @@ class APGD(Attack):
         def step_towards(x_k, x0, grad, eta):
             return clip_to_ball(x_k + eta * steepest_direction(grad, norm), x0, eps, norm, lo, hi)
 
-        def one_run(x0, y, goal, seed):
-            """APGD on the samples given (x0 its clean images); returns (first adversarial or
-            best point, broken, best objective)."""
+        def one_run(x0, y, goal, seed, rows=None):
+            """APGD on the samples given (x0 its clean images; rows: their places in the batch,
+            for their random starts); returns (first adversarial or best point, broken, best
+            objective)."""
             n = tf.shape(x0)[0]
-            x_k = clip_to_ball(x0 + eps * _random_direction(tf.shape(x0), norm, seed), x0, eps, norm, lo, hi)
+            x_k = clip_to_ball(x0 + eps * _random_direction(tf.shape(x0), norm, seed, rows), x0, eps, norm, lo, hi)
             logits, value, grad = model_pass(x_k, y, goal)
             broken = succeeded(logits, y, goal)
             x_found = x_k  # the first adversarial point of each broken sample
@@ -225,7 +226,7 @@ class APGD(Attack):
                 # The 2nd, 3rd, ... highest clean logits: the classes closest to taking over.
                 ranked = tf.argsort(clean, axis=1, direction="DESCENDING", stable=True)
                 ranked = tf.cast(ranked, y.dtype)
-            seeds = tf.random.experimental.stateless_split(seed, runs)
+            seeds = randomness.draws(seed, runs)
             x_out = x0
             best = tf.fill(tf.shape(y), -float("inf"))
 
@@ -237,7 +238,7 @@ class APGD(Attack):
                 goal_r = tf.gather(goal, todo)
                 if aim_at_top:
                     goal_r = tf.gather(ranked[:, 1 + r // p.restarts], todo)
-                adv, hit, value = one_run(tf.gather(x0, todo), tf.gather(y, todo), goal_r, seeds[r])
+                adv, hit, value = one_run(tf.gather(x0, todo), tf.gather(y, todo), goal_r, seeds[r], todo)
                 # Unbroken samples keep their highest-objective point over the runs.
                 keep = tf.logical_or(hit, value > tf.gather(best, todo))
                 rows = tf.boolean_mask(todo, keep)[:, None]
@@ -280,12 +281,15 @@ def _objective(loss: str, targeted: bool):
     return dlr_targeted
 
 
-def _random_direction(shape, norm: str, seed):
-    """u / ||u|| for u uniform in [-1, 1] (L-inf) or Gaussian (L2): a point on the unit sphere."""
+def _random_direction(shape, norm: str, seed, rows=None):
+    """u / ||u|| for u uniform in [-1, 1] (L-inf) or Gaussian (L2): a point on the unit sphere,
+    drawn per image (rows: the places in the batch of the images given, when a subset)."""
+    def make(full_shape, s):
+        return randomness.uniform(full_shape, s, -1.0, 1.0) if norm == "inf" else randomness.normal(full_shape, s)
+
+    u = make(shape, seed) if rows is None else randomness.for_rows(seed, rows)(make, shape[1:])
     if norm == "inf":
-        u = tf.random.stateless_uniform(shape, seed, -1.0, 1.0)
         return u / (tf.reduce_max(tf.abs(u), axis=[1, 2, 3], keepdims=True) + _TINY)
-    u = tf.random.stateless_normal(shape, seed)
     return u / (per_sample_l2(u) + _TINY)
 
 

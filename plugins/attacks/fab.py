@@ -31,7 +31,7 @@ from __future__ import annotations
 import tensorflow as tf
 from pydantic import BaseModel, Field
 
-from egide.core import Attack, hookimpl
+from egide.core import Attack, hookimpl, randomness
 from egide.core.params import BUDGET_UI, Budget, Norm
 
 _TINY = 1e-12
@@ -160,10 +160,11 @@ class FAB(Attack):
                                                (tf.constant(0), start, best, x0))
             return x_best, best
 
-        def random_start(x0, seed):
+        def random_start(x0, seed, rows):
             if eps is None:
                 return x0
-            u = tf.random.stateless_uniform(tf.shape(x0), seed, -1.0, 1.0)
+            u = randomness.for_rows(seed, rows)(lambda shape, s: randomness.uniform(shape, s, -1.0, 1.0),
+                                                tf.shape(x0)[1:])
             if norm == "inf":
                 u = u / (tf.reduce_max(tf.abs(u), axis=[1, 2, 3], keepdims=True) + _TINY)
             else:
@@ -174,13 +175,13 @@ class FAB(Attack):
             clean = tf.cast(clf.logits(x0), tf.float32)
             done = tf.not_equal(tf.argmax(clean, axis=1, output_type=y.dtype), y)  # not attacked
             ranked = tf.cast(tf.argsort(clean, axis=1, direction="DESCENDING", stable=True), y.dtype)
-            seeds = tf.random.experimental.stateless_split(seed, runs)
+            seeds = randomness.draws(seed, runs)
             x_out, best = x0, tf.fill(tf.shape(y), float("inf"))
             for r in range(runs):
                 todo = tf.where(tf.logical_not(done))[:, 0]
                 x_t, y_t = tf.gather(x0, todo), tf.gather(y, todo)
                 goal = tf.gather(ranked[:, 1 + r // p.restarts], todo) if targets else y_t
-                start = x_t if r % p.restarts == 0 else random_start(x_t, seeds[r])
+                start = x_t if r % p.restarts == 0 else random_start(x_t, seeds[r], todo)
                 found, distance = one_run(x_t, y_t, goal, start)
                 closer = distance < tf.gather(best, todo)
                 rows = tf.boolean_mask(todo, closer)[:, None]

@@ -9,9 +9,9 @@ Restarts keep the worst case per sample: a sample is broken if any restart break
 keeps the x_adv of the first restart that did; a sample no restart breaks keeps the restart
 with the highest loss (lowest target loss when targeted).
 
-Seeds: restart r starts from row r of `stateless_split(seed, restarts)`. Philox is counter
-based, so the first rows do not depend on how many are drawn: restart 0 of an R-restart run
-is exactly the 1-restart run with the same seed, and more restarts never break fewer samples.
+Seeds: restart r of image i starts from draw r of (seed, i) (`egide.core.randomness`): the same
+for any batch size, and restart 0 of an R-restart run is exactly the 1-restart run with the same
+seed, so more restarts never break fewer samples.
 
 Early stop: a sample that is misclassified (on target) at the start of a step is frozen there,
 decided from the logits the step computes anyway; later restarts start it frozen too. Each
@@ -27,7 +27,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from egide.core import Attack, hookimpl
 from egide.core.gradients import cross_entropy_pass
-from egide.core.norms import projected_gradient_step, random_in_ball
+from egide.core import randomness
+from egide.core.norms import projected_gradient_step
 from egide.core.params import BUDGET_UI, Budget, Norm
 
 
@@ -114,7 +115,7 @@ class PGD(Attack):
         def one_restart(x0, labels, seed, frozen):
             x = x0
             if random_start:
-                x = tf.clip_by_value(x0 + random_in_ball(tf.shape(x0), eps, norm, seed), lo, hi)
+                x = tf.clip_by_value(x0 + randomness.in_ball(tf.shape(x0), eps, norm, seed), lo, hi)
 
             def more(t, x, frozen):
                 if early_stop:
@@ -133,7 +134,7 @@ class PGD(Attack):
             return x
 
         def attack(x0, labels, seed):
-            seeds = tf.random.experimental.stateless_split(seed, restarts)
+            seeds = randomness.draws(seed, restarts)
             nobody = tf.zeros(tf.shape(labels), tf.bool)
             if restarts == 1:
                 return one_restart(x0, labels, seeds[0], nobody)

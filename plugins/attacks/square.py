@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 from pydantic import BaseModel, Field
 
-from egide.core import Attack, hookimpl
+from egide.core import Attack, hookimpl, randomness
 from egide.core.params import BUDGET_UI, Budget, Norm
 
 SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # of 10,000 queries: p halves after each
@@ -121,41 +121,42 @@ class Square(Attack):
         def clip_linf(x_new, x0):
             return tf.clip_by_value(tf.clip_by_value(x_new, x0 - eps, x0 + eps), lo, hi)
 
-        def place(n, s, seed):
-            """Per image: a random window of side s, as a boolean mask (n, H, W, 1), and its offsets."""
-            seeds = tf.random.experimental.stateless_split(seed, 2)
-            vh = tf.random.stateless_uniform([n], seeds[0], 0, h - s + 1, dtype=tf.int32)
-            vw = tf.random.stateless_uniform([n], seeds[1], 0, w - s + 1, dtype=tf.int32)
-            rows, cols = tf.range(h)[None, :], tf.range(w)[None, :]
-            in_h = tf.logical_and(rows >= vh[:, None], rows < vh[:, None] + s)
-            in_w = tf.logical_and(cols >= vw[:, None], cols < vw[:, None] + s)
+        def place(n, s, seed, rows):
+            """Per image (rows: its place in the batch): a random window of side s, as a boolean
+            mask (n, H, W, 1), and its offsets."""
+            def offset(k, room):
+                u = randomness.for_rows(randomness.draw(seed, k), rows)(randomness.uniform, [1])[:, 0]
+                return tf.minimum(tf.cast(tf.floor(u * room), tf.int32), room - 1)
+
+            vh, vw = offset(0, h - s + 1), offset(1, w - s + 1)
+            grid_h, grid_w = tf.range(h)[None, :], tf.range(w)[None, :]
+            in_h = tf.logical_and(grid_h >= vh[:, None], grid_h < vh[:, None] + s)
+            in_w = tf.logical_and(grid_w >= vw[:, None], grid_w < vw[:, None] + s)
             return tf.logical_and(in_h[:, :, None, None], in_w[:, None, :, None]), vh, vw
 
-        def signs(shape, seed):
-            return tf.where(tf.random.stateless_uniform(shape, seed) < 0.5, -1.0, 1.0)
+        def signs(row_shape, seed, rows):
+            return randomness.for_rows(seed, rows)(randomness.signs, row_shape)
 
-        def linf_update(x0, x_best, s, seed):
-            seeds = tf.random.experimental.stateless_split(seed, 2)
-            n = tf.shape(x0)[0]
-            mask, _, _ = place(n, s, seeds[0])
-            window = 2.0 * eps * signs([n, 1, 1, c], seeds[1])
+        def linf_update(x0, x_best, s, seed, rows):
+            mask, _, _ = place(tf.shape(x0)[0], s, randomness.draw(seed, 0), rows)
+            window = 2.0 * eps * signs([1, 1, c], randomness.draw(seed, 1), rows)
             return clip_linf(x_best + tf.cast(mask, tf.float32) * window, x0)
 
-        def l2_update(x0, x_best, s, pattern, seed):
-            seeds = tf.random.experimental.stateless_split(seed, 4)
+        def l2_update(x0, x_best, s, pattern, seed, rows):
             n = tf.shape(x0)[0]
             delta = x_best - x0
-            mask1, vh, vw = place(n, s, seeds[0])
-            mask2, _, _ = place(n, s, seeds[1])
+            mask1, vh, vw = place(n, s, randomness.draw(seed, 0), rows)
+            mask2, _, _ = place(n, s, randomness.draw(seed, 1), rows)
             m1, either = tf.cast(mask1, tf.float32), tf.cast(tf.logical_or(mask1, mask2), tf.float32)
             norm_image = tf.sqrt(tf.reduce_sum(tf.square(delta), axis=[1, 2, 3], keepdims=True))
             norm_window1 = tf.sqrt(tf.reduce_sum(tf.square(delta * m1), axis=[1, 2], keepdims=True))
             norm_windows = tf.sqrt(tf.reduce_sum(tf.square(delta * either), axis=[1, 2], keepdims=True))
             # The new window: a fresh +-eta pattern plus the old window's direction, rescaled to
-            # carry the mass of both windows and what the budget has left.
-            flip = tf.random.stateless_uniform([], seeds[2]) > 0.5  # one transpose per query
-            eta = tf.where(flip, tf.transpose(pattern), pattern)
-            fresh = _at_window(eta[None, :, :, None], vh, vw, h, w) * signs([n, 1, 1, c], seeds[3])
+            # carry the mass of both windows and what the budget has left. The pattern is
+            # transposed for half of the queries, drawn per image.
+            flip = randomness.for_rows(randomness.draw(seed, 2), rows)(randomness.uniform, [1])[:, 0] > 0.5
+            eta = tf.where(flip[:, None, None], tf.transpose(pattern)[None], pattern[None])
+            fresh = _at_window(eta[:, :, :, None], vh, vw, h, w) * signs([1, 1, c], randomness.draw(seed, 3), rows)
             new = m1 * (fresh + delta / (norm_window1 + _TINY))
             size = tf.sqrt(tf.reduce_sum(tf.square(new), axis=[1, 2], keepdims=True))
             room = tf.maximum(eps**2 - tf.square(norm_image), 0.0) / c + tf.square(norm_windows)
@@ -164,53 +165,52 @@ class Square(Attack):
             delta = delta / (tf.sqrt(tf.reduce_sum(tf.square(delta), axis=[1, 2, 3], keepdims=True)) + _TINY)
             return tf.clip_by_value(x0 + eps * delta, lo, hi)
 
-        def start(x0, seed):
+        def start(x0, seed, rows):
             n = tf.shape(x0)[0]
             if p.norm == "inf":
-                return clip_linf(x0 + eps * signs([n, 1, w, c], seed), x0)
+                return clip_linf(x0 + eps * signs([1, w, c], seed, rows), x0)
             s = max(h // 5, 1)
             block = tf.constant(_eta(s), tf.float32)[None, :, :, None]
             delta = tf.zeros_like(x0)
-            seeds = tf.random.experimental.stateless_split(seed, (h // s) * (w // s))
             k, top = 0, (h - 5 * s) // 2
             for bh in range(h // s):
                 for bw in range(w // s):
                     vh = tf.fill([n], top + bh * s)
                     vw = tf.fill([n], top + bw * s)
-                    delta += _at_window(block, vh, vw, h, w) * signs([n, 1, 1, c], seeds[k])
+                    delta += _at_window(block, vh, vw, h, w) * signs([1, 1, c], randomness.draw(seed, k), rows)
                     k += 1
             delta = delta / (tf.sqrt(tf.reduce_sum(tf.square(delta), axis=[1, 2, 3], keepdims=True)) + _TINY)
             return tf.clip_by_value(x0 + eps * delta, lo, hi)
 
-        def search(x0, labels, seed):
-            """One search on the samples given; returns (best point, broken)."""
-            seeds = tf.random.experimental.stateless_split(seed, len(stages) + 1)
-            x_best = start(x0, seeds[0])
+        def search(x0, labels, seed, batch_rows):
+            """One search on the samples given (batch_rows: their places in the batch, whose
+            images' own draws they use); returns (best point, broken)."""
+            x_best = start(x0, randomness.draw(seed, 0), batch_rows)
             margin, loss = scores(x_best, labels)
             for k, (first, last, s) in enumerate(stages):
                 pattern = tf.constant(_eta(s), tf.float32) if p.norm == "2" else None
-                stage_seeds = seeds[k + 1]
+                stage_seed = randomness.draw(seed, k + 1)
 
                 def more(q, x_best, margin, loss, last=last):
                     return tf.logical_and(q < last, tf.reduce_any(margin > 0))
 
-                def query(q, x_best, margin, loss, s=s, pattern=pattern, stage_seeds=stage_seeds):
+                def query(q, x_best, margin, loss, s=s, pattern=pattern, stage_seed=stage_seed):
                     todo = tf.where(margin > 0)[:, 0]
                     x0_t, best_t = tf.gather(x0, todo), tf.gather(x_best, todo)
-                    q_seed = tf.random.experimental.stateless_fold_in(stage_seeds, q)
+                    q_seed, rows = randomness.draw(stage_seed, q), tf.gather(batch_rows, todo)
                     if p.norm == "inf":
-                        x_new = linf_update(x0_t, best_t, s, q_seed)
+                        x_new = linf_update(x0_t, best_t, s, q_seed, rows)
                     else:
-                        x_new = l2_update(x0_t, best_t, s, pattern, q_seed)
+                        x_new = l2_update(x0_t, best_t, s, pattern, q_seed, rows)
                     m_new, l_new = scores(x_new, tf.gather(labels, todo))
                     lower = l_new < tf.gather(loss, todo)
                     keep = tf.logical_or(lower, m_new <= 0)
-                    rows = todo[:, None]
-                    loss = tf.tensor_scatter_nd_update(loss, rows, tf.where(lower, l_new, tf.gather(loss, todo)))
+                    at = todo[:, None]
+                    loss = tf.tensor_scatter_nd_update(loss, at, tf.where(lower, l_new, tf.gather(loss, todo)))
                     margin = tf.tensor_scatter_nd_update(
-                        margin, rows, tf.where(keep, m_new, tf.gather(margin, todo)))
+                        margin, at, tf.where(keep, m_new, tf.gather(margin, todo)))
                     x_best = tf.tensor_scatter_nd_update(
-                        x_best, rows, tf.where(keep[:, None, None, None], x_new, best_t))
+                        x_best, at, tf.where(keep[:, None, None, None], x_new, best_t))
                     return q + 1, x_best, margin, loss
 
                 _, x_best, margin, loss = tf.while_loop(
@@ -221,10 +221,9 @@ class Square(Attack):
             margin, _ = scores(x0, labels)
             broken = margin <= 0  # already misclassified (or on target): not attacked
             x_out = x0
-            seeds = tf.random.experimental.stateless_split(seed, p.restarts)
             for r in range(p.restarts):
                 todo = tf.where(tf.logical_not(broken))[:, 0]
-                adv, hit = search(tf.gather(x0, todo), tf.gather(labels, todo), seeds[r])
+                adv, hit = search(tf.gather(x0, todo), tf.gather(labels, todo), randomness.draw(seed, r), todo)
                 x_out = tf.tensor_scatter_nd_update(x_out, todo[:, None], adv)
                 broken = tf.tensor_scatter_nd_update(broken, todo[:, None], hit)
             return x_out

@@ -335,8 +335,9 @@
       if (!d.guard) { return; }
       d.guard.forEach(function (g) {
         metric(dl, d.plugin + " guarded at " + g.eps_text + " (adaptive / non-adaptive)",
-               pct(g.adaptive) + " / " + pct(g.non_adaptive) + (g.falls ? " — falls to adaptive attack" : ""));
-        if (g.falls) { dl.lastChild.classList.add("flagged"); }
+               pct(g.adaptive) + " / " + pct(g.non_adaptive) +
+               (g.threshold_fails ? " — meaningless: " + g.threshold_fails : g.falls ? " — falls to adaptive attack" : ""));
+        if (g.falls || g.threshold_fails) { dl.lastChild.classList.add("flagged"); }
       });
     });
     metric(dl, "Images", String(s.images));
