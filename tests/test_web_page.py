@@ -317,7 +317,6 @@ def test_your_study_with_detectors_from_the_page_and_its_result_after_a_reload(s
     """A folder of class folders without a val split, from the page: detectors fitted on images held
     out of the evaluated split; an evaluation with no attack ticked is refused at the attacks; the
     finished job's result and report open again from the recent jobs after a reload."""
-    import io
     import zipfile
 
     model, scans = study_folder
