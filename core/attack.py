@@ -57,6 +57,19 @@ class Attack(Plugin):
             raise TypeError(f"{cls.__name__} is minimal-perturbation: declare minimizes = '2' or 'inf' "
                             "(or a `norm` parameter)")
 
+    @classmethod
+    def validate_params(cls, params):
+        """The plugin's own model, then the rule every budget shares: an L-inf eps is at most 1,
+        the whole [0, 1] range images live in (a larger one is a unit mistake, e.g. 8 for 8/255)."""
+        validated = super().validate_params(params)
+        eps = getattr(validated, "eps", None)
+        if eps is not None and str(getattr(validated, "norm", cls.minimizes or "inf")) == "inf" and eps > 1:
+            rule = ("an L-inf budget is at most 1, the whole input range; budgets are fractions of it "
+                    "(write 8/255, not 8)")
+            raise ParameterError(f"{cls.kind} '{cls.name}': invalid parameters\n  eps: {rule} (got {eps!r})",
+                                 [{"field": "eps", "rule": rule, "type": "less_than_equal", "input": eps}])
+        return validated
+
     def perturb(self, clf: Classifier, x, y, target, seed):
         """Return adversarial versions of one batch.
 

@@ -120,7 +120,8 @@ def test_targeted_attack_from_the_cli(files, tmp_path):
         (["--attack", "fgsm", "--param", "eps"], {}, "KEY=VALUE"),
         (["--attack", "fgsm"], {"--model": "missing.keras"}, "model file not found"),
         (["--attack", "fgsm"], {"--data": "missing.npz"}, "missing.npz"),
-        (["--attack", "fgsm", "--param", "eps=2"], {}, "exceeds the input range"),
+        (["--attack", "fgsm", "--param", "eps=2"], {}, "an L-inf budget is at most 1, the whole input range"),
+        (["--attack", "fgsm", "--param", "eps=60", "--param", "norm=2"], {}, "exceeds the input range"),
         (["--attack", "fgsm", "--target", "next"], {}, "targeted=True"),
     ],
 )

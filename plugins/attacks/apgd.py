@@ -66,7 +66,8 @@ class APGD(Attack):
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: Budget = Field(
             8 / 255, gt=0, le=1e3, json_schema_extra=BUDGET_UI,
-            description="Perturbation budget, in input units (8/255 ≈ 0.031)"
+            description="Perturbation budget, in input units (8/255 ≈ 0.031); L-inf: at most 1, the "
+            "whole input range"
         )
         norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
         steps: int = Field(100, ge=1, le=100_000, description="Iterations per run (N)")

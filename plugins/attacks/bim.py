@@ -31,13 +31,13 @@ class BIM(Attack):
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: Budget = Field(
-            8 / 255, gt=0, le=1e3, json_schema_extra=BUDGET_UI,
+            8 / 255, gt=0, le=1, json_schema_extra=BUDGET_UI,
             description="L-inf budget, in input units (8/255 ≈ 0.031)"
         )
         step_size: Budget | None = Field(
             None, json_schema_extra=BUDGET_UI,
             gt=0,
-            le=1e3,
+            le=1,
             description="Size of each step, in input units; empty (None) means 1.25 * eps / steps "
             "(Kurakin et al.: 1/255 for eps = 8/255 and 10 steps)",
         )

@@ -25,7 +25,8 @@ class FGSM(Attack):
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: Budget = Field(
             8 / 255, gt=0, le=1e3, json_schema_extra=BUDGET_UI,
-            description="Perturbation budget, in input units (8/255 ≈ 0.031)"
+            description="Perturbation budget, in input units (8/255 ≈ 0.031); L-inf: at most 1, the "
+            "whole input range"
         )
         norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
         targeted: bool = Field(
