@@ -12,7 +12,7 @@ from scipy.ndimage import median_filter as scipy_median
 import egide
 from egide.core import InputError, ParameterError, load_detector
 from egide.core.features import extract, feature_layers, penultimate_layer
-from egide.plugins.detectors.feature_squeezing import median_filter, reduce_bit_depth
+from egide.plugins.squeezers import bit_depth, median
 
 from detection import auc
 
@@ -103,17 +103,30 @@ def test_guard_predicts_and_flags_in_one_call(name, fitted, clf, bars, test_adv)
 
 
 # ---- feature squeezing ---------------------------------------------------------------------
-@pytest.mark.parametrize("window", [2, 3, 4])
-def test_median_filter_is_scipys(window):
+@pytest.mark.parametrize("window", [2, 3, 4, 5])
+def test_the_one_median_is_scipys_in_the_detector_and_the_defense(window, registry, clf):
+    """One home for the squeezers (egide.plugins.squeezers), one convention: scipy's, which
+    the feature-squeezing paper used; the median-filter defense answers the same."""
     x = np.random.default_rng(0).random((2, 9, 7, 2)).astype(np.float32)
     expected = scipy_median(x, size=(1, window, window, 1), mode="reflect")
-    np.testing.assert_array_equal(median_filter(tf.constant(x), window).numpy(), expected)
+    np.testing.assert_array_equal(median(tf.constant(x), window).numpy(), expected)
+    gray = x[..., :1]
+    defense = registry.create("defense", "median-filter", size=window)
+    out = defense.transform(tf.constant(gray), None, (0.0, 1.0)).numpy()
+    np.testing.assert_array_equal(out, scipy_median(gray, size=(1, window, window, 1), mode="reflect"))
 
 
 def test_bit_depth_keeps_2_to_the_bits_levels_across_the_classifier_range():
     x = tf.constant(np.linspace(-1, 1, 1001, dtype=np.float32).reshape(1, 1001, 1, 1))
-    levels = np.unique(reduce_bit_depth(x, 3, -1.0, 1.0).numpy())
+    levels = np.unique(bit_depth(x, 3, -1.0, 1.0).numpy())
     np.testing.assert_allclose(levels, np.linspace(-1, 1, 8), atol=1e-6)
+    # Straight through: the same values, the identity's gradient (BPDA) instead of zero.
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        exact, bpda = bit_depth(x, 3, -1.0, 1.0), bit_depth(x, 3, -1.0, 1.0, straight_through=True)
+    np.testing.assert_array_equal(exact.numpy(), bpda.numpy())
+    assert tape.gradient(exact, x) is None or not np.any(tape.gradient(exact, x))
+    np.testing.assert_allclose(tape.gradient(bpda, x).numpy(), 1.0, rtol=1e-5)  # the identity
 
 
 def test_an_image_the_squeezers_leave_alone_scores_zero(registry, clf, x_fit):

@@ -9,10 +9,10 @@ differentiates the defended model as it is gets nothing. The adaptive attacker u
 the identity as the backward pass (the rounding is within half a level of it).
 """
 
-import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from egide.core import Preprocessor, hookimpl
+from egide.plugins.squeezers import bit_depth
 
 
 class BitDepth(Preprocessor):
@@ -27,10 +27,7 @@ class BitDepth(Preprocessor):
         )
 
     def transform(self, x, rng, clip):
-        lo, hi = clip
-        levels = float(2**self.params.bits - 1)
-        unit = (tf.clip_by_value(x, lo, hi) - lo) / (hi - lo)
-        return lo + tf.round(unit * levels) / levels * (hi - lo)
+        return bit_depth(x, self.params.bits, *clip)
 
 
 @hookimpl

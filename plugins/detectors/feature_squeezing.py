@@ -31,45 +31,9 @@ from pydantic import BaseModel, Field
 
 from egide.core import Detector, hookimpl
 from egide.plugins.detectors._nets import run_batches
+from egide.plugins.squeezers import bit_depth, median
 
 BATCH = 256
-
-
-def reduce_bit_depth(x, bits: int, lo: float, hi: float):
-    """Quantise x (in [lo, hi]) to 2^bits levels. Rounding's gradient is taken as the identity
-    (BPDA, Athalye et al. 2018): its true gradient is zero almost everywhere, which would hide
-    the squeezer from an attacker who knows it; the values are exact."""
-    levels = float(2**bits - 1)
-    u = (x - lo) / (hi - lo)
-    return lo + (hi - lo) * _round_straight_through(u * levels) / levels
-
-
-def _round_straight_through(v):
-    import tensorflow as tf
-
-    @tf.custom_gradient
-    def rounded(t):
-        return tf.round(t), lambda upstream: upstream
-
-    return rounded(v)
-
-
-def median_filter(x, window: int):
-    """Median over a window x window neighbourhood of each pixel and channel (NHWC)."""
-    import tensorflow as tf
-
-    before, after = window // 2, window - 1 - window // 2  # scipy's placement of the window
-    padded = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]], mode="SYMMETRIC")
-    h, w = tf.shape(x)[1], tf.shape(x)[2]
-    values = [padded[:, i:i + h, j:j + w, :] for i in range(window) for j in range(window)]
-    # Sort the window's values pixel-wise with an odd-even transposition network: only
-    # elementwise min/max, several times faster on CPU than tf.sort over extracted patches.
-    n = len(values)
-    for rnd in range(n):
-        for i in range(rnd % 2, n - 1, 2):
-            values[i], values[i + 1] = (tf.minimum(values[i], values[i + 1]),
-                                        tf.maximum(values[i], values[i + 1]))
-    return values[n // 2]  # the upper median for an even window, as scipy's rank filter
 
 
 class FeatureSqueezing(Detector):
@@ -92,9 +56,9 @@ class FeatureSqueezing(Detector):
         lo, hi = clf.clip
         chosen = []
         if p.squeezers in ("both", "bit-depth"):
-            chosen.append(lambda x: reduce_bit_depth(x, p.bits, lo, hi))
+            chosen.append(lambda x: bit_depth(x, p.bits, lo, hi, straight_through=True))
         if p.squeezers in ("both", "median"):
-            chosen.append(lambda x: median_filter(x, p.median_window))
+            chosen.append(lambda x: median(x, p.median_window))
         return chosen
 
     score_gradient = ("BPDA: bit-depth rounding differentiated as the identity; the median "
