@@ -59,8 +59,8 @@ class Attack(Plugin):
 
     @classmethod
     def validate_params(cls, params):
-        """The plugin's own model, then the rule every budget shares: an L-inf eps is at most 1,
-        the whole [0, 1] range images live in (a larger one is a unit mistake, e.g. 8 for 8/255)."""
+        """The plugin's model, then the rule every budget shares: an L-inf eps is at most 1, the
+        whole range (a larger one is a unit mistake, e.g. 8 for 8/255)."""
         validated = super().validate_params(params)
         eps = getattr(validated, "eps", None)
         if eps is not None and str(getattr(validated, "norm", cls.minimizes or "inf")) == "inf" and eps > 1:

@@ -1,8 +1,5 @@
-"""What a model file must look like before Keras opens it: the checks every face shares.
-
-They read a few bytes and import nothing heavy, so the command line says "not a Keras file" in
-a fraction of a second instead of after TensorFlow's start-up, and says the same as the page.
-"""
+"""What a model file must look like before Keras opens it, checked on its first bytes without
+TensorFlow: the command line says so at once, in the same words as the page's upload."""
 
 from __future__ import annotations
 
@@ -37,6 +34,5 @@ def model_file_problem(path: Path, shown: str | None = None) -> str | None:
 
 
 def check_model_file(path: Path, shown: str | None = None) -> None:
-    problem = model_file_problem(Path(path), shown)
-    if problem:
+    if problem := model_file_problem(Path(path), shown):
         raise ModelError(problem)

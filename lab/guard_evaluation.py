@@ -30,10 +30,10 @@ import numpy as np
 from egide.core.classifier import Classifier
 from egide.core.detector import Detector
 from egide.core.errors import InputError
+from egide.lab.choices import reference_attack, surrogate_detector
 from egide.lab.guard_attack import GuardAttack
 
 FALL_GAP = 0.10
-SURROGATE = "feature-squeezing"  # fitted on the clean images when a detector has no gradient
 
 
 @dataclass
@@ -127,7 +127,7 @@ def evaluate_guard(clf: Classifier, det: Detector, x, y, eps, *, norm: str = "in
     found = {}
     if adaptive:
         if det.score_gradient is None and surrogate is None:
-            surrogate = reg.create("detector", SURROGATE).fit(clf, x)
+            surrogate = reg.create("detector", surrogate_detector(reg)).fit(clf, x)
         attacks = [GuardAttack(eps=e, norm=norm, steps=steps, restarts=restarts, mode=mode) for e in budgets]
         group = (executor or LocalExecutor()).run_guard_attacks(
             attacks, clf, det, surrogate, x, y, batch_size=batch_size, seed=seed,
@@ -137,8 +137,9 @@ def evaluate_guard(clf: Classifier, det: Detector, x, y, eps, *, norm: str = "in
         started = time.perf_counter()
         made = _near(non_adaptive or {}, e)
         if not made:
-            pgd = reg.create("attack", "pgd", eps=e, norm=norm, steps=steps, restarts=restarts)
-            made = {"pgd": pgd.run(clf, x, y, seed=seed, batch_size=batch_size).x_adv}
+            name = reference_attack(reg)
+            attack = reg.create("attack", name, eps=e, norm=norm, steps=steps, restarts=restarts)
+            made = {name: attack.run(clf, x, y, seed=seed, batch_size=batch_size).x_adv}
         plain_adv, run = _worst_case(clf, det, x, y, made, clean_ok, clean_scores)
         result.runs.append(GuardRun(attack="+".join(made), adaptive=False, eps=e, norm=norm,
                                     images=len(x), seconds=time.perf_counter() - started,

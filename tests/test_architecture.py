@@ -124,3 +124,32 @@ def test_the_report_model_is_a_leaf_and_only_write_report_reaches_the_renderers(
             for line, module in _imports(path, layer):
                 if module in renderers:
                     assert where in allowed, f"{where}:{line} imports the renderer {module}"
+
+
+# The suite's protocol table names AutoAttack's members: that is the protocol, not a choice.
+NAMED_BY_PROTOCOL = {"lab/evaluation/suite.py"}
+
+
+def _plugins_named_by_string(path: Path, root: Path = ROOT) -> list[str]:
+    """Calls like registry.create("attack", "pgd") or .get("detector", "lid"): a plugin chosen by
+    its name where its declared traits should choose it (lab/choices.py)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("create", "get") and len(node.args) >= 2
+                and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args[:2])
+                and node.args[0].value in ("attack", "defense", "detector")):
+            found.append(f"{path.relative_to(root)}:{node.lineno} names {node.args[1].value!r}")
+    return found
+
+
+def test_the_lab_and_the_server_choose_plugins_by_what_they_declare():
+    paths = [p for layer in ("lab", "web") for p in sorted((ROOT / layer).rglob("*.py"))
+             if str(p.relative_to(ROOT)) not in NAMED_BY_PROTOCOL]
+    assert [hit for p in paths for hit in _plugins_named_by_string(p)] == []
+
+
+def test_the_name_check_catches_a_plugin_chosen_by_name(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('def f(reg):\n    return reg.create("attack", "pgd", eps=0.1)\n')
+    assert _plugins_named_by_string(bad, tmp_path) == ["bad.py:2 names 'pgd'"]

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from egide.lab import services
+from egide.lab.choices import reference_attack
 from egide.lab.data import Draw, drawn
 from egide.lab.report.files import json_safe, write_figures, write_report
 from egide.lab.report.format import detector_fit_text
@@ -341,7 +342,7 @@ class Resources:
         x_adv = None
         adversarial = None
         if getattr(det, "supervised", False):
-            attack = self._detector_attack()
+            attack = reference_attack(self.registry)
             x_adv = self.attack(attack, {"eps": DETECTOR_EPS}).run(clf, train.x, train.y, seed=0).x_adv
             adversarial = f"{attack} eps={DETECTOR_EPS:.6g}"
         det.fit(clf, train.x, x_adv)
@@ -353,21 +354,6 @@ class Resources:
             except NotImplementedError:  # a detector that cannot be saved is refitted after a restart
                 pass
         return det
-
-    def _detector_attack(self) -> str:
-        """The attack that makes a supervised detector's adversarial examples: an iterative attack
-        with an eps, preferring one with a random start (PGD, the usual choice in the detection
-        literature) — read from what plugins declare, never from their names."""
-        from egide.core.errors import InputError
-
-        candidates = [cls.name for cls in self.registry.plugins("attack")
-                      if cls.iterative and cls.budget == "fixed"]
-        if candidates:
-            random_start = [name for name in candidates
-                            if "random_start" in self.registry.get("attack", name).Params.model_fields]
-            return (random_start or candidates)[0]
-        raise InputError("a supervised detector needs an iterative attack to make adversarial examples; "
-                         "none is installed")
 
 
 def run_job(resources: Resources, job_dir: Path, job: dict, progress: Callable):

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from egide.core.errors import InputError
+from egide.lab.choices import reference_attack
 from egide.lab.evaluation.running import LocalExecutor, plan_attack
 from egide.lab.report.model import ROC_POINTS, TARGET_FPR, DetectionRun, DetectorReport
 
@@ -139,7 +140,7 @@ def _supervised(cls, spec, reg, clf, x, positives, attacks, fit_x, fit_clean_ok,
         fit_seconds=float(np.mean(fit_times)) if fit_times else 0.0,
         score_rate=float(np.mean(rates)) if rates else 0.0, runs=runs, transfer=transfer,
         detection_eps=detection_eps, note=note,
-    ), fitted.get("pgd", next(iter(fitted.values()), None))
+    ), fitted.get(reference_attack(reg), next(iter(fitted.values()), None))
 
 
 def _timed_scores(det, clf, x):

@@ -61,6 +61,7 @@ class FeatureSqueezing(Detector):
             chosen.append(lambda x: median(x, p.median_window))
         return chosen
 
+    reads_only_outputs = True  # the model's softmax on squeezed inputs: any classifier will do
     score_gradient = ("BPDA: bit-depth rounding differentiated as the identity; the median "
                       "filter exactly (the gradient flows to the median pixel)")
 
