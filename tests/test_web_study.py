@@ -158,3 +158,12 @@ def test_predict_with_an_uploaded_model_asks_for_its_data_then_uses_it(client, u
                                                "model": model, "reference_data": data}).get_json()
     assert odd["predictions"][0]["out_of_distribution"] is True
     assert odd["predictions"][0]["ood_distance"] > odd["out_of_distribution"]["threshold"]
+
+
+def test_an_unknown_reference_data_set_is_a_422_at_its_field(client, study_folder):
+    scan = next(study_folder[1].glob("Testing/glioma/*.png"))
+    with open(scan, "rb") as f:
+        resp = client.post("/api/v1/predict", data={"image": (f, scan.name), "reference_data": "scanz"})
+    assert resp.status_code == 422
+    error = resp.get_json()["errors"][0]
+    assert error["loc"] == ["reference_data"] and "no data set named 'scanz'" in error["msg"]

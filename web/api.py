@@ -250,6 +250,10 @@ def predict():
                                   "too_long", len(files)))
     detector = form.get("detector") or None
     reference_data = form.get("reference_data") or None
+    if reference_data and reference_data not in st.resources.dataset_names():
+        errors.append(field_error(["reference_data"], _unknown("data set", reference_data,
+                                                               st.resources.dataset_names()),
+                                  "unknown_dataset", reference_data))
     detector_params = _detector_params(form.get("detector_params"), errors) if detector else {}
     if detector:
         installed = st.registry.names("detector")
@@ -262,18 +266,10 @@ def predict():
                     mode="json")
             except ParameterError as exc:
                 errors.extend(from_parameter_error(exc, ("detector_params",)).errors)
-        if reference_data and reference_data not in st.resources.dataset_names():
-            errors.append(field_error(["reference_data"], _unknown("data set", reference_data,
-                                                                  st.resources.dataset_names()),
-                                      "unknown_dataset", reference_data))
-        elif not errors and (reference_data or st.resources.training_data(model)) is None:
+        if not errors and (reference_data or st.resources.training_data(model)) is None:
             errors.append(field_error(["reference_data"], f"a detector is fitted on held-out images of {model}'s "
                                       "data, and which data that is is unknown for this model: name a data set "
                                       "(uploaded or built in) in reference_data", "missing", detector))
-    elif reference_data and reference_data not in st.resources.dataset_names():
-        errors.append(field_error(["reference_data"], _unknown("data set", reference_data,
-                                                               st.resources.dataset_names()),
-                                  "unknown_dataset", reference_data))
     elif form.get("detector_params"):
         errors.append(field_error(["detector_params"], "detector parameters need a detector", "missing"))
     if errors:
