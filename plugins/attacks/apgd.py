@@ -46,7 +46,8 @@ from pydantic import BaseModel, Field
 from egide.core import Attack, InputError, hookimpl, randomness
 from egide.core.gradients import objective_pass
 from egide.core.norms import clip_to_ball, per_sample_l2, steepest_direction
-from egide.core.params import BUDGET_UI, Budget, Norm
+from egide.core.params import Budget, Norm
+from egide.plugins.attacks._params import eps_field, norm_field, targeted_field
 
 FIRST_CHECKPOINT = 0.22  # share of the iterations before the first checkpoint
 CHECKPOINT_DECAY = 0.03  # each later interval is shorter by this share of the iterations
@@ -64,12 +65,8 @@ class APGD(Attack):
     full_strength = {"steps": 100}
 
     class Params(BaseModel, extra="forbid", frozen=True):
-        eps: Budget = Field(
-            8 / 255, gt=0, le=1e3, json_schema_extra=BUDGET_UI,
-            description="Perturbation budget, in input units (8/255 ≈ 0.031); L-inf: at most 1, the "
-            "whole input range"
-        )
-        norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
+        eps: Budget = eps_field()
+        norm: Norm = norm_field()
         steps: int = Field(100, ge=1, le=100_000, description="Iterations per run (N)")
         restarts: int = Field(
             1, ge=1, le=1000, description="Runs from random starts, each on the samples still unbroken"
@@ -91,9 +88,7 @@ class APGD(Attack):
         eot_samples: int = Field(
             1, ge=1, le=100, description="Gradients averaged per step (EOT, for randomized models)"
         )
-        targeted: bool = Field(
-            False, description="Aim at given target labels instead of away from the true ones"
-        )
+        targeted: bool = targeted_field()
 
     def perturb(self, clf, x, y, target, seed):
         p = self.params

@@ -6,12 +6,13 @@ Targeted mode descends the loss of the target class instead.
 """
 
 import tensorflow as tf
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from egide.core import Attack, hookimpl
 from egide.core.gradients import cross_entropy_pass
 from egide.core.norms import steepest_direction
-from egide.core.params import BUDGET_UI, Budget, Norm
+from egide.core.params import Budget, Norm
+from egide.plugins.attacks._params import eps_field, norm_field, targeted_field
 
 
 class FGSM(Attack):
@@ -23,15 +24,9 @@ class FGSM(Attack):
     evaluation = {}
 
     class Params(BaseModel, extra="forbid", frozen=True):
-        eps: Budget = Field(
-            8 / 255, gt=0, le=1e3, json_schema_extra=BUDGET_UI,
-            description="Perturbation budget, in input units (8/255 ≈ 0.031); L-inf: at most 1, the "
-            "whole input range"
-        )
-        norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
-        targeted: bool = Field(
-            False, description="Aim at given target labels instead of away from the true ones"
-        )
+        eps: Budget = eps_field()
+        norm: Norm = norm_field()
+        targeted: bool = targeted_field()
 
     def perturb(self, clf, x, y, target, seed):
         labels = y if target is None else target

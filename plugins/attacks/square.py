@@ -32,7 +32,8 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl, randomness
-from egide.core.params import BUDGET_UI, Budget, Norm
+from egide.core.params import Budget, Norm
+from egide.plugins.attacks._params import eps_field, norm_field, targeted_field
 
 SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # of 10,000 queries: p halves after each
 _TINY = 1e-12
@@ -46,12 +47,8 @@ class Square(Attack):
     full_strength = {"queries": 5000}
 
     class Params(BaseModel, extra="forbid", frozen=True):
-        eps: Budget = Field(
-            8 / 255, gt=0, le=1e3, json_schema_extra=BUDGET_UI,
-            description="Perturbation budget, in input units (8/255 ≈ 0.031); L-inf: at most 1, the "
-            "whole input range"
-        )
-        norm: Norm = Field("inf", description="Norm of the budget: L-inf or L2")
+        eps: Budget = eps_field()
+        norm: Norm = norm_field()
         queries: int = Field(5000, ge=1, le=1_000_000, description="Model queries per sample and restart")
         p_init: float = Field(
             0.8, gt=0, le=1,
@@ -66,9 +63,7 @@ class Square(Attack):
         loss: Literal["margin", "ce"] = Field(
             "margin", description="What the search lowers: the logit margin, or minus the cross-entropy"
         )
-        targeted: bool = Field(
-            False, description="Aim at given target labels instead of away from the true ones"
-        )
+        targeted: bool = targeted_field()
 
     def perturb(self, clf, x, y, target, seed):
         labels = y if target is None else target
