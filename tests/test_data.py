@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 import egide
-from egide.lab import data as data_module
 from egide.core.errors import DataError
 
 load = egide.datasets.load
@@ -428,18 +427,28 @@ def test_bad_options_are_refused(tmp_path, options, message):
 
 
 def test_named_data_sets_are_consulted_before_the_file_system(tmp_path, monkeypatch):
+    """A data-set plugin of the registry given (a real one, registered as a plugin author would)."""
+    import types
+
+    from egide.core import DatasetSource, PluginSource, Registry, hookimpl
+
     calls = []
 
-    class Phantom:
+    class Phantom(DatasetSource):
+        name, title = "phantom", "A phantom"
+
         def load(self, split=None):
             calls.append(split)
             return egide.Dataset(np.zeros((4, 3, 3, 1), np.float32), np.array([0, 1, 0, 1]), ("a", "b"))
 
-    monkeypatch.setattr(data_module, "_named_sources", lambda: {"phantom": Phantom})
+    module = types.ModuleType("phantom_plugin")
+    module.egide_register_datasets = hookimpl(lambda register: register(Phantom))
+    reg = Registry()
+    assert reg.register_module(module, PluginSource("phantom")), reg.failures
     monkeypatch.chdir(tmp_path)
     (tmp_path / "phantom").mkdir()  # a folder of the same name does not win
 
-    ds = load("phantom", split="test", limit=3, image_size=(2, 2))
+    ds = load("phantom", split="test", limit=3, image_size=(2, 2), registry=reg)
 
     assert calls == ["test"] and ds.x.shape == (3, 2, 2, 1) and set(ds.y.tolist()) == {0, 1}
 

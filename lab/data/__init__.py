@@ -23,18 +23,19 @@ __all__ = ["SAMPLINGS", "Dataset", "Draw", "MixedSizesError", "Subset", "availab
            "load_for_model"]
 
 
-def _named_sources() -> dict:
-    """Data-set plugins by name, from the process-wide registry."""
-    from egide.core.registry import registry
+def _named_sources(reg=None) -> dict:
+    """Data-set plugins by name, from `reg` (default: the process-wide registry)."""
+    if reg is None:
+        from egide.core.registry import registry
 
-    reg = registry()
+        reg = registry()
     return {name: reg.get("dataset", name) for name in reg.names("dataset")}
 
 
 def load(name_or_path, split: str | None = None, *, image_size=None, channels=None, limit=None,
          sampling: str = "stratified", seed: int = 0, draw: Draw | None = None,
-         window=None, slice_axis: str = "axial", skip_empty_slices: bool = False) -> Dataset:
-    """Load a built-in data set by name, an .npz file, or a folder with one subfolder per class
+         window=None, slice_axis: str = "axial", skip_empty_slices: bool = False, registry=None) -> Dataset:
+    """Load a built-in data set by name (a data-set plugin of `registry`, default the process's), an .npz file, or a folder with one subfolder per class
     of PNG/JPEG images, DICOM files or NIfTI volumes.
 
     split: read `x_<split>`/`y_<split>` of an .npz, or the `<split>/` subfolder of a folder;
@@ -52,12 +53,12 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
     scans = _scan_options(window, slice_axis, skip_empty_slices)
     if isinstance(split, str) and split.lower() == ALL:
         parts = [load(name_or_path, s, image_size=size, channels=channels, window=window,
-                      slice_axis=slice_axis, skip_empty_slices=skip_empty_slices)
-                 for s in _splits_of(name_or_path)]
+                      slice_axis=slice_axis, skip_empty_slices=skip_empty_slices, registry=registry)
+                 for s in _splits_of(name_or_path, registry)]
         return finish(concatenated(parts), None, None, draw)
     if split is not None and (not isinstance(split, str) or split in ("", ".", "..") or Path(split).name != split):
         raise DataError(f"split must be a plain name such as 'train' or 'test', got {split!r}")
-    named = _named_sources()
+    named = _named_sources(registry)
     if isinstance(name_or_path, str) and name_or_path in named:
         # Named data sets (data-set plugins) are consulted before the file system.
         source = named[name_or_path]()
@@ -95,18 +96,18 @@ def load_for_model(name_or_path, clf, **options) -> tuple[Dataset, str | None]:
         return load(name_or_path, image_size=clf.input_shape[:2], **options), exc.sizes
 
 
-def available_splits(name_or_path) -> list[str]:
+def available_splits(name_or_path, registry=None) -> list[str]:
     """The splits a data set has (a named one's declared `splits`, a folder's split folders, an
     .npz's x_<split> arrays); empty for one set of images without splits."""
-    named = _named_sources()
+    named = _named_sources(registry)
     if isinstance(name_or_path, str) and name_or_path in named:
         return list(getattr(named[name_or_path], "splits", ()) or ())
-    return [s for s in _splits_of(name_or_path) if s is not None]
+    return [s for s in _splits_of(name_or_path, registry) if s is not None]
 
 
-def _splits_of(name_or_path) -> list[str | None]:
+def _splits_of(name_or_path, registry=None) -> list[str | None]:
     """The splits `all` reads: each split of the source, or [None] for a source without splits."""
-    named = _named_sources()
+    named = _named_sources(registry)
     if isinstance(name_or_path, str) and name_or_path in named:
         return [None]  # a named data set's split=None is all of it
     path = Path(os.fspath(name_or_path)).expanduser()

@@ -50,19 +50,21 @@ class EvaluationImages:
     fit_origin: dict | None = None
 
 
-def local_source(config, clf) -> DataSource:
-    """The data of `config` read from disk or a data-set plugin, scans resized to `clf`'s input."""
+def local_source(config, clf, registry=None) -> DataSource:
+    """The data of `config` read from disk or a data-set plugin of `registry`, scans resized to
+    `clf`'s input."""
     from egide.lab.data import available_splits, load_for_model
 
     source = DataSource(config.data, [], None)
     try:
-        source.splits = available_splits(config.data)
+        source.splits = available_splits(config.data, registry)
     except DataError:
         source.splits = []  # the load below reports the problem with the data itself
 
     def load(split, draw=None):
         data, sizes = load_for_model(config.data, clf, split=split, draw=draw, window=config.window,
-                                     slice_axis=config.slice_axis, skip_empty_slices=config.skip_empty_slices)
+                                     slice_axis=config.slice_axis, skip_empty_slices=config.skip_empty_slices,
+                                     registry=registry)
         if sizes:
             source.mixed_sizes.append(sizes)
         return data

@@ -254,7 +254,7 @@ def evaluate(
     clf = classifier or Classifier.load(config.model, input_range=config.input_range)
     if source is None:
         source = (in_memory_source(config.data, config.split, dataset, detector_dataset)
-                  if dataset is not None else local_source(config, clf))
+                  if dataset is not None else local_source(config, clf, reg))
     chosen = choose_images(config, source, needs_fit=bool(config.detectors))
     dataset = chosen.data
     mixed_sizes = source.mixed_sizes[0] if source.mixed_sizes else None
