@@ -42,9 +42,12 @@ class Attack(Plugin):
     @property
     def norm(self) -> str:
         """The norm of the budget (fixed) or of the perturbation minimised (minimal)."""
-        if self.budget == "minimal" and self.minimizes is not None:
-            return str(self.minimizes)
-        return str(getattr(self.params, "norm", "inf"))
+        return self._norm_of(self.params)
+
+    @classmethod
+    def _norm_of(cls, params) -> str:
+        minimal = cls.budget == "minimal" and cls.minimizes is not None
+        return str(cls.minimizes if minimal else getattr(params, "norm", "inf"))
 
     @classmethod
     def check_declaration(cls) -> None:
@@ -63,7 +66,7 @@ class Attack(Plugin):
         whole range (a larger one is a unit mistake, e.g. 8 for 8/255)."""
         validated = super().validate_params(params)
         eps = getattr(validated, "eps", None)
-        if eps is not None and str(getattr(validated, "norm", cls.minimizes or "inf")) == "inf" and eps > 1:
+        if eps is not None and cls._norm_of(validated) == "inf" and eps > 1:
             rule = ("an L-inf budget is at most 1, the whole input range; budgets are fractions of it "
                     "(write 8/255, not 8)")
             raise ParameterError(f"{cls.kind} '{cls.name}': invalid parameters\n  eps: {rule} (got {eps!r})",

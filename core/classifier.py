@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import InputError, ModelError
 from .input_range import UNIT, checked_range, detect_input_range
-from .model_file import MODEL_SUFFIXES, check_model_file  # noqa: F401  (MODEL_SUFFIXES: re-exported)
+from .model_file import check_model_file
 
 log = logging.getLogger("egide")
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from .norms import per_sample_l2
+
 PHILOX = 1  # tf.random.Algorithm.PHILOX
 _PER_STEP = 4  # values per Philox counter step
 
@@ -74,8 +76,6 @@ def in_ball(shape, eps, norm: str, seed):
     """Uniform samples from the eps-ball, per image (see `uniform`)."""
     if norm == "inf":
         return uniform(shape, draw(seed, 0), -eps, eps)
-    from .norms import per_sample_l2
-
     direction = normal(shape, draw(seed, 0))
     direction = direction / tf.maximum(per_sample_l2(direction), 1e-12)
     dims = tf.cast(tf.reduce_prod(tf.convert_to_tensor(shape)[1:]), tf.float32)

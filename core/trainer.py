@@ -21,11 +21,10 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .params import BUDGET_UI, Budget
-
 from .classifier import Classifier
 from .defense import Defense
 from .errors import InputError
+from .params import BUDGET_UI, Budget
 
 # progress(batches done, batches in all, label): label names the epoch, the running loss and,
 # once an epoch is validated, its clean and adversarial validation accuracy.

@@ -19,12 +19,12 @@ threshold it was compared to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from egide.core.classifier import Classifier
-from egide.core.features import extract, penultimate_layer
+from egide.core.classifier import Classifier, batches
+from egide.core.features import feature_function, penultimate_layer
 from egide.lab.data.sampling import Draw
 
 PERCENTILE = 99.0  # of the calibration distances: ~1% of in-distribution scans are flagged
@@ -42,13 +42,24 @@ class OutOfDistribution:
     precision: np.ndarray  # (D, D)
     threshold: float
     reference: dict  # where the reference images came from, and how many fitted / calibrated
+    features: object = field(default=None, repr=False)  # the compiled feature pass, traced once
+
+    @staticmethod
+    def compiled_features(clf: Classifier, layer: str):
+        """The model's features at `layer` as one tf.function: a /predict request reuses it
+        (tracing it anew costs ~40 ms on the demo, ten times the request itself)."""
+        import tensorflow as tf
+
+        pass_ = feature_function(clf, [layer])
+        return tf.function(lambda x: pass_(x)[0], reduce_retracing=True)
 
     @classmethod
     def fit(cls, clf: Classifier, x: np.ndarray, y: np.ndarray, reference: dict, seed: int = 0):
         from sklearn.covariance import LedoitWolf
 
         layer = penultimate_layer(clf)
-        feats = extract(clf, x, [layer])[0].astype(np.float64)
+        features = cls.compiled_features(clf, layer)
+        feats = _run(features, x)
         names = [str(c) for c in range(int(y.max()) + 1)]
         calibration = Draw(max(1, int(len(y) * CALIBRATION_SHARE)), seed).indices(y, names)
         fitting = np.setdiff1d(np.arange(len(y)), calibration)
@@ -57,12 +68,14 @@ class OutOfDistribution:
         centred = feats[fitting] - means[np.searchsorted(classes, y[fitting])]
         precision = LedoitWolf().fit(centred).precision_
         check = cls(layer, means, precision, 0.0, {**reference, "fitted": len(fitting),
-                                                    "calibrated": len(calibration)})
+                                                    "calibrated": len(calibration)}, features)
         check.threshold = float(np.percentile(check._distances(feats[calibration]), PERCENTILE))
         return check
 
     def distances(self, clf: Classifier, x: np.ndarray) -> np.ndarray:
-        return self._distances(extract(clf, x, [self.layer])[0].astype(np.float64))
+        if self.features is None:
+            self.features = self.compiled_features(clf, self.layer)
+        return self._distances(_run(self.features, x))
 
     def _distances(self, feats: np.ndarray) -> np.ndarray:
         diff = feats[:, None, :] - self.means[None]  # (N, K, D)
@@ -71,3 +84,9 @@ class OutOfDistribution:
 
     def describe(self) -> dict:
         return {"method": METHOD, "threshold": self.threshold, "reference": self.reference}
+
+
+def _run(features, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    import tensorflow as tf
+
+    return np.concatenate([np.asarray(features(tf.constant(xb))) for xb in batches(x, batch_size)]).astype(np.float64)

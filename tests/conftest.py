@@ -108,3 +108,16 @@ def study_folder(tmp_path_factory):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray((ds.x[i, ..., 0] * 255 + 0.5).astype(np.uint8)).save(path)
     return root / "mine.keras", root / "scans"
+
+
+@pytest.fixture(scope="session")
+def study_zip(study_folder, tmp_path_factory):
+    """The study's scans as the .zip of class folders a user uploads (Training/, Testing/)."""
+    import zipfile
+
+    scans = study_folder[1]
+    archive = tmp_path_factory.mktemp("study-zip") / "scans.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(scans.rglob("*.png")):
+            z.write(path, path.relative_to(scans).as_posix())
+    return archive

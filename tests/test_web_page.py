@@ -250,6 +250,16 @@ def test_a_trainer_from_its_generated_form_adds_a_model(server, browser):
     page.close()
 
 
+def upload(page, kind: str, path=None) -> None:
+    """Send the page's upload form of `kind` ("model" or "data"), with `path` chosen when given,
+    and wait until the server has checked and added it."""
+    if path is not None:
+        page.set_input_files(f"#{kind}-file", str(path))
+    page.click(f"#{kind}-upload-run")
+    page.wait_for_function(f"() => document.getElementById('{kind}-upload-status').textContent.startsWith('Added')",
+                           timeout=60_000)
+
+
 def test_your_own_model_and_scans_are_uploaded_from_the_page_and_attacked(server, browser, bars, cnn_model,
                                                                            tmp_path):
     """"Use your own model or scans": a .keras file and a zip of class folders of PNG scans are
@@ -286,19 +296,14 @@ def test_your_own_model_and_scans_are_uploaded_from_the_page_and_attacked(server
     assert page.locator("#model-class-names").get_attribute("aria-invalid") == "true"
 
     page.fill("#model-class-names", ", ".join(CLASSES))
-    page.click("#model-upload-run")
-    page.wait_for_function("() => document.getElementById('model-upload-status').textContent.startsWith('Added')",
-                           timeout=60_000)
+    upload(page, "model")
     assert not error.is_visible()
     status = page.locator("#model-upload-status").text_content()
     assert "input 8×8×1, 3 classes, pixels 0–1" in status
     chosen = page.locator("#model").input_value()
     assert chosen.startswith("upload-") and page.locator(f"#scan-model option[value='{chosen}']").count() == 1
 
-    page.set_input_files("#data-file", str(scans))
-    page.click("#data-upload-run")
-    page.wait_for_function("() => document.getElementById('data-upload-status').textContent.startsWith('Added')",
-                           timeout=60_000)
+    upload(page, "data", scans)
     assert "12 images of 3 classes" in page.locator("#data-upload-status").text_content()
     assert page.locator("#data").input_value().startswith("upload-")
     page.locator("#uploads").screenshot(path=str(Path(os.environ.get("EGIDE_SCREENSHOT_DIR", tmp_path)) / "web-uploads.png"))
@@ -313,31 +318,18 @@ def test_your_own_model_and_scans_are_uploaded_from_the_page_and_attacked(server
 
 
 def test_your_study_with_detectors_from_the_page_and_its_result_after_a_reload(server, browser, study_folder,
-                                                                              tmp_path):
+                                                                              study_zip):
     """A folder of class folders without a val split, from the page: detectors fitted on images held
     out of the evaluated split; an evaluation with no attack ticked is refused at the attacks; the
     finished job's result and report open again from the recent jobs after a reload."""
-    import zipfile
-
-    model, scans = study_folder
-    archive = tmp_path / "scans.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for path in sorted(scans.rglob("*.png")):
-            z.write(path, path.relative_to(scans).as_posix())
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server + "/", wait_until="load")
     page.click("#uploads summary")
-    page.set_input_files("#model-file", str(model))
     page.fill("#model-class-names", "glioma, meningioma, notumor, pituitary")
-    page.click("#model-upload-run")
-    page.wait_for_function("() => document.getElementById('model-upload-status').textContent.startsWith('Added')",
-                           timeout=60_000)
-    page.set_input_files("#data-file", str(archive))
-    page.click("#data-upload-run")
-    page.wait_for_function("() => document.getElementById('data-upload-status').textContent.startsWith('Added')",
-                           timeout=60_000)
+    upload(page, "model", study_folder[0])
+    upload(page, "data", study_zip)
     page.select_option("#split", "Testing")
     # Only the data's own splits (and "automatic") are offered to fit the detectors on.
     options = page.locator("#eval-fit-split option").all_text_contents()

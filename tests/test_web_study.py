@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 
 import numpy as np
 import pytest
@@ -31,18 +30,14 @@ def client(app):
 
 
 @pytest.fixture(scope="module")
-def uploaded(client, study_folder):
+def uploaded(client, study_folder, study_zip):
     """The study's model and scans, uploaded as a user would from the page."""
-    model, scans = study_folder
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as z:
-        for path in sorted(scans.rglob("*.png")):
-            z.write(path, path.relative_to(scans).as_posix())
+    model = study_folder[0]
     with open(model, "rb") as f:
         m = client.post("/api/v1/models", data={"file": (f, "mine.keras"),
                                                  "class_names": "glioma, meningioma, notumor, pituitary"})
     assert m.status_code == 201, m.get_data(as_text=True)
-    d = client.post("/api/v1/datasets", data={"file": (io.BytesIO(archive.getvalue()), "scans.zip")})
+    d = client.post("/api/v1/datasets", data={"file": (io.BytesIO(study_zip.read_bytes()), "scans.zip")})
     assert d.status_code == 201, d.get_data(as_text=True)
     return m.get_json()["name"], d.get_json()["name"]
 

@@ -24,6 +24,7 @@ import numpy as np
 from egide.lab import services
 from egide.lab.choices import reference_attack
 from egide.lab.data import Draw, drawn
+from egide.lab.data.splits import match
 from egide.lab.report.files import json_safe, write_figures, write_report
 from egide.lab.report.format import detector_fit_text
 from egide.lab.report.model import eps_key
@@ -181,8 +182,6 @@ class Resources:
     def reference_images(self, data: str, clf):
         """Held-out images of `data` for `clf`: its val split, else train, else all of it; at most
         `detector_images`, stratified by class. Returns (dataset, split)."""
-        from egide.lab.data.splits import match
-
         splits = self.splits(data)
         split = next((found for s in ("val", "train") if (found := match(s, splits))), None)
         return drawn(self.dataset(data, split, clf), Draw(self.detector_images)).for_classifier(clf), split
@@ -204,8 +203,6 @@ class Resources:
         if meta is None:
             return None
         sizes = meta.get("images") or {}
-        from egide.lab.data.splits import match
-
         key = match(split, list(sizes)) if split and meta.get("splits") else "all"
         return sizes.get(key) if key else None
 

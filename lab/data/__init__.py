@@ -35,17 +35,17 @@ def _named_sources(reg=None) -> dict:
 def load(name_or_path, split: str | None = None, *, image_size=None, channels=None, limit=None,
          sampling: str = "stratified", seed: int = 0, draw: Draw | None = None,
          window=None, slice_axis: str = "axial", skip_empty_slices: bool = False, registry=None) -> Dataset:
-    """Load a built-in data set by name (a data-set plugin of `registry`, default the process's), an .npz file, or a folder with one subfolder per class
-    of PNG/JPEG images, DICOM files or NIfTI volumes.
+    """Load a named data set (a data-set plugin of `registry`, default the process's), an .npz
+    file, or a folder with one subfolder per class of PNG/JPEG images, DICOM files or NIfTI volumes.
 
     split: read `x_<split>`/`y_<split>` of an .npz, or the `<split>/` subfolder of a folder;
     'training'/'Testing'/'valid' and the like name the same splits as train/test/val, and 'all'
     reads every split together. image_size: (H, W) to resize every image to; channels: 1
     (grayscale) or 3 (RGB); limit: keep n images, drawn by `sampling` under `seed`: 'stratified'
     by class (default), 'random', or 'first' (read order: classes by name, files by name); or
-    pass a `Draw`, whose `subset` then says what was taken. DICOM: window=(centre, width) replaces the stored VOI window. NIfTI:
-    slice_axis 'axial' (default), 'coronal' or 'sagittal'; skip_empty_slices drops slices
-    without tissue.
+    pass a `Draw`, whose `subset` then says what was taken. DICOM: window=(centre, width)
+    replaces the stored VOI window. NIfTI: slice_axis 'axial' (default), 'coronal' or
+    'sagittal'; skip_empty_slices drops slices without tissue.
     """
     size, channels, limit = checked_options(image_size, channels, limit)
     if draw is None and limit is not None:

@@ -16,14 +16,14 @@ evaluated ones. After a draw, `Draw.subset` says what was taken from what.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from egide.core.errors import DataError
 
 Sampling = Literal["stratified", "random", "first"]
-SAMPLINGS: tuple[str, ...] = ("stratified", "random", "first")
+SAMPLINGS: tuple[str, ...] = get_args(Sampling)
 DESCRIBED = {
     "stratified": "a seeded sample stratified by class",
     "random": "a seeded random sample",
