@@ -13,7 +13,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from .classifier import Classifier, batch_seed
+from .classifier import Classifier
 from .errors import InputError, ParameterError
 from .plugin import Plugin
 from .results import AttackResult, attack_success
@@ -98,7 +98,7 @@ class Attack(Plugin):
         """Attack x in batches of `batch_size`. Image j draws its randomness from (seed, j)
         (`egide.core.randomness`), so the result does not depend on the batch size; a shard of a
         larger run (first_batch = its first batch's index, the same batch_size) numbers its images
-        as the whole run does. A randomized defense still draws per batch, from (seed, batch)."""
+        as the whole run does. A randomized defense draws per image as well (`ImageNoise`)."""
         import tensorflow as tf
 
         if not isinstance(clf, Classifier):
@@ -129,8 +129,8 @@ class Attack(Plugin):
             xb = tf.constant(x[start:stop])
             yb = tf.constant(y[start:stop])
             tb = None if target is None else tf.constant(target[start:stop])
-            clf.reseed(batch_seed(seed, first_batch + index))  # a randomized defense's draws
             first_image = first_batch * batch_size + start  # this batch's first image, in the run
+            clf.reseed(seed, first_image)  # a randomized defense's draws, per image too
             adv = self.perturb(clf, xb, yb, tb, tf.constant([seed, first_image], dtype=tf.int64))
             adv, pred, pred_adv = self.compiled(clf, lambda: _finish_function(clf), "finish")(xb, adv)
             adv = adv.numpy()
@@ -193,15 +193,14 @@ class Attack(Plugin):
 
 
 def _finish_function(clf: Classifier):
-    """One compiled call per batch: clip into range, and predict clean and adversarial together."""
+    """One compiled call per batch: clip into range, and predict clean and adversarial."""
     import tensorflow as tf
 
     lo, hi = clf.clip
 
     def finish(x, adv):
         adv = tf.clip_by_value(tf.cast(adv, tf.float32), lo, hi)
-        labels = tf.argmax(clf.logits(tf.concat([x, adv], axis=0)), axis=1)
-        n = tf.shape(x)[0]
-        return adv, labels[:n], labels[n:]
+        # Two calls, not one on both: a randomized defense draws for the batch's images each time.
+        return adv, tf.argmax(clf.logits(x), axis=1), tf.argmax(clf.logits(adv), axis=1)
 
     return finish

@@ -250,10 +250,10 @@ class Classifier:
         view._stop_flag = flag = tf.Variable(False, trainable=False)
         return view, lambda: flag.assign(True)
 
-    def reseed(self, seed: int) -> None:
+    def reseed(self, seed: int, first_image: int = 0) -> None:
         """Restart the classifier's random draws (a randomized defense's); this one draws none.
-        Attacks call it before every batch with `batch_seed`, so a batch's draws depend only on
-        the run's seed and the batch's place in the run, never on what ran before it."""
+        Attacks call it before every batch with the run's seed and the batch's first image, so
+        image i draws from (seed, i), never from what ran before it."""
 
     def probabilities(self, x):
         import tensorflow as tf
@@ -293,11 +293,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, np.float64)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
-
-
-def batch_seed(seed: int, index: int) -> int:
-    """The seed of batch `index` of a run under `seed`: one number from both, well mixed."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint32)[0])
 
 
 def batches(x: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:

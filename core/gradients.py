@@ -12,7 +12,8 @@ stands still instead of failing, and the evaluation's sanity checks flag the mas
 
 import tensorflow as tf
 
-from .norms import projected_gradient_step, random_in_ball
+from .norms import projected_gradient_step
+from .randomness import in_ball
 
 
 def cross_entropy_pass(clf, targeted: bool):
@@ -59,9 +60,7 @@ def projected_gradient_ascent(input_gradient, x, y, eps, steps: int, step_size, 
     lo, hi = clip
     x_adv = x
     if random_start:
-        noise = (tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps) if norm == "inf"
-                 else random_in_ball(tf.shape(x), eps, norm, seed))
-        x_adv = tf.clip_by_value(x + noise, lo, hi)
+        x_adv = tf.clip_by_value(x + in_ball(tf.shape(x), eps, norm, seed), lo, hi)
 
     def step(t, x_adv):
         _, grad = input_gradient(x_adv, y)

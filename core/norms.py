@@ -33,18 +33,6 @@ def project(delta, eps, norm: str):
     return delta * scale
 
 
-def random_in_ball(shape, eps, norm: str, seed):
-    """Uniform samples from the eps-ball (stateless, so a seed reproduces them exactly)."""
-    seeds = tf.random.experimental.stateless_split(seed, 2)
-    if norm == "inf":
-        return tf.random.stateless_uniform(shape, seeds[0], -eps, eps)
-    direction = tf.random.stateless_normal(shape, seeds[0])
-    direction = direction / tf.maximum(per_sample_l2(direction), _TINY)
-    dims = tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
-    radius = tf.random.stateless_uniform([shape[0], 1, 1, 1], seeds[1]) ** (1.0 / dims)
-    return direction * radius * eps
-
-
 def clip_to_ball(x, x0, eps, norm: str, lo, hi):
     """Bring x back into the eps-ball around x0 (projection), then into the input range.
 

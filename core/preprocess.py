@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+
 from .classifier import Classifier
 from .defense import Defense
 
@@ -30,8 +32,9 @@ class Preprocessor(Defense):
     def transform(self, x, rng, clip: tuple[float, float]):
         """The transformed batch (float32 tensor, same shape, inside `clip`).
 
-        x: float32 tensor (B, H, W, C); rng: a `tf.random.Generator` (use it for all randomness,
-        so runs reproduce under a seed); clip: the classifier's input range.
+        x: float32 tensor (B, H, W, C), maybe k copies of the call's images; rng: their draws, per
+        image (`normal`, `uniform` as on a `tf.random.Generator`; use it for all randomness, so a
+        run reproduces under a seed in any batching); clip: the classifier's input range.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement transform()")
 
@@ -76,7 +79,7 @@ class PreprocessedClassifier(Classifier):
 
     def __init__(self, base: Classifier, defense: Preprocessor, *, seed: int = 0,
                  adaptive: bool = False, eot_samples: int = 16):
-        import tensorflow as tf
+        from .randomness import ImageNoise  # TensorFlow loads with the first defended model
 
         if not isinstance(base, Classifier):
             raise TypeError(f"{defense.name}: expected an egide.Classifier, got {type(base).__name__}")
@@ -89,17 +92,33 @@ class PreprocessedClassifier(Classifier):
         self.model = base.model
         self.input_range, self.range_source = base.input_range, base.range_source
         self.name = f"{base.name}+{defense.name}"
-        self._rng = tf.random.Generator.from_seed(self.seed)
+        self._noise = ImageNoise(self.seed)
         if adaptive:
             view = "EOT" if defense.randomized else ("exact gradient" if defense.differentiable else "BPDA")
             self.logits_source = f"{base.logits_source}; behind {defense.name}, adaptive view ({view})"
-            self._logits_fn = lambda x: defense.adaptive_logits(base, x, self._rng, self.eot_samples)
+            self._logits_fn = lambda x, rng: defense.adaptive_logits(base, x, rng, self.eot_samples)
         else:
             self.logits_source = f"{base.logits_source}; behind {defense.name}"
-            self._logits_fn = lambda x: defense.defended_logits(base, x, self._rng)
+            self._logits_fn = lambda x, rng: defense.defended_logits(base, x, rng)
 
     def logits(self, x, training: bool = False):
-        return self._logits_fn(x)  # base.logits maps [0, 1] to the model's range
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)  # base.logits maps [0, 1] to the model's range
+        return self._logits_fn(x, self._noise.for_call(tf.shape(x)[0]))
+
+    def predict_logits(self, x, batch_size: int | None = 256):
+        """In chunks that draw as one call would: each image keeps its place in x, so a
+        randomized defense's answer does not depend on batch_size."""
+        x = self.check_inputs(x)
+        size = batch_size or 256
+        first, copies = self._noise.position()
+        out = []
+        for start in range(0, len(x), size):
+            self._noise.place(first + start, copies)
+            out.append(self._logits_np(x[start:start + size]))
+        self._noise.place(first, self._noise.position()[1])
+        return np.concatenate(out)
 
     def adaptive(self, eot_samples: int | None = None) -> "PreprocessedClassifier":
         """The classifier an adaptive attacker differentiates (BPDA / EOT). Attack this one, then
@@ -109,9 +128,9 @@ class PreprocessedClassifier(Classifier):
             eot_samples=self.eot_samples if eot_samples is None else eot_samples,
         )
 
-    def reseed(self, seed: int) -> None:
-        """Restart the defense's random draws, so a run reproduces under `seed`."""
-        self._rng.reset_from_seed(int(seed))
+    def reseed(self, seed: int, first_image: int = 0) -> None:
+        """Restart the defense's draws: the next call's images are first_image, first_image + 1..."""
+        self._noise.reseed(seed, first_image)
 
     def describe(self) -> dict:
         return {**super().describe(), "defense": self.defense.config(), "adaptive": self.is_adaptive}

@@ -81,3 +81,64 @@ def in_ball(shape, eps, norm: str, seed):
     dims = tf.cast(tf.reduce_prod(tf.convert_to_tensor(shape)[1:]), tf.float32)
     radius = uniform(tf.stack([tf.convert_to_tensor(shape)[0], 1, 1, 1]), draw(seed, 1)) ** (1.0 / dims)
     return direction * radius * eps
+
+
+class ImageNoise:
+    """A randomized defense's draws, per image. A call's tensor of shape (k * n, ...), k copies of
+    its n images, gets for row j copy c0 + j // n of image first + j % n, c0 counting the copies
+    drawn since `reseed`: so image i's noise depends on (seed, i, how often it was drawn), never on
+    the batch around it. Stands in for a `tf.random.Generator` (normal, uniform)."""
+
+    def __init__(self, seed: int = 0):
+        self._stream = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._first = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._copies = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.reseed(seed)
+
+    def reseed(self, seed: int, first_image: int = 0) -> None:
+        import numpy as np
+
+        # Its own stream: the attack's random starts, drawn from `seed` itself, stay independent.
+        self._stream.assign(int(np.random.SeedSequence([int(seed), 0xD1CE]).generate_state(1)[0]))
+        self.place(first_image, 0)
+
+    def place(self, first_image: int, copies: int) -> None:
+        self._first.assign(int(first_image))
+        self._copies.assign(int(copies))
+
+    def position(self) -> tuple[int, int]:
+        return int(self._first.numpy()), int(self._copies.numpy())
+
+    def for_call(self, images) -> "_CallNoise":
+        return _CallNoise(self, images)
+
+
+class _CallNoise:
+    """The draws of one call on `images` images (a Generator's normal and uniform)."""
+
+    def __init__(self, noise: ImageNoise, images):
+        self.noise, self.images = noise, tf.cast(images, tf.int32)
+
+    def normal(self, shape, mean=0.0, stddev=1.0, dtype=tf.float32):
+        return tf.cast(mean + stddev * self._rows(normal, shape), dtype)
+
+    def uniform(self, shape, minval=0.0, maxval=1.0, dtype=tf.float32):
+        return tf.cast(minval + (maxval - minval) * self._rows(uniform, shape), dtype)
+
+    def _rows(self, make, shape):
+        shape = tf.convert_to_tensor(shape, tf.int32)
+        n, rows = self.images, shape[0]
+        k = tf.cast(rows // n, tf.int64)
+        per_image = tf.logical_and(rows > 0, tf.equal(rows % n, 0))
+        copies = tf.where(per_image, k, 1)
+        c0 = self.noise._copies.assign_add(copies) - copies
+        seed = tf.stack([self.noise._stream, self.noise._first])
+
+        def by_image():
+            one = tf.concat([[n], shape[1:]], 0)
+            out = tf.map_fn(lambda c: make(one, draw(seed, c)), c0 + tf.range(k),
+                            fn_output_signature=tf.float32)
+            return tf.reshape(out, shape)
+
+        # A tensor that is not copies of the images (one value per call...): one draw for all.
+        return tf.cond(per_image, by_image, lambda: make(shape, draw(seed, c0)))

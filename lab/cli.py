@@ -28,7 +28,7 @@ from egide.core.errors import DataError, EgideError, InputError
 from egide.core.preprocess import Preprocessor
 from egide.core.registry import registry
 from egide.lab import services
-from egide.lab.data import Draw, Subset, load_for_model
+from egide.lab.data import Draw, Subset, for_classifier, load_for_model
 from egide.lab.data import load as load_data
 from egide.lab.quiet import import_tensorflow_quietly
 from egide.lab.report.files import write_report
@@ -299,7 +299,7 @@ def _cmd_attack(args) -> int:
     if mixed_sizes:
         print(f"note: the scans differ in size ({mixed_sizes}); each is resized to the model's input "
               f"{'x'.join(map(str, clf.input_shape))}", file=sys.stderr)
-    data = data.for_classifier(clf)
+    data = for_classifier(data, clf)
     target = services.targets(args.target, data.y, data.class_names, attack.targeted)
 
     with _progress_bar(len(data), f"{attack.name}", disabled=args.no_progress) as progress:
@@ -690,7 +690,7 @@ def _cmd_defend(args) -> int:
           f"{best['val_adversarial_accuracy']:.2%} (PGD-{defense.params.val_steps} at eps "
           f"{defense.params.eps:.4g})")
     try:
-        test = load_data(args.data, split="test").for_classifier(result)
+        test = for_classifier(load_data(args.data, split="test"), result)
     except DataError:
         test = None
     if test is not None:

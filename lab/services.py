@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from egide.core.classifier import Classifier, batch_seed
+from egide.core.classifier import Classifier
 from egide.core.errors import InputError
 from egide.core.preprocess import Preprocessor
 from egide.core.results import AttackResult, attack_success
@@ -120,15 +120,11 @@ def measured_on(real: Classifier, result: AttackResult, x: np.ndarray, first_bat
     """The result as the real classifier answers it. When an adaptive view (BPDA's stand-in,
     EOT's average) was attacked, that is only how the attacker saw the defense: predictions,
     success and robust accuracy must be the real defended classifier's. A randomized defense
-    answers batch by batch, each from its batch's own seed, like the attack drew."""
-    y_pred = np.empty(len(x), np.int64)
-    y_pred_adv = np.empty(len(x), np.int64)
+    draws for each image from (seed, its place in the run), as the attack did."""
     size = result.batch_size
-    for index, start in enumerate(range(0, len(x), size)):
-        stop = start + size
-        real.reseed(batch_seed(result.seed, first_batch + index))
-        y_pred[start:stop] = real.predict(x[start:stop], size)
-        y_pred_adv[start:stop] = real.predict(result.x_adv[start:stop], size)
+    real.reseed(result.seed, first_batch * size)  # a shard's images keep their place in the run
+    y_pred = real.predict(x, size)
+    y_pred_adv = real.predict(result.x_adv, size)
     success = attack_success(result.y, y_pred, y_pred_adv, result.target)
     return dataclasses.replace(result, y_pred=y_pred, y_pred_adv=y_pred_adv, success=success)
 

@@ -22,6 +22,7 @@ from egide.core.errors import DataError, InputError, ModelError
 from egide.core.trainer import Trainer, TrainingContext, TrainingProgress
 
 from .checkpoint import read_checkpoint, write_checkpoint
+from .data.fitting import for_classifier
 
 VAL_SHARE = 0.1  # held out of `train` when no validation split is given
 VAL_BATCH = 256
@@ -138,7 +139,7 @@ def _checked_data(trainer: Trainer, clf: Classifier, train, val, seed: int) -> t
             f"{trainer.name} is a trainer: it needs training data, "
             "apply(clf, train=dataset, val=dataset)"
         )
-    train = _as_dataset(train, clf, "training").for_classifier(clf)
+    train = for_classifier(_as_dataset(train, clf, "training"), clf)
     clf.check_labels(train.y, len(train), what="training labels")
     if val is None:
         order = np.random.default_rng(seed).permutation(len(train))
@@ -147,7 +148,7 @@ def _checked_data(trainer: Trainer, clf: Classifier, train, val, seed: int) -> t
             raise DataError("the training split needs at least 2 images when no val split is given")
         train, val = train.subset(np.sort(order[cut:])), train.subset(np.sort(order[:cut]))
     else:
-        val = _as_dataset(val, clf, "validation").for_classifier(clf)
+        val = for_classifier(_as_dataset(val, clf, "validation"), clf)
         clf.check_labels(val.y, len(val), what="validation labels")
     return train, val
 

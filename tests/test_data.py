@@ -14,6 +14,7 @@ from PIL import Image
 
 import egide
 from egide.core.errors import DataError
+from egide.datasets import for_classifier
 
 load = egide.datasets.load
 
@@ -533,7 +534,7 @@ def test_folder_of_larger_rgb_images_fits_the_classifier_and_keeps_its_accuracy(
 
     ds = load(tmp_path)
     assert ds.image_shape == (16, 16, 3)
-    fitted = ds.for_classifier(clf)
+    fitted = for_classifier(ds, clf)
 
     assert fitted.image_shape == (8, 8, 1) and fitted.class_names == tuple(folders)
     order = np.argsort(y_test, kind="stable")  # read class by class, files by name
@@ -543,26 +544,26 @@ def test_folder_of_larger_rgb_images_fits_the_classifier_and_keeps_its_accuracy(
     accuracy = float(np.mean(clf.predict(fitted.x) == fitted.y))
     assert accuracy >= 0.9
     assert ds.image_shape == (16, 16, 3)  # the original is left as it was
-    assert ds.take(5).for_classifier(clf).image_shape == (8, 8, 1)  # a part is still images
+    assert for_classifier(ds.take(5), clf).image_shape == (8, 8, 1)  # a part is still images
 
 
 def test_data_that_already_fits_is_returned_as_is(bars, clf):
     _, _, x_test, y_test = bars
     ds = egide.Dataset(x_test[:10], y_test[:10], ("horizontal", "vertical", "diagonal"))
-    assert ds.for_classifier(clf) is ds
+    assert for_classifier(ds, clf) is ds
 
 
 def test_class_count_mismatch_names_both_counts(clf):
     ds = egide.Dataset(np.zeros((2, 8, 8, 1), np.float32), np.array([0, 1]), ("a", "b"))
     with pytest.raises(DataError, match=r"2 classes \(a, b\) but .* outputs 3"):
-        ds.for_classifier(clf)
+        for_classifier(ds, clf)
 
 
 def test_channel_counts_other_than_gray_or_rgb_name_both_shapes(clf):
     x = np.zeros((2, 8, 8, 2), np.float32)
     ds = egide.Dataset(x, np.array([0, 1]), ("a", "b", "c"), from_images=True)
     with pytest.raises(DataError, match=r"images are 8x8x2 but .* expects 8x8x1: only grayscale"):
-        ds.for_classifier(clf)
+        for_classifier(ds, clf)
 
 
 def test_arrays_of_another_shape_are_not_resampled_silently(tmp_path, bars, clf):
@@ -571,9 +572,9 @@ def test_arrays_of_another_shape_are_not_resampled_silently(tmp_path, bars, clf)
     np.savez(tmp_path / "d.npz", x=np.round(big * 255).astype(np.uint8), y=y_test[:6])
 
     with pytest.raises(DataError, match=r"images are 16x16x1 but .* expects 8x8x1.*image_size=\(8, 8\), channels=1"):
-        load(tmp_path / "d.npz").for_classifier(clf)
+        for_classifier(load(tmp_path / "d.npz"), clf)
 
-    fitted = load(tmp_path / "d.npz", image_size=(8, 8), channels=1).for_classifier(clf)
+    fitted = for_classifier(load(tmp_path / "d.npz", image_size=(8, 8), channels=1), clf)
     np.testing.assert_allclose(fitted.x, x_test[:6], atol=0.6 / 255)
 
 
@@ -584,17 +585,17 @@ def test_guessed_class_names_grow_to_the_model_classes(tmp_path, bars, clf):
     ds = load(tmp_path / "d.npz")
     assert ds.class_names == ("0", "1")
 
-    assert ds.for_classifier(clf).class_names == ("0", "1", "2")
+    assert for_classifier(ds, clf).class_names == ("0", "1", "2")
 
 
 def test_a_sigmoid_model_given_three_classes_of_data_is_refused():
     binary = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
     ds = egide.Dataset(np.zeros((3, 8, 8, 1), np.float32), np.array([0, 1, 2]), ("a", "b", "c"))
     with pytest.raises(DataError, match="3 classes .* one sigmoid output: two classes"):
-        ds.for_classifier(egide.Classifier.from_keras(binary))
+        for_classifier(ds, egide.Classifier.from_keras(binary))
 
 
 def test_for_classifier_needs_an_egide_classifier(cnn_model):
     ds = egide.Dataset(np.zeros((2, 8, 8, 1), np.float32), np.array([0, 1]), ("a", "b", "c"))
     with pytest.raises(DataError, match="Classifier.from_keras"):
-        ds.for_classifier(cnn_model)
+        for_classifier(ds, cnn_model)

@@ -60,3 +60,25 @@ def test_draws_are_per_image_and_per_stream():
                               randomness.uniform([2, 4], randomness.draw(seed, 1)))
     subset = randomness.for_rows(seed, tf.constant([1, 4]))(randomness.uniform, [3])
     assert np.array_equal(subset, tf.gather(randomness.uniform([5, 3], seed), [1, 4]))
+
+
+@pytest.mark.parametrize("defense, params", [("gaussian-noise", {"sigma": 0.2}),
+                                             ("randomized-smoothing", {"sigma": 0.2, "samples": 20})])
+def test_a_randomized_defense_draws_per_image_so_any_batch_gives_the_same_result(defense, params, clf,
+                                                                                bars, registry):
+    from egide.lab.services import attack_on
+
+    _, _, x, y = bars
+    x, y = x[:30], y[:30]
+    defended = registry.create("defense", defense, **params).apply(clf, seed=0)
+    attack = registry.create("attack", "pgd", eps=0.1, steps=5)
+    small, auto = (attack_on(attack, defended, defended.adaptive(eot_samples=4), x, y, batch_size=b, seed=1)
+                   for b in (7, None))
+    assert auto.batch_size != 7
+    np.testing.assert_allclose(small.x_adv, auto.x_adv, atol=1e-5)
+    assert np.array_equal(small.y_pred, auto.y_pred) and np.array_equal(small.y_pred_adv, auto.y_pred_adv)
+    defended.reseed(5)
+    by_7 = defended.predict_logits(x, batch_size=7)
+    defended.reseed(5)
+    assert np.allclose(by_7, defended.predict_logits(x, batch_size=64), atol=1e-5)
+    assert not np.allclose(by_7, defended.predict_logits(x, batch_size=7))  # drawn afresh

@@ -134,7 +134,7 @@ def _decode_npy(data: bytes, filename: str, index: int, channels: int, max_pixel
 
 def fit(pixels: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarray:
     """pixels (H, W, C) converted to the model's (h, w, c), as the data loaders convert files."""
-    from egide.core.dataset import fit_images as _fit_images
+    from egide.lab.data.fitting import fit_images as _fit_images
 
     h, w, c = input_shape
     if pixels.shape[-1] != c and not {pixels.shape[-1], c} <= {1, 3}:

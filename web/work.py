@@ -23,7 +23,7 @@ import numpy as np
 
 from egide.lab import services
 from egide.lab.choices import reference_attack
-from egide.lab.data import Draw, drawn
+from egide.lab.data import Draw, drawn, for_classifier
 from egide.lab.data.splits import match
 from egide.lab.report.files import json_safe, write_figures, write_report
 from egide.lab.report.format import detector_fit_text
@@ -184,7 +184,7 @@ class Resources:
         `detector_images`, stratified by class. Returns (dataset, split)."""
         splits = self.splits(data)
         split = next((found for s in ("val", "train") if (found := match(s, splits))), None)
-        return drawn(self.dataset(data, split, clf), Draw(self.detector_images)).for_classifier(clf), split
+        return for_classifier(drawn(self.dataset(data, split, clf), Draw(self.detector_images)), clf), split
 
     def ood_check(self, model: str, data: str):
         """The out-of-distribution check of `model` against `data` (lab/ood.py), fitted once."""
@@ -382,7 +382,7 @@ def _attack(res: Resources, out: Path, req: dict, progress):
     clf = _stoppable(res.classifier(req["model"]), progress)
     data = res.dataset(req["data"], req.get("split"), clf)
     draw = Draw(req["limit"], req.get("seed", 0), req.get("sampling", "stratified")) if req.get("limit") else None
-    data = drawn(data, draw).for_classifier(clf)
+    data = for_classifier(drawn(data, draw), clf)
     attack = res.attack(req["plugin"], req.get("params", {}))
     target = services.targets(req.get("target"), data.y, data.class_names, attack.targeted)
     seed, batch_size = req.get("seed", 0), req.get("batch_size")
@@ -519,8 +519,8 @@ def _defend(res: Resources, out: Path, job: dict, progress):
     if req.get("limit"):
         train = drawn(train, Draw(req["limit"], req.get("seed", 0)))
     val = res.dataset(req["data"], "val", clf) if "val" in splits else None
-    train = train.for_classifier(clf)
-    val = val.for_classifier(clf) if val is not None else None
+    train = for_classifier(train, clf)
+    val = for_classifier(val, clf) if val is not None else None
     trainer = res.registry.create("defense", req["plugin"], **req.get("params", {}))
     started = time.perf_counter()
     trained = trainer.apply(clf, train=train, val=val, progress=progress,

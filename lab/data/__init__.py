@@ -13,14 +13,15 @@ from pathlib import Path
 from egide.core.dataset import Dataset
 from egide.core.errors import DataError
 
+from .fitting import for_classifier
 from .folders import MixedSizesError, ScanOptions, load_folder, split_folders
 from .npz import load_npz, npz_splits
 from .options import checked_options, drawn, finish
 from .sampling import SAMPLINGS, Draw, Subset
 from .splits import ALL, concatenated, match
 
-__all__ = ["SAMPLINGS", "Dataset", "Draw", "MixedSizesError", "Subset", "available_splits", "drawn", "load",
-           "load_for_model"]
+__all__ = ["SAMPLINGS", "Dataset", "Draw", "MixedSizesError", "Subset", "available_splits", "drawn",
+           "for_classifier", "load", "load_for_model"]
 
 
 def _named_sources(reg=None) -> dict:

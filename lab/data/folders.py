@@ -10,17 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from egide.core.dataset import (
-    MAX_LISTED,
-    Dataset,
-    is_gray,
-    listing,
-    fit_images,
-    resampling,
-)
+from egide.core.dataset import MAX_LISTED, Dataset, listing
 from egide.core.errors import DataError
 
 from . import dicom, nifti
+from .fitting import fit_images, is_gray, resampling
 from .splits import split_folder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

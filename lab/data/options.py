@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from egide.core.dataset import Dataset, fit_images, is_int
+from egide.core.dataset import Dataset, is_int
 from egide.core.errors import DataError
+
+from .fitting import fit_images
 
 
 def checked_options(image_size, channels, limit):

@@ -28,6 +28,7 @@ from egide.core.registry import Registry
 from egide.core.registry import registry as default_registry
 from egide.core.results import AttackResult
 from egide.lab import services
+from egide.lab.data.fitting import for_classifier
 from egide.lab.data.sampling import Sampling
 from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
 from egide.lab.evaluation.detectors import check_detector, evaluate_detectors
@@ -258,7 +259,7 @@ def evaluate(
     chosen = choose_images(config, source, needs_fit=bool(config.detectors))
     dataset = chosen.data
     mixed_sizes = source.mixed_sizes[0] if source.mixed_sizes else None
-    data = dataset.for_classifier(clf)
+    data = for_classifier(dataset, clf)
     # Images from files are resized to the model's input; the report says so.
     resized_from = list(dataset.image_shape) if data.image_shape != dataset.image_shape else None
     names = list(data.class_names)
@@ -283,7 +284,7 @@ def evaluate(
     defended = [defense_classifier(reg, spec, clf) for spec in config.defenses]
     detectors = [check_detector(reg, spec) for spec in config.detectors]
     if detectors:
-        fit = chosen.fit.for_classifier(clf)
+        fit = for_classifier(chosen.fit, clf)
         fit_x, fit_y = fit.x, fit.y
     evaluation_plan = [p for p in plan if p[3] == "evaluation"]
     suite_work = len(PROTOCOLS[config.suite]) * len(config.eps) * len(x) if config.suite else 0
