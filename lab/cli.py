@@ -28,7 +28,7 @@ from egide.core.errors import DataError, EgideError, InputError
 from egide.core.preprocess import Preprocessor
 from egide.core.registry import registry
 from egide.lab import services
-from egide.lab.data import Draw, Subset, for_classifier, load_for_model
+from egide.lab.data import Subset, for_classifier
 from egide.lab.data import load as load_data
 from egide.lab.quiet import import_tensorflow_quietly
 from egide.lab.report.files import write_report
@@ -213,6 +213,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="where to save the defended model (.keras)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: <out>.ckpt)")
     p.add_argument("--no-checkpoint", action="store_true", help="do not write a checkpoint")
+    p.add_argument("--limit", type=int, metavar="N", help="train on N images of the train split, drawn "
+                   "stratified by class under --seed")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _input_range_option(p)
     p.add_argument("--no-progress", action="store_true", help="hide the per-batch progress bar")
@@ -281,39 +283,37 @@ def _input_range_option(p) -> None:
 
 # ---- egide attack ---------------------------------------------------------------------
 def _cmd_attack(args) -> int:
-    params = dict(parse_param(p) for p in args.param)
-    attack = registry().create("attack", args.attack, **params)  # fail fast on bad params
-    defense = _attack_defense(args)
-    clf = Classifier.load(args.model, input_range=parse_range(args.input_range))
-    if defense is not None:
-        clf = defense.apply(clf, seed=args.seed)
-    adaptive = defense is not None and args.adaptive is not False  # adaptive unless told otherwise
-    attacked = clf.adaptive() if adaptive else clf
-    window = parse_range(args.window, what="--window", ordered=False)
-    draw = Draw(args.limit, args.seed, args.sampling or "stratified") if args.limit else None
-    data, mixed_sizes = load_for_model(args.data, clf, split=args.split, draw=draw, window=window,
-                                       slice_axis=args.slice_axis or "axial",
-                                       skip_empty_slices=bool(args.skip_empty_slices))
-    if draw is not None and draw.subset.warning():
-        print(f"WARNING: {draw.subset.warning()}", file=sys.stderr)
-    if mixed_sizes:
-        print(f"note: the scans differ in size ({mixed_sizes}); each is resized to the model's input "
-              f"{'x'.join(map(str, clf.input_shape))}", file=sys.stderr)
-    data = for_classifier(data, clf)
-    target = services.targets(args.target, data.y, data.class_names, attack.targeted)
+    from egide.lab.evaluation.images import local_source
+    from egide.lab.jobs import AttackConfig, DefenseChoice, run_attack
 
-    with _progress_bar(len(data), f"{attack.name}", disabled=args.no_progress) as progress:
-        result = services.attack_on(attack, clf, attacked, data.x, data.y, target=target,
-                                    batch_size=args.batch_size, seed=args.seed, progress=progress)
-    out = result.save(args.out)
-    summary = {
-        **result.summary(),
-        "defense": None if defense is None else {**defense.config(), "adaptive": adaptive},
-        "model": clf.describe(),
-        "data": {"source": str(args.data), "split": args.split, "class_names": list(data.class_names),
-                 "subset": draw.subset.to_dict() if draw else None},
-        "output": str(out),
-    }
+    reg = registry()
+    if args.defense is None and (args.defense_param or args.adaptive is not None):
+        flag = "--defense-param" if args.defense_param else "--adaptive" if args.adaptive else "--non-adaptive"
+        raise InputError(f"{flag} needs --defense NAME: the preprocessing defense to attack")
+    defense = None if args.defense is None else DefenseChoice(
+        plugin=args.defense, params=dict(parse_param(p) for p in args.defense_param),
+        adaptive=args.adaptive is not False)  # adaptive unless told otherwise, as in the API
+    config = _validated(AttackConfig, "attack settings", plugin=args.attack, model=args.model, data=args.data,
+                        params=dict(parse_param(p) for p in args.param), split=args.split, limit=args.limit,
+                        sampling=args.sampling or "stratified", batch_size=args.batch_size, seed=args.seed,
+                        target=args.target, defense=defense)
+    # Fail fast on bad parameters, before the model loads.
+    reg.create("attack", config.plugin, **config.params)
+    if defense is not None:
+        services.preprocessing_defense(reg, defense.plugin, defense.params)
+    clf = Classifier.load(args.model, input_range=parse_range(args.input_range))
+    source = local_source(args.data, clf, reg, window=parse_range(args.window, what="--window", ordered=False),
+                          slice_axis=args.slice_axis or "axial", skip_empty_slices=bool(args.skip_empty_slices))
+    with _progress_bar(0, config.plugin, disabled=args.no_progress) as progress:
+        outcome = run_attack(config, classifier=clf, source=source, registry=reg, progress=progress)
+    summary = outcome.summary
+    if summary["subset"] and Subset.from_dict(summary["subset"]).warning():
+        print(f"WARNING: {Subset.from_dict(summary['subset']).warning()}", file=sys.stderr)
+    if source.mixed_sizes:
+        print(f"note: the scans differ in size ({source.mixed_sizes[0]}); each was resized to the model's "
+              f"input {'x'.join(map(str, clf.input_shape))}", file=sys.stderr)
+    out = outcome.result.save(args.out)
+    summary["output"] = str(out)
     summary_path = out.with_suffix(".json")
     summary_path.write_text(json.dumps(summary, indent=2))
     if args.json:
@@ -323,16 +323,15 @@ def _cmd_attack(args) -> int:
     return 0
 
 
-def _attack_defense(args):
-    """The preprocessor named by --defense (validated before any model loads), or None."""
-    if args.defense is None:
-        if args.defense_param or args.adaptive is not None:
-            flag = ("--defense-param" if args.defense_param
-                    else "--adaptive" if args.adaptive else "--non-adaptive")
-            raise InputError(f"{flag} needs --defense NAME: the preprocessing defense to attack")
-        return None
-    params = dict(parse_param(p) for p in args.defense_param)
-    return services.preprocessing_defense(registry(), args.defense, params)
+def _validated(config_type, what: str, **settings):
+    """`config_type(**settings)`, or an InputError that names each bad setting."""
+    from pydantic import ValidationError
+
+    try:
+        return config_type(**settings)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in exc.errors()]
+        raise InputError(f"invalid {what}:\n" + "\n".join(lines)) from None
 
 
 def _print_summary(s: dict, out: Path, summary_path: Path) -> None:
@@ -342,8 +341,8 @@ def _print_summary(s: dict, out: Path, summary_path: Path) -> None:
         settings = ", ".join(f"{k}={v}" for k, v in d["params"].items())
         view = "adaptive attack (BPDA/EOT)" if d["adaptive"] else "non-adaptive attack"
         print(f"  defense          {d['plugin']} ({settings}), {view}")
-    if s["data"].get("subset"):
-        print(f"  images           {Subset.from_dict(s['data']['subset']).sentence()}")
+    if s.get("subset"):
+        print(f"  images           {Subset.from_dict(s['subset']).sentence()}")
     print(f"  clean accuracy   {s['clean_accuracy']:.2%}")
     print(f"  robust accuracy  {s['robust_accuracy']:.2%}")
     print(f"  success rate     {_pct(s['success_rate'])} of the {s['images'] - s['already_misclassified']} "
@@ -356,8 +355,6 @@ def _print_summary(s: dict, out: Path, summary_path: Path) -> None:
 # ---- egide evaluate -------------------------------------------------------------------
 def evaluation_config(args):
     """The evaluation settings: the --config file if given, then each flag given on top."""
-    from pydantic import ValidationError
-
     from egide.lab.evaluation.pipeline import AttackSpec, EvaluationConfig
 
     settings: dict = {}
@@ -412,13 +409,7 @@ def evaluation_config(args):
             by_name.get(name, AttackSpec(plugin=name)).model_dump()
             for name in (n.strip() for n in args.attacks.split(",")) if name
         ]
-    try:
-        return EvaluationConfig(**settings)
-    except ValidationError as exc:
-        lines = [
-            f"  {'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in exc.errors()
-        ]
-        raise InputError("invalid evaluation settings:\n" + "\n".join(lines)) from None
+    return _validated(EvaluationConfig, "evaluation settings", **settings)
 
 
 def _cmd_evaluate(args) -> int:
@@ -625,37 +616,24 @@ def _cmd_train(args) -> int:
 
 # ---- egide defend ---------------------------------------------------------------------
 def _cmd_defend(args) -> int:
-    import time
-
+    from egide.lab.evaluation.images import local_source
+    from egide.lab.jobs import DefendConfig, train_defended, trainer_of
     from egide.lab.training import save_model
 
-    params = dict(parse_param(p) for p in args.param)
-    defense = registry().create("defense", args.defense, **params)  # fail fast on bad params
-    if not defense.needs_training_data:
-        raise InputError(
-            f"'{defense.name}' is a preprocessor: it wraps a model's inputs and has nothing to "
-            f"train; apply it by name where the model is used: `egide attack --defense "
-            f"{defense.name} ...`, `egide evaluate --defenses {defense.name} ...` or the server"
-        )
+    reg = registry()
+    config = _validated(DefendConfig, "defense settings", plugin=args.defense, model=args.model, data=args.data,
+                        params=dict(parse_param(p) for p in args.param), limit=args.limit, seed=args.seed)
+    defense = trainer_of(config, reg)  # fail fast on bad parameters, before the model loads
     out = Path(args.out)
     if out.suffix not in (".keras", ".h5"):
         raise InputError(f"--out {out}: save the defended model as .keras (or .h5)")
-    if args.seed < 0:
-        raise InputError(f"--seed must be a non-negative integer, got {args.seed}")
     clf = Classifier.load(args.model, input_range=parse_range(args.input_range))
-    train = load_data(args.data, split="train")
-    try:
-        val = load_data(args.data, split="val")
-    except DataError:
-        val = None  # the trainer holds out a seeded 10% of train
     checkpoint = None if args.no_checkpoint else Path(args.checkpoint or f"{out}.ckpt")
-    print(f"{defense.name} on {clf.name}: {len(train)} training images of {args.data} "
-          f"({len(val) if val is not None else 'a 10% hold-out'} for validation), "
-          f"params {defense.params.model_dump(mode='json')}", flush=True)
+    print(f"{defense.name} on {clf.name}, the train split of {args.data}, params "
+          f"{defense.params.model_dump(mode='json')}", flush=True)
     if checkpoint is not None and checkpoint.exists():
         print(f"resuming from the checkpoint {checkpoint}", flush=True)
 
-    started = time.perf_counter()
     bar = _progress_bar(0, defense.name, disabled=args.no_progress)
     shown = 0
     with bar as on_batch:
@@ -677,28 +655,30 @@ def _cmd_defend(args) -> int:
             on_batch(done, total, label)
 
         try:
-            result = defense.apply(clf, train=train, val=val, progress=progress,
-                                   checkpoint=checkpoint, seed=args.seed)
+            outcome = train_defended(config, classifier=clf, source=local_source(args.data, clf, reg),
+                                     registry=reg, checkpoint=checkpoint, progress=progress, trainer=defense)
         except KeyboardInterrupt:
             if checkpoint is not None and checkpoint.exists():
                 print(f"egide: the finished epochs are kept in {checkpoint}; rerun the same "
                       "command to resume", file=sys.stderr)
             raise
-    saved = save_model(result.model, out)
+    saved = save_model(outcome.trained.model, out)
     best = defense.best
+    print(f"trained on {len(outcome.train)} images, validated on "
+          f"{len(outcome.val) if outcome.val is not None else 'a 10% hold-out of them'}")
     print(f"best epoch {best['epoch']}: val clean {best['val_clean_accuracy']:.2%}, val adversarial "
           f"{best['val_adversarial_accuracy']:.2%} (PGD-{defense.params.val_steps} at eps "
           f"{defense.params.eps:.4g})")
     try:
-        test = for_classifier(load_data(args.data, split="test"), result)
+        test = for_classifier(load_data(args.data, split="test"), outcome.trained)
     except DataError:
         test = None
     if test is not None:
-        accuracy = float((result.predict(test.x) == test.y).mean())
+        accuracy = float((outcome.trained.predict(test.x) == test.y).mean())
         print(f"test clean accuracy {accuracy:.2%} on {len(test)} images")
     if checkpoint is not None and checkpoint.exists():
         checkpoint.unlink()  # the saved model is the result now
-    print(f"wrote {saved} ({time.perf_counter() - started:.0f} s); measure its robustness with "
+    print(f"wrote {saved} ({outcome.seconds:.0f} s); measure its robustness with "
           f"`egide evaluate --model {saved}`")
     return 0
 

@@ -90,7 +90,7 @@ def test_the_command_line_attack_says_which_images_its_limit_drew(study_folder, 
     assert "8 of 120 images, a seeded sample stratified by class (seed 0): glioma 2, meningioma 2" in printed
     assert "images classified right before the attack" in printed
     summary = json.loads(out.with_suffix(".json").read_text())
-    assert summary["data"]["subset"]["class_counts"] == {"glioma": 2, "meningioma": 2, "notumor": 2, "pituitary": 2}
+    assert summary["subset"]["class_counts"] == {"glioma": 2, "meningioma": 2, "notumor": 2, "pituitary": 2}
 
 
 @pytest.mark.parametrize("text, value", [("8/255", 8 / 255), ("0.5/255", 0.5 / 255), (" 0.0157 ", 0.0157), (0.25, 0.25)])

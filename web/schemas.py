@@ -6,67 +6,51 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from egide.lab.data.sampling import Sampling
-from egide.lab.evaluation.pipeline import MAX_SEED, EvaluationConfig
+from egide.lab.evaluation.pipeline import EvaluationConfig
+from egide.lab.jobs import AttackConfig, DefendConfig, DefenseChoice
 
 MAX_IMAGES = 2048  # images one job may attack (EGIDE_MAX_IMAGES)
 Name = Annotated[str, Field(min_length=1, max_length=128)]  # plugin, model, data set and split names
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
-class JobDefense(BaseModel):
+class JobDefense(DefenseChoice):
     """A preprocessing defense the attacked model sits behind."""
 
-    model_config = ConfigDict(extra="forbid")
     plugin: Name = Field(description="Defense plugin name (a preprocessor: GET /api/v1/plugins)")
-    params: dict[str, Any] = Field(default_factory=dict, description="The defense's parameters")
-    adaptive: bool = Field(True, description="Attack the defense's adaptive view (BPDA for a "
-                           "non-differentiable transform, EOT for a randomized one); false attacks it "
-                           "as it is, which overstates a defense that hides gradients")
 
 
-class AttackJob(BaseModel):
+class AttackJob(AttackConfig):
     """Run one attack on a named model and data set (optionally behind a preprocessing defense).
-    Robust accuracy is always what the defended model answers on the adversarial images."""
+    Robust accuracy is always what the defended model answers on the adversarial images. The
+    fields are the lab's attack config (egide.lab.jobs.AttackConfig, what `egide attack` runs);
+    the server names its models and data sets and bounds the images of a job."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["attack"]
     plugin: Name = Field(description="Attack plugin name, e.g. 'fgsm'")
-    params: dict[str, Any] = Field(default_factory=dict, description="The attack's parameters")
     model: Name | None = Field(None, description="Named model (GET /api/v1/models); default: the "
                               "preselected one, the demo model when installed")
     data: Name | None = Field(None, description="Named data set (GET /api/v1/datasets); default: the "
                              "one the model declares, else the preselected one")
-    split: Name | None = Field("test", description="Split of the data set ('all': every split)")
+    split: Name | None = Field(None, description="Split of the data set ('all': every split); empty: "
+                               "'test' when the data set has splits, else all of it")
     limit: int | None = Field(64, ge=1, description="Attack N images of the split, drawn as `sampling` says "
-                              "(under `seed`); empty: as many as the server allows per job (EGIDE_MAX_IMAGES)")
-    sampling: Sampling = Field("stratified", description="How `limit` draws its images: 'stratified' (each "
-                               "class in proportion), 'random', or 'first' (read order)")
-    batch_size: int | None = Field(
-        None, ge=1, le=1024, description="Images per batch; empty: chosen from the model's memory footprint")
-    seed: Seed = 0
-    target: int | str | None = Field(
-        None, description="Targeted attacks: a class index or name for every image, or 'next'"
-    )
+                              "(under `seed`); empty: as many as the server allows per job (EGIDE_MAX_IMAGES). "
+                              "64 by default, where the command line attacks every image: a server bounds a job")
     defense: JobDefense | None = Field(None, description="A preprocessing defense in front of the model")
 
 
-class DefendJob(BaseModel):
+class DefendJob(DefendConfig):
     """Train a defended model with a trainer plugin (a defense that needs training data) on the
     train split of a named data set (validated on its val split). The trained model is saved as the
-    job's artifact `model.keras` and registered as an uploaded model (its name is in the result)."""
+    job's artifact `model.keras` and registered as an uploaded model (its name is in the result).
+    The fields are the lab's defend config (egide.lab.jobs.DefendConfig, what `egide defend` runs)."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["defend"]
     plugin: Name = Field(description="Trainer plugin name (a defense with needs_training_data)")
-    params: dict[str, Any] = Field(default_factory=dict, description="The trainer's parameters")
     model: Name | None = Field(None, description="Named model to start from (GET /api/v1/models); "
                               "default: the preselected one, the demo model when installed")
     data: Name | None = Field(None, description="Named data set with a train split; default: the one "
                              "the model declares, else the preselected one")
-    limit: int | None = Field(None, ge=1, description="Train on N training images only, drawn stratified by "
-                              "class under `seed`")
-    seed: Seed = 0
 
 
 class EvaluateJob(BaseModel):

@@ -21,7 +21,6 @@ from typing import Callable
 
 import numpy as np
 
-from egide.lab import services
 from egide.lab.choices import reference_attack
 from egide.lab.data import Draw, drawn, for_classifier
 from egide.lab.data.splits import match
@@ -375,34 +374,23 @@ def _stoppable(clf, progress):
     return clf
 
 
+def _config(model, req: dict):
+    """The lab's config of a stored job request (the request less its `kind`)."""
+    return model(**{k: v for k, v in req.items() if k != "kind"})
+
+
 def _attack(res: Resources, out: Path, req: dict, progress):
     from egide.core.classifier import softmax
-    from egide.lab.evaluation.running import AttackJob
+    from egide.lab.jobs import AttackConfig, run_attack
 
-    clf = _stoppable(res.classifier(req["model"]), progress)
-    data = res.dataset(req["data"], req.get("split"), clf)
-    draw = Draw(req["limit"], req.get("seed", 0), req.get("sampling", "stratified")) if req.get("limit") else None
-    data = for_classifier(drawn(data, draw), clf)
-    attack = res.attack(req["plugin"], req.get("params", {}))
-    target = services.targets(req.get("target"), data.y, data.class_names, attack.targeted)
-    seed, batch_size = req.get("seed", 0), req.get("batch_size")
-    defense = req.get("defense")
-    measured = attacked = clf
-    if defense:
-        measured = res.registry.create("defense", defense["plugin"], **defense.get("params", {})).apply(clf)
-        attacked = measured.adaptive() if defense.get("adaptive", True) else measured
-    job = AttackJob(attack, measured, attacked, data.x, data.y, attack.name, target=target)
-    result = res.executor().run_all([job], batch_size=batch_size, seed=seed,
-                                    progress=lambda done, total, _label: progress(done, total))[0]
+    config = _config(AttackConfig, req)
+    clf = _stoppable(res.classifier(config.model), progress)
+    outcome = run_attack(config, classifier=clf, source=res.data_source(config.data, clf),
+                         registry=res.registry, executor=res.executor(), progress=progress)
+    result, data, measured = outcome.result, outcome.data, outcome.measured
     result.save(out / "adversarial.npz")
     names = list(data.class_names)
-    summary = result.summary()
-    summary["class_names"] = names
-    summary["subset"] = draw.subset.to_dict() if draw else None
-    summary["model"] = req["model"]
-    summary["input_range"], summary["input_range_source"] = list(clf.input_range), clf.range_source
-    if defense:
-        summary["defense"] = {**measured.defense.config(), "adaptive": bool(defense.get("adaptive", True))}
+    summary = outcome.summary
     n_shown = min(EXAMPLES, len(result))
     shown = np.arange(n_shown)
     p_clean = softmax(measured.predict_logits(data.x[shown]))
@@ -507,37 +495,26 @@ def _guard_headline(guard) -> list[dict] | None:
 def _defend(res: Resources, out: Path, job: dict, progress):
     """Train a defended model with a trainer plugin; save it as model.keras and register it as an
     uploaded model, so it can be picked, attacked and evaluated afterwards."""
-    from egide.core.errors import InputError
+    from egide.lab.jobs import DefendConfig, train_defended
     from egide.lab.training import save_model
 
-    req = job["request"]
-    clf = res.classifier(req["model"])
-    splits = res.splits(req["data"])
-    if "train" not in splits:
-        raise InputError(f"{req['data']} has no train split to train on")
-    train = res.dataset(req["data"], "train", clf)
-    if req.get("limit"):
-        train = drawn(train, Draw(req["limit"], req.get("seed", 0)))
-    val = res.dataset(req["data"], "val", clf) if "val" in splits else None
-    train = for_classifier(train, clf)
-    val = for_classifier(val, clf) if val is not None else None
-    trainer = res.registry.create("defense", req["plugin"], **req.get("params", {}))
-    started = time.perf_counter()
-    trained = trainer.apply(clf, train=train, val=val, progress=progress,
-                            checkpoint=out / CHECKPOINT, seed=req.get("seed", 0))
-    seconds = time.perf_counter() - started
-    model_file = save_model(trained.model, out / "model.keras")  # atomic, no optimizer state
+    config = _config(DefendConfig, job["request"])
+    clf = res.classifier(config.model)
+    outcome = train_defended(config, classifier=clf, source=res.data_source(config.data, clf),
+                             registry=res.registry, checkpoint=out / CHECKPOINT, progress=progress)
+    trainer, val = outcome.trainer, outcome.val
+    model_file = save_model(outcome.trained.model, out / "model.keras")  # atomic, no optimizer state
     (out / CHECKPOINT).unlink(missing_ok=True)  # done: nothing left to resume
-    names = res.class_names(req["model"], clf.num_classes)
+    names = res.class_names(config.model, clf.num_classes)
     meta, registered = res.uploads.add_trained_model(
-        model_file, title=f"{trainer.title} of {req['model']} (job {job['id']})",
-        data=req["data"], class_names=names, made_by={"job": job["id"], **trainer.config(),
-                                                      "base_model": req["model"]})
+        model_file, title=f"{trainer.title} of {config.model} (job {job['id']})",
+        data=config.data, class_names=names, made_by={"job": job["id"], **trainer.config(),
+                                                      "base_model": config.model})
     res.remember(meta["name"], registered)
     val_acc = float(np.mean(registered.predict(val.x) == val.y)) if val is not None else None
-    summary = {"defense": trainer.config(), "base_model": req["model"], "data": req["data"],
-               "model": meta["name"], "model_title": meta["title"], "train_images": len(train),
-               "val_accuracy": val_acc, "seconds": round(seconds, 3)}
+    summary = {"defense": trainer.config(), "base_model": config.model, "data": config.data,
+               "model": meta["name"], "model_title": meta["title"], "train_images": len(outcome.train),
+               "val_accuracy": val_acc, "seconds": round(outcome.seconds, 3)}
     return json_safe(summary), ["model.keras"]
 
 

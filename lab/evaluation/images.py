@@ -50,24 +50,24 @@ class EvaluationImages:
     fit_origin: dict | None = None
 
 
-def local_source(config, clf, registry=None) -> DataSource:
-    """The data of `config` read from disk or a data-set plugin of `registry`, scans resized to
-    `clf`'s input."""
+def local_source(data: str, clf, registry=None, *, window=None, slice_axis: str = "axial",
+                 skip_empty_slices: bool = False) -> DataSource:
+    """The data set `data` (a name, a file or a folder) read from disk or a data-set plugin of
+    `registry`, scans read with the given options and resized to `clf`'s input."""
     from egide.lab.data import available_splits, load_for_model
 
-    source = DataSource(config.data, [], None)
+    source = DataSource(data, [], None)
     try:
-        source.splits = available_splits(config.data, registry)
+        source.splits = available_splits(data, registry)
     except DataError:
         source.splits = []  # the load below reports the problem with the data itself
 
     def load(split, draw=None):
-        data, sizes = load_for_model(config.data, clf, split=split, draw=draw, window=config.window,
-                                     slice_axis=config.slice_axis, skip_empty_slices=config.skip_empty_slices,
-                                     registry=registry)
+        loaded, sizes = load_for_model(data, clf, split=split, draw=draw, window=window, slice_axis=slice_axis,
+                                       skip_empty_slices=skip_empty_slices, registry=registry)
         if sizes:
             source.mixed_sizes.append(sizes)
-        return data
+        return loaded
 
     source.load = load
     return source

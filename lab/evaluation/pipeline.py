@@ -255,7 +255,9 @@ def evaluate(
     clf = classifier or Classifier.load(config.model, input_range=config.input_range)
     if source is None:
         source = (in_memory_source(config.data, config.split, dataset, detector_dataset)
-                  if dataset is not None else local_source(config, clf, reg))
+                  if dataset is not None else local_source(config.data, clf, reg, window=config.window,
+                                                            slice_axis=config.slice_axis,
+                                                            skip_empty_slices=config.skip_empty_slices))
     chosen = choose_images(config, source, needs_fit=bool(config.detectors))
     dataset = chosen.data
     mixed_sizes = source.mixed_sizes[0] if source.mixed_sizes else None
