@@ -94,7 +94,7 @@ class EgideState:
     registry: Any  # egide.core.Registry
     store: Any  # jobs.JobStore
     runner: Any  # jobs.JobRunner
-    resources: Any  # work.Resources
+    resources: Any  # resources.Resources
     job_dir: Path
     predict_slots: Any = None  # threading.BoundedSemaphore: /predict work at once
 
@@ -127,7 +127,8 @@ def create_app(config: dict | None = None) -> Flask:
     from .jobs import JobRunner, JobStore
     from .pages import pages
     from .problems import Problem, problem_response
-    from .work import Resources, run_job
+    from .resources import Resources
+    from .work import run_job
 
     cfg = settings(config)
     instance = cfg["EGIDE_INSTANCE_PATH"] or "egide-instance"
