@@ -7,7 +7,7 @@ For each detector (fitted on the demo's val split; supervised ones also on PGD e
 
 - plain: PGD with `--steps` steps on the classifier alone (no random restart), the attack an
   evaluation runs;
-- adaptive: the detector-aware attack (`egide.lab.guard_attack.GuardAttack`) with the same steps;
+- adaptive: the detector-aware attack (`egide.lab.guard.attack.GuardAttack`) with the same steps;
 - raw: `--steps` times one compiled call that computes what each adaptive step needs and
   nothing else: the class margin's and the detector score's gradients at the same images.
 
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     import egide
-    from egide.lab.guard_attack import GuardAttack
+    from egide.lab.guard.attack import GuardAttack
 
     tf.get_logger().setLevel("ERROR")
     reg = egide.registry()

@@ -8,7 +8,7 @@ A trainer plugin declares only how one batch becomes its training objective:
 Both run inside ONE compiled `tf.function` per batch (`compiled_step`) — inner attack, forward,
 backward, optimizer update — so the inner attack's steps never leave the graph. The loop around
 it is the same for every trainer and is application code: it lives in the lab
-(`egide.lab.trainer_loop`: input checks, a copy of the model, seeded shuffled batches, the eps
+(`egide.lab.training.trainer_loop`: input checks, a copy of the model, seeded shuffled batches, the eps
 warm-up, validation, the best epoch, resumable checkpoints). `apply()` runs it: the package root
 plugs it in with `use_training_loop`, so the kernel names no application module
 (docs/decisions.md).
@@ -153,7 +153,7 @@ class Trainer(Defense):
         if _training_loop is None:
             raise InputError(
                 f"{self.name}: no training loop is installed; import egide (the package plugs "
-                "in egide.lab.trainer_loop) before training"
+                "in egide.lab.training.trainer_loop) before training"
             )
         return _training_loop(self, clf, train, val, progress=progress, checkpoint=checkpoint,
                               seed=seed)

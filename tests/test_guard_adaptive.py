@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 
 import egide
 from egide.core import Detector
-from egide.lab.guard_attack import GuardAttack
-from egide.lab.guard_evaluation import evaluate_guard
+from egide.lab.guard.attack import GuardAttack
+from egide.lab.guard.evaluation import evaluate_guard
 
 EPS = 4 / 255
 

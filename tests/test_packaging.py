@@ -30,6 +30,16 @@ def test_wheel_installs_only_the_egide_package(wheel):
         assert module in names
 
 
+def test_wheel_holds_every_module_of_every_layer(wheel):
+    """A new sub-package left out of pyproject's list would install without its modules."""
+    names = set(wheel.namelist())
+    layers = {"core": "egide/core", "lab": "egide/lab", "plugins": "egide/plugins", "web": "egide/web"}
+    missing = [str(path.relative_to(ROOT)) for folder, prefix in layers.items()
+               for path in (ROOT / folder).rglob("*.py")
+               if f"{prefix}/{path.relative_to(ROOT / folder).as_posix()}" not in names]
+    assert missing == []
+
+
 def test_wheel_declares_builtins_as_entry_points_and_the_cli(wheel):
     info = next(n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt"))
     text = wheel.read(info).decode()

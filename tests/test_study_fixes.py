@@ -108,7 +108,7 @@ def test_one_budget_syntax(text, value):
 def test_a_guard_that_flags_every_clean_scan_is_called_meaningless():
     """On a user's small held-out part a detector's threshold may not hold (Mahalanobis on 56
     images flagged 100% of the clean scans): "correct or flagged" is then 100% and means nothing."""
-    from egide.lab.guard_evaluation import GuardEvaluation
+    from egide.lab.guard.evaluation import GuardEvaluation
 
     def guard(flagged):
         return GuardEvaluation(detector={}, threshold=1.0, images=64, clean_accuracy=0.9, clean_flagged=flagged,

@@ -6,7 +6,7 @@ import pytest
 
 import egide
 from egide.core import DataError, InputError
-from egide.lab.checkpoint import read_checkpoint
+from egide.lab.training.checkpoint import read_checkpoint
 from egide.lab.cli import main
 from examples.bars import CLASSES
 
@@ -208,7 +208,7 @@ def test_defend_trains_saves_and_cleans_up(cli_files, tmp_path, capsys):
 
 
 def test_defend_resumes_after_an_interrupt(cli_files, tmp_path, capsys, monkeypatch):
-    from egide.lab import trainer_loop
+    from egide.lab.training import trainer_loop
 
     model, data = cli_files
     out = tmp_path / "at.keras"

@@ -10,7 +10,7 @@ detection budget, and then tested on every attack: the transfer table shows whet
 to detect attacks or only to recognise the one it saw.
 
 Then, unless the configuration turns it off (`adaptive_detectors`), each detector is attacked as
-part of a guard (`lab/guard_evaluation.py`): at every budget, the evaluation's own examples
+part of a guard (`lab/guard/evaluation.py`): at every budget, the evaluation's own examples
 (made without knowledge of the detector) against the detector-aware attack. A supervised
 detector is attacked in its instance fitted on PGD (else on the first attack it was fitted on).
 """
@@ -73,7 +73,7 @@ def evaluate_detectors(specs, reg, clf, x, y, clean_ok, adversarials, attacks, f
 def _attacked_as_guard(det, reg, clf, x, y, adversarials, config, counter, executor=None):
     """The guard (clf, det) under the evaluation's non-adaptive examples and the adaptive attack,
     at each L-inf budget of the evaluation (the adaptive attacks of all budgets as one group)."""
-    from egide.lab.guard_evaluation import evaluate_guard
+    from egide.lab.guard.evaluation import evaluate_guard
 
     made: dict[float, dict[str, np.ndarray]] = {}
     for (attack, eps), res in adversarials.items():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -32,7 +33,13 @@ from egide.lab.data.fitting import for_classifier
 from egide.lab.data.sampling import Sampling
 from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
 from egide.lab.evaluation.detectors import check_detector, evaluate_detectors
-from egide.lab.evaluation.images import DataSource, choose_images, in_memory_source, local_source
+from egide.lab.evaluation.images import (
+    DataSource,
+    EvaluationImages,
+    choose_images,
+    in_memory_source,
+    local_source,
+)
 from egide.lab.evaluation.running import (
     Counter,
     EvaluationProgress,
@@ -245,65 +252,34 @@ def evaluate(
     `detector_dataset` (the images detectors are fitted on; without it they are held out of
     `dataset`) replace loading them from `config` when the caller already holds them (a
     notebook, a test); `source` gives the splits of a data set a server keeps loaded.
+
+    The stages, in order: the images; the clean predictions (and the setup check); the plan;
+    the attacks; the suite; the defenses; the detectors; the findings (worst case, minimal
+    perturbations, sanity checks, gallery); the report.
     """
     started = time.perf_counter()
     if isinstance(config, dict):
         config = EvaluationConfig(**config)
     reg = registry or default_registry()
     attacks = [check_attack(reg, spec) for spec in config.attacks]
-
     clf = classifier or Classifier.load(config.model, input_range=config.input_range)
     if source is None:
         source = (in_memory_source(config.data, config.split, dataset, detector_dataset)
                   if dataset is not None else local_source(config.data, clf, reg, window=config.window,
                                                             slice_axis=config.slice_axis,
                                                             skip_empty_slices=config.skip_empty_slices))
-    chosen = choose_images(config, source, needs_fit=bool(config.detectors))
-    dataset = chosen.data
-    mixed_sizes = source.mixed_sizes[0] if source.mixed_sizes else None
-    data = for_classifier(dataset, clf)
-    # Images from files are resized to the model's input; the report says so.
-    resized_from = list(dataset.image_shape) if data.image_shape != dataset.image_shape else None
-    names = list(data.class_names)
-    x, y = data.x, data.y
+    images = _images(config, source, clf)
+    x, y, names = images.x, images.y, images.names
+    clean_ok, setup = _clean_predictions(config, clf, images)
 
-    logits = clf.predict_logits(x, batch_size=config.batch_size)
-    clean_pred = logits.argmax(1)
-    clean_ok = clean_pred == y
-    setup = setup_problem(clf, clean_pred, y, names)
-    if setup and config.stop_on_broken_setup:
-        raise InputError(setup)
-
-    plan = [
-        (cls, spec, eps, "evaluation") for cls, spec in attacks for eps in _budgets(cls, config.eps)
-    ]
-    iterative = [cls for cls, _ in attacks if cls.iterative]
-    if config.sanity_checks and iterative:
-        # A budget as large as the input range: an iterative attack, at the full strength it
-        # declares, must then break nearly every sample.
-        cls = iterative[0]
-        plan.append((cls, AttackSpec(plugin=cls.name, params=dict(cls.full_strength)), 1.0, "sanity"))
+    plan = _plan(config, attacks)
     defended = [defense_classifier(reg, spec, clf) for spec in config.defenses]
     detectors = [check_detector(reg, spec) for spec in config.detectors]
-    if detectors:
-        fit = for_classifier(chosen.fit, clf)
-        fit_x, fit_y = fit.x, fit.y
     evaluation_plan = [p for p in plan if p[3] == "evaluation"]
-    suite_work = len(PROTOCOLS[config.suite]) * len(config.eps) * len(x) if config.suite else 0
-    guard_work = len(detectors) * len(config.eps) * len(x) if config.adaptive_detectors else 0
-    total = (len(plan) * len(x) + 2 * len(defended) * len(evaluation_plan) * len(x)
-             + suite_work * (1 + len(defended)) + guard_work)
-
-    counter = Counter(total, progress)
+    counter = Counter(_work(config, plan, evaluation_plan, defended, detectors, len(x)), progress)
     executor = _executor(config)
-    # Every attack at every budget is one group: on Ray, all their batches run at once.
-    jobs = [plan_attack(cls, spec, eps, clf, clf, x, y, purpose) for cls, spec, eps, purpose in plan]
-    results = run_jobs(executor, jobs, config, counter)
-    runs: list[AttackRun] = [attack_run(job, result, clean_ok, names) for job, result in zip(jobs, results)]
-    adversarials: dict[tuple[str, float | None], AttackResult] = {
-        (job.attack.name, job.eps): result for job, result in zip(jobs, results)
-        if job.purpose == "evaluation"}
 
+    runs, adversarials = _attack_runs(plan, clf, images, clean_ok, config, counter, executor)
     suite = (run_suite(reg, config.suite, clf, clf, x, y, clean_ok, config.eps, "inf", config, counter,
                        executor)
              if config.suite else None)
@@ -311,79 +287,148 @@ def evaluate(
         evaluate_defense(d, evaluation_plan, x, y, names, config, counter, registry=reg, executor=executor)
         for d in defended
     ]
-    detector_reports = (
-        evaluate_detectors(detectors, reg, clf, x, y, clean_ok, adversarials, attacks, fit_x,
-                           fit_y, config, counter, executor)
-        if detectors else []
-    )
+    detector_reports = []
+    if detectors:
+        fit = for_classifier(images.chosen.fit, clf)
+        detector_reports = evaluate_detectors(detectors, reg, clf, x, y, clean_ok, adversarials, attacks, fit.x,
+                                              fit.y, config, counter, executor)
 
     evaluated = [r for r in runs if r.purpose == "evaluation"]
-    unbounded = [r for r in runs if r.purpose == "sanity"]
     worst, worst_per_class = _worst_case(evaluated, config.eps, clean_ok, y, names, suite)
-    # Minimal-perturbation attacks (budget "minimal"): the size each needed to break an image.
-    minimal = [
-        MinimalPerturbations(r.attack, reg.get("attack", r.attack).title, r.norm,
-                             [float(v) for v in r.size[~r.robust & clean_ok]])
-        for r in evaluated if r.eps is None
-    ]
-    kinds = {
-        "single_step": {cls.name for cls, _ in attacks if cls.single_step},
-        "iterative": {cls.name for cls, _ in attacks if cls.iterative},
-    }
-    sanity = (
-        sanity_checks(evaluated, unbounded, config.eps, float(clean_ok.mean()), kinds)
-        if config.sanity_checks
-        else []
-    )
-    if suite is not None:
-        sanity.append(black_box_check(suite))
-    if setup:
-        sanity.insert(0, overridden(setup))
-    gallery = _gallery(evaluated, adversarials, clf, x, y, names, clean_ok, config.gallery)
-
-    import keras
-    import tensorflow as tf
-
     return Report(
         config=config.model_dump(mode="json"),
-        environment={
-            "egide": __version__,
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "plugins": {
-                **{cls.name: cls.version for cls, _ in attacks},
-                **{d.name: d.config["version"] for d in defense_reports},
-                **{d.name: d.config["version"] for d in detector_reports},
-            },
-        },
+        environment=_environment(attacks, defense_reports, detector_reports),
         model=clf.describe(),
-        data={
-            "source": config.data,
-            "split": config.split,
-            "images": len(x),
-            "class_names": names,
-            "class_counts": {n: int((y == i).sum()) for i, n in enumerate(names)},
-            "resized_from": resized_from,
-            "mixed_sizes": mixed_sizes,  # scans of several sizes, each resized to the model's input
-            "subset": chosen.subset.to_dict() if chosen.subset else None,
-            "detector_fit": chosen.fit_origin,
-        },
+        data=images.describe(config),
         clean_accuracy=float(clean_ok.mean()),
         clean_per_class=per_class(clean_ok, y, names),
         runs=runs,
         worst_case=worst,
         worst_case_per_class=worst_per_class,
-        minimal=minimal,
-        sanity=sanity,
-        gallery=gallery,
+        minimal=_minimal(reg, evaluated, clean_ok),
+        sanity=_sanity(config, attacks, runs, clean_ok, suite, setup),
+        gallery=_gallery(evaluated, adversarials, clf, x, y, names, clean_ok, config.gallery),
         seconds=time.perf_counter() - started,
         defenses=defense_reports,
         detectors=detector_reports,
         suite=suite,
     )
+
+
+# ---- the stages ----------------------------------------------------------------------------
+@dataclass
+class _Images:
+    """The evaluated images, fitted to the model, and where they came from."""
+
+    chosen: EvaluationImages
+    x: np.ndarray
+    y: np.ndarray
+    names: list[str]
+    resized_from: list[int] | None  # images from files, resized to the model's input
+    mixed_sizes: str | None  # scans of several sizes, each resized to the model's input
+
+    def describe(self, config) -> dict:
+        return {
+            "source": config.data,
+            "split": config.split,
+            "images": len(self.x),
+            "class_names": self.names,
+            "class_counts": {n: int((self.y == i).sum()) for i, n in enumerate(self.names)},
+            "resized_from": self.resized_from,
+            "mixed_sizes": self.mixed_sizes,
+            "subset": self.chosen.subset.to_dict() if self.chosen.subset else None,
+            "detector_fit": self.chosen.fit_origin,
+        }
+
+
+def _images(config: EvaluationConfig, source: DataSource, clf: Classifier) -> _Images:
+    chosen = choose_images(config, source, needs_fit=bool(config.detectors))
+    data = for_classifier(chosen.data, clf)
+    resized_from = list(chosen.data.image_shape) if data.image_shape != chosen.data.image_shape else None
+    return _Images(chosen, data.x, data.y, list(data.class_names), resized_from,
+                   source.mixed_sizes[0] if source.mixed_sizes else None)
+
+
+def _clean_predictions(config: EvaluationConfig, clf: Classifier, images: _Images):
+    """(which images the model gets right, the setup problem its predictions show or None)."""
+    clean_pred = clf.predict_logits(images.x, batch_size=config.batch_size).argmax(1)
+    setup = setup_problem(clf, clean_pred, images.y, images.names)
+    if setup and config.stop_on_broken_setup:
+        raise InputError(setup)
+    return clean_pred == images.y, setup
+
+
+def _plan(config: EvaluationConfig, attacks) -> list[tuple]:
+    """(attack class, spec, eps, purpose) of every run: each attack at each of its budgets, and
+    the sanity run."""
+    plan = [(cls, spec, eps, "evaluation") for cls, spec in attacks for eps in _budgets(cls, config.eps)]
+    iterative = [cls for cls, _ in attacks if cls.iterative]
+    if config.sanity_checks and iterative:
+        # A budget as large as the input range: an iterative attack, at the full strength it
+        # declares, must then break nearly every sample.
+        cls = iterative[0]
+        plan.append((cls, AttackSpec(plugin=cls.name, params=dict(cls.full_strength)), 1.0, "sanity"))
+    return plan
+
+
+def _work(config: EvaluationConfig, plan, evaluation_plan, defended, detectors, n: int) -> int:
+    """Images the whole evaluation will process: what its progress counts to."""
+    suite_work = len(PROTOCOLS[config.suite]) * len(config.eps) * n if config.suite else 0
+    guard_work = len(detectors) * len(config.eps) * n if config.adaptive_detectors else 0
+    return (len(plan) * n + 2 * len(defended) * len(evaluation_plan) * n
+            + suite_work * (1 + len(defended)) + guard_work)
+
+
+def _attack_runs(plan, clf, images: _Images, clean_ok, config, counter, executor):
+    """Every planned run, as one group (on Ray, all their batches at once); and the adversarial
+    examples of the evaluation's runs, by (attack, eps), for the detectors and the gallery."""
+    jobs = [plan_attack(cls, spec, eps, clf, clf, images.x, images.y, purpose) for cls, spec, eps, purpose in plan]
+    results = run_jobs(executor, jobs, config, counter)
+    runs: list[AttackRun] = [attack_run(job, result, clean_ok, images.names) for job, result in zip(jobs, results)]
+    adversarials: dict[tuple[str, float | None], AttackResult] = {
+        (job.attack.name, job.eps): result for job, result in zip(jobs, results) if job.purpose == "evaluation"}
+    return runs, adversarials
+
+
+def _minimal(reg: Registry, evaluated, clean_ok) -> list[MinimalPerturbations]:
+    """Minimal-perturbation attacks (budget "minimal"): the size each needed to break an image."""
+    return [MinimalPerturbations(r.attack, reg.get("attack", r.attack).title, r.norm,
+                                 [float(v) for v in r.size[~r.robust & clean_ok]])
+            for r in evaluated if r.eps is None]
+
+
+def _sanity(config: EvaluationConfig, attacks, runs, clean_ok, suite, setup) -> list:
+    evaluated = [r for r in runs if r.purpose == "evaluation"]
+    unbounded = [r for r in runs if r.purpose == "sanity"]
+    kinds = {"single_step": {cls.name for cls, _ in attacks if cls.single_step},
+             "iterative": {cls.name for cls, _ in attacks if cls.iterative}}
+    sanity = (sanity_checks(evaluated, unbounded, config.eps, float(clean_ok.mean()), kinds)
+              if config.sanity_checks else [])
+    if suite is not None:
+        sanity.append(black_box_check(suite))
+    if setup:
+        sanity.insert(0, overridden(setup))
+    return sanity
+
+
+def _environment(attacks, defense_reports, detector_reports) -> dict:
+    """What the result was computed with: versions of egide, its stack and every plugin."""
+    import keras
+    import tensorflow as tf
+
+    return {
+        "egide": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "plugins": {
+            **{cls.name: cls.version for cls, _ in attacks},
+            **{d.name: d.config["version"] for d in defense_reports},
+            **{d.name: d.config["version"] for d in detector_reports},
+        },
+    }
 
 
 # ---- planning -------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ class RayExecutor:
 
     def run_guard_attacks(self, attacks, clf, det, surrogate, x, y, *, batch_size: int | None,
                           seed: int, progress=None) -> list:
-        """Detector-aware attacks (lab/guard_attack.py) on the guard (clf, det), every batch of
+        """Detector-aware attacks (lab/guard/attack.py) on the guard (clf, det), every batch of
         every budget as a Ray task at once; here when the model or detector cannot travel."""
         from egide.lab.evaluation.running import LocalExecutor
 
@@ -304,7 +304,7 @@ def _attack_batch(model_blob, digest, input_range, view, attack_name, params, sh
 def _guard_batch(model_blob, digest, input_range, det_blob, det_key, surrogate_blob, surrogate_key,
                  params, shard, batch_size, seed, index, threads):
     """In a worker: the detector-aware attack on one batch, as batch `index` of the whole run."""
-    from egide.lab.guard_attack import GuardAttack
+    from egide.lab.guard.attack import GuardAttack
 
     started = time.perf_counter()
     clf = _cached(("model", digest), lambda: _load_model(model_blob, input_range, threads))

@@ -103,7 +103,7 @@ class LocalExecutor:
 
     def run_guard_attacks(self, attacks, clf, det, surrogate, x, y, *, batch_size: int | None,
                           seed: int, progress=None) -> list:
-        """Detector-aware attacks (lab/guard_attack.py) on the guard (clf, det), one after another."""
+        """Detector-aware attacks (lab/guard/attack.py) on the guard (clf, det), one after another."""
         results = []
         for i, attack in enumerate(attacks):
             def report(n_done, n_total, base=i * len(x), label=f"guard attack eps={eps_key(attack.params.eps)}"):

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import format as fmt
 from . import plots
-from egide.lab.guard_evaluation import FALL_GAP
+from egide.lab.guard.evaluation import FALL_GAP
 from egide.lab.data.sampling import Subset
 
 from .model import eps_key

@@ -25,8 +25,8 @@ from egide.core import (
 from egide.core.dataset import Dataset
 from egide.core.trainer import use_training_loop
 from egide.lab.guard import Guard
-from egide.lab.guard_evaluation import evaluate_guard
-from egide.lab.trainer_loop import train as _train_a_trainer
+from egide.lab.guard.evaluation import evaluate_guard
+from egide.lab.training.trainer_loop import train as _train_a_trainer
 
 # The composition root: the kernel's Trainer.apply runs the lab's training loop.
 use_training_loop(_train_a_trainer)

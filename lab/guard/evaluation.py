@@ -6,7 +6,7 @@ For each budget, two attackers make adversarial versions of the test images:
 - non-adaptive: attacks on the classifier alone (the detector does not exist for them), as in
   the detector papers' own tables: PGD, or the examples the caller already made (an evaluation's
   attacks), per image the worst case over them;
-- adaptive: the detector-aware attack (`guard_attack.GuardAttack`), per image the worst case of
+- adaptive: the detector-aware attack (`attack.GuardAttack`), per image the worst case of
   it and the non-adaptive ones (an attacker who knows the guard may also ignore it), so the
   adaptive number is never above the non-adaptive one.
 
@@ -31,7 +31,7 @@ from egide.core.classifier import Classifier
 from egide.core.detector import Detector
 from egide.core.errors import InputError
 from egide.lab.choices import reference_attack, surrogate_detector
-from egide.lab.guard_attack import GuardAttack
+from egide.lab.guard.attack import GuardAttack
 
 FALL_GAP = 0.10
 

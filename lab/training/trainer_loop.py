@@ -22,7 +22,7 @@ from egide.core.errors import DataError, InputError, ModelError
 from egide.core.trainer import Trainer, TrainingContext, TrainingProgress
 
 from .checkpoint import read_checkpoint, write_checkpoint
-from .data.fitting import for_classifier
+from egide.lab.data.fitting import for_classifier
 
 VAL_SHARE = 0.1  # held out of `train` when no validation split is given
 VAL_BATCH = 256
