@@ -4,6 +4,9 @@
     plugins  import core only (and their own package)
     lab      imports core (and plugins only through the registry, never by module)
     web      imports lab and core, never plugins; the CLI lives in lab and may start the web
+    egide    (the facade, src/egide) imports core and lab, never web or a plugin's module
+
+and no modules import each other when they load (no import cycles).
 
 Every import statement counts, including those inside functions: a local import is as much a
 dependency as one at the top of a file. The files are read as source (ast), not imported, so a
@@ -49,23 +52,9 @@ def _layer_of_module(module: str) -> str | None:
 
 
 def _imports(path: Path, layer: str) -> list[tuple[int, str]]:
-    """(line, absolute module) of every import in a file, relative ones resolved; for
+    """(line, absolute module) of every import in a file of `layer`, relative ones resolved; for
     `from M import n`, both M and M.n (n may be a module)."""
-    package = ["egide", layer, *path.relative_to(ROOT / LAYERS[layer]).parent.parts]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            found.append((node.lineno, module))
-            # `from egide.lab.report import plots` imports the module egide.lab.report.plots too
-            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
-    return found
+    return _imports_of(path, _module_name(path, LAYERS[layer], f"egide.{layer}", ROOT))
 
 
 def _violations(layer: str) -> list[str]:
@@ -154,3 +143,112 @@ def test_the_name_check_catches_a_plugin_chosen_by_name(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text('def f(reg):\n    return reg.create("attack", "pgd", eps=0.1)\n')
     assert _plugins_named_by_string(bad, tmp_path) == ["bad.py:2 names 'pgd'"]
+
+
+# ---- the facade ----------------------------------------------------------------------------
+FACADE_ALLOWED = {"core", "lab", "facade"}  # `egide` re-exports the kernel and the lab's entry points
+
+
+def test_the_facade_reaches_only_the_kernel_and_the_lab():
+    """src/egide (what `import egide` gives) never imports the web or a plugin's module: a user's
+    script must not start Flask, and plugins come through the registry."""
+    bad = []
+    for path in sorted((ROOT / "src" / "egide").rglob("*.py")):
+        for line, module in _imports_of(path, _module_name(path, "src/egide", "egide")):
+            target = _layer_of_module(module)
+            if target is not None and target not in FACADE_ALLOWED:
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert bad == []
+
+
+# ---- import cycles -------------------------------------------------------------------------
+PACKAGES = {"core": "egide.core", "lab": "egide.lab", "plugins": "egide.plugins", "web": "egide.web",
+            "src/egide": "egide"}
+
+
+def _module_name(path: Path, folder: str, package: str, root: Path | None = None) -> str:
+    root = root or ROOT
+    parts = list(path.relative_to(root / folder).with_suffix("").parts)
+    return ".".join([package, *(parts[:-1] if parts[-1] == "__init__" else parts)])
+
+
+def _imports_of(path: Path, name: str) -> list[tuple[int, str]]:
+    """(line, absolute module) of every import of the module `name` stored at `path`, inside
+    functions too (a local import is as much a dependency)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found += [(node.lineno, module)] + [(node.lineno, f"{module}.{a.name}") for a in node.names]
+    return found
+
+
+def _load_time_imports(path: Path, name: str, known: set[str]) -> set[str]:
+    """The egide modules `name` imports when it is loaded: statements at its top level (inside
+    an if or try too), not those inside functions, which run later and may break a cycle on
+    purpose. `from package import module` depends on the module; a partly loaded package is fine."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    edges: set[str] = set()
+
+    def visit(statements):
+        for node in statements:
+            if isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else []))
+                modules = [f"{module}.{a.name}" for a in node.names if f"{module}.{a.name}" in known]
+                edges.update(modules if len(modules) == len(node.names) else [module, *modules])
+            elif isinstance(node, (ast.If, ast.Try)):
+                for block in (node.body, node.orelse, getattr(node, "finalbody", []),
+                              *(h.body for h in getattr(node, "handlers", []))):
+                    visit(block)
+
+    visit(ast.parse(path.read_text(), str(path)).body)
+    return {e for e in edges if e in known and e != name}
+
+
+def _cycles(root: Path | None = None, packages: dict = PACKAGES) -> list[list[str]]:
+    """Groups of modules that import each other at load time (strongly connected components)."""
+    root = root or ROOT
+    paths = {_module_name(p, folder, package, root): p for folder, package in packages.items()
+             if (root / folder).is_dir() for p in (root / folder).rglob("*.py")}
+    graph = {name: _load_time_imports(path, name, set(paths)) for name, path in paths.items()}
+    order, low, stack, cycles = {}, {}, [], []
+
+    def visit(v):  # Tarjan's algorithm
+        order[v] = low[v] = len(order)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in order:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], order[w])
+        if low[v] == order[v]:
+            group = []
+            while not group or group[-1] != v:
+                group.append(stack.pop())
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in order:
+            visit(v)
+    return cycles
+
+
+def test_no_modules_import_each_other_at_load_time():
+    assert _cycles() == []
+
+
+def test_the_cycle_check_finds_a_cycle(tmp_path):
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "a.py").write_text("from egide.lab import b\n")
+    (tmp_path / "lab" / "b.py").write_text("from .a import thing\n\ndef later():\n    from . import c\n")
+    (tmp_path / "lab" / "c.py").write_text("from egide.lab.b import later\n")
+    assert _cycles(tmp_path, {"lab": "egide.lab"}) == [["egide.lab.a", "egide.lab.b"]]
