@@ -4,7 +4,7 @@
     egide attack --model M --data D --attack NAME [--param key=value ...] --out adv.npz
                  [--defense NAME [--defense-param key=value ...] [--non-adaptive]]
     egide evaluate [--model M] [--data D] [--attacks a,b] [--eps 1/255,4/255] [--out DIR]
-    egide train --data brain-tumor-phantom --out model.keras
+    egide train [--architecture M] [--data D] --out model.keras
     egide defend --defense adversarial-training --model M --data D --out defended.keras
     egide serve [--host 127.0.0.1] [--port 8000] [--instance PATH] [--token T]
 
@@ -145,8 +145,9 @@ def _parser() -> argparse.ArgumentParser:
         "eps 1/255, 2/255, 4/255, 8/255.",
     )
     p.add_argument("--config", help="a JSON file with the evaluation settings (flags override it)")
-    p.add_argument("--model", help="named model or .keras/.h5 file (default brain-tumor-cnn)")
-    p.add_argument("--data", help="named data set, .npz or image folder (default brain-tumor-phantom)")
+    p.add_argument("--model", help="named model or .keras/.h5 file (default: the installed demo model)")
+    p.add_argument("--data", help="named data set, .npz or image folder (default: the one the model declares, "
+                   "the demo's)")
     p.add_argument("--split", help="data split (default test; 'all' for data without splits)")
     p.add_argument("--attacks", help="comma-separated attack names (default fgsm,pgd,bim,mim,cw)")
     p.add_argument("--eps", help="comma-separated epsilons; fractions allowed (default 1/255,2/255,4/255,8/255)")
@@ -186,8 +187,10 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_evaluate)
 
     p = sub.add_parser("train", help="train a model architecture on a data set (the demo model by default)")
-    p.add_argument("--data", default="brain-tumor-phantom", help="named data set, .npz or folder with train/val splits")
-    p.add_argument("--architecture", default="brain-tumor-cnn", help="a named model whose architecture to train")
+    p.add_argument("--data", help="named data set, .npz or folder with train/val splits (default: the data "
+                   "set the architecture declares, the demo's)")
+    p.add_argument("--architecture", help="a named model whose architecture to train (default: the installed "
+                   "demo model)")
     p.add_argument("--out", required=True, help="where to save the trained model (.keras)")
     p.add_argument("--epochs", type=int, help="passes over the train split (default: the architecture's recipe)")
     p.add_argument("--batch-size", type=int, help="images per batch (default: the recipe's)")
@@ -565,7 +568,10 @@ def _cmd_train(args) -> int:
 
     from egide.lab.training import save_model, train_classifier
 
-    source = registry().get("model", args.architecture)
+    reg = registry()
+    args.architecture = args.architecture or services.default_model(reg)
+    args.data = args.data or services.default_data(reg, args.architecture)
+    source = reg.get("model", args.architecture)
     if not callable(getattr(source, "build", None)):
         raise InputError(f"model '{args.architecture}' has no architecture to train (no build())")
     recipe = {**getattr(source, "recipe", {})}
