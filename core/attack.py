@@ -121,6 +121,7 @@ class Attack(Plugin):
         y_pred_adv = np.empty(n, np.int64)
         l2 = np.empty(n, np.float32)
         linf = np.empty(n, np.float32)
+        l1 = np.empty(n, np.float32)
         started = time.perf_counter()
         if progress:
             progress(0, n)
@@ -141,6 +142,7 @@ class Attack(Plugin):
             delta = (adv - x[start:stop]).reshape(stop - start, -1)
             l2[start:stop] = np.sqrt(np.einsum("ij,ij->i", delta, delta, dtype=np.float64))
             linf[start:stop] = np.abs(delta).max(axis=1)
+            l1[start:stop] = np.abs(delta).sum(axis=1, dtype=np.float64)
             if progress:
                 progress(stop, n)
         seconds = time.perf_counter() - started
@@ -154,6 +156,7 @@ class Attack(Plugin):
             success=success,
             l2=l2,
             linf=linf,
+            l1=l1,
             seconds=seconds,
             config=self.config(),
             seed=seed,
@@ -183,7 +186,8 @@ class Attack(Plugin):
             return
         lo, hi = clf.clip
         span = hi - lo
-        limit = span if self.norm == "inf" else span * math.sqrt(math.prod(clf.input_shape))
+        dims = math.prod(clf.input_shape)
+        limit = {"inf": span, "2": span * math.sqrt(dims), "1": span * dims}[self.norm]
         if eps > limit:
             raise ParameterError(
                 f"{self.name}: eps={eps:g} exceeds the input range of the classifier "

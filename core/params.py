@@ -6,12 +6,13 @@ from pydantic import BeforeValidator
 
 
 def _norm_as_text(value):
-    """Accept 2, "2", "L2", "inf", "Linf" (and float('inf')) as the two norms."""
+    """Accept 2, "2", "L2", 1, "L1", "inf", "Linf" (and float('inf')) as the norms."""
     return str(value).lower().removeprefix("l") if value is not None else value
 
 
-# The norm of a perturbation budget: "inf" (L-inf) or "2" (L2).
+# The norm of a perturbation budget: "inf" (L-inf) or "2" (L2); "1" (L1) for attacks that have it.
 Norm = Annotated[Literal["inf", "2"], BeforeValidator(_norm_as_text)]
+NormWithL1 = Annotated[Literal["inf", "2", "1"], BeforeValidator(_norm_as_text)]
 
 
 # ---- perturbation budgets: a number, or a fraction of the input range such as "8/255" ------------

@@ -34,6 +34,7 @@ class AttackResult:
     seed: int | None = None
     batch_size: int | None = None
     target: np.ndarray | None = None
+    l1: np.ndarray | None = None  # per-sample L1 norm of the perturbation
 
     def __len__(self) -> int:
         return len(self.x_adv)
@@ -76,6 +77,7 @@ class AttackResult:
             "l2_max": float(self.l2.max()),
             "linf_mean": float(self.linf.mean()),
             "linf_max": float(self.linf.max()),
+            **({} if self.l1 is None else {"l1_mean": float(self.l1.mean()), "l1_max": float(self.l1.max())}),
             "seconds": round(self.seconds, 4),
             "images_per_second": round(n / self.seconds, 2) if self.seconds > 0 else None,
         }
@@ -94,6 +96,7 @@ class AttackResult:
             "success": self.success,
             "l2": self.l2,
             "linf": self.linf,
+            **({} if self.l1 is None else {"l1": self.l1}),
             "summary": np.array(json.dumps(self.summary())),
         }
         if self.target is not None:

@@ -34,3 +34,12 @@ def surrogate_detector(registry) -> str:
                          "for one); none is installed")
     exact = [cls for cls in candidates if cls.score_gradient == "exact"]
     return (exact or candidates)[0].name
+
+
+def norms_of(cls) -> tuple[str, ...]:
+    """The budget norms an attack takes, read from its `norm` parameter's type ("inf" alone when
+    it has none): what an evaluation under a threat model may run it at."""
+    from typing import get_args
+
+    field = cls.Params.model_fields.get("norm")
+    return tuple(str(v) for v in get_args(field.annotation)) if field is not None else ("inf",)

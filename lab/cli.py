@@ -32,7 +32,7 @@ from egide.lab.data import Subset, for_classifier
 from egide.lab.data import load as load_data
 from egide.lab.quiet import import_tensorflow_quietly
 from egide.lab.report.files import write_report
-from egide.lab.report.format import check_mark, detector_fit_text
+from egide.lab.report.format import Units, check_mark, detector_fit_text
 from egide.lab.report.model import eps_key
 from egide.lab.services import parse_number, parse_param, parse_range
 
@@ -173,6 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--batch-size", type=int,
                    help="images per attack batch (default: as many as the model's memory footprint allows)")
+    p.add_argument("--norm", choices=["inf", "2", "1"],
+                   help="the threat model: L-inf (default), L2 or L1 budgets in --eps (L2/L1 defaults: 0.25,0.5,1 "
+                   "and 4,8,16); attacks and the suite run in it, and attacks without a version for it are refused")
     p.add_argument(
         "--suite", choices=["standard", "quick", "plus", "rand"],
         help="add a reference-grade protocol (AutoAttack's standard: APGD-CE, APGD-T, FAB-T, Square); "
@@ -372,7 +375,7 @@ def evaluation_config(args):
         if not isinstance(settings, dict):
             raise InputError(f"{path}: the config must be a JSON object")
     for key in ("model", "data", "split", "limit", "sampling", "seed", "batch_size", "suite",
-                "detector_fit_split"):
+                "detector_fit_split", "norm"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -441,7 +444,8 @@ def _cmd_evaluate(args) -> int:
         print(f"  note: the scans differ in size ({data['mixed_sizes']}); each was resized to the "
               f"model's input {model_shape}")
     eps_list = [eps_key(e) for e in config.eps]
-    rows = [["robust accuracy"] + [f"eps {e}" for e in eps_list]]
+    units = Units(report)
+    rows = [[f"robust accuracy ({units.norm_label})"] + [f"eps {units.eps(e)}" for e in config.eps]]
     for name in dict.fromkeys(r.attack for r in report.runs if r.purpose == "evaluation"):
         runs = {eps_key(r.eps): r for r in report.runs if r.attack == name and r.eps is not None}
         if runs:
@@ -495,11 +499,11 @@ def _print_suite(report) -> None:
     if suite is None:
         return
     asked = "" if suite.ran == suite.protocol else f" (asked: {suite.protocol}; the model is randomized)"
-    print(f"suite {suite.ran}{asked}: robust accuracy after each attack, per point")
+    print(f"suite {suite.ran}{asked}, {Units(report).norm_label}: robust accuracy after each attack, per point")
     members = [m for m in suite.members]
     rows = [["eps"] + [m.ran or f"({m.label})" for m in members] + ["suite"]]
     for r in suite.runs:
-        rows.append([eps_key(r.eps)] + [f"{a:.1%}" if m.ran else "-" for a, m in zip(r.after, members)]
+        rows.append([Units(report).eps(r.eps)] + [f"{a:.1%}" if m.ran else "-" for a, m in zip(r.after, members)]
                     + [f"{r.robust_accuracy:.1%}"])
     _print_table(rows)
     for m in members:
@@ -507,7 +511,7 @@ def _print_suite(report) -> None:
             print(f"  note: {m.note}")
     for r in suite.runs:
         if r.masking:
-            print(f"  [FLAG] at eps {eps_key(r.eps)}: {r.masking}")
+            print(f"  [FLAG] at eps {Units(report).eps(r.eps)}: {r.masking}")
 
 
 def _print_defenses(report, eps_list: list[str]) -> None:

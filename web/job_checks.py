@@ -147,7 +147,7 @@ def _check_evaluation(job: EvaluateJob) -> dict:
                                   "leave executor out", "not_allowed", cfg.executor))
     for i, spec in enumerate(cfg.attacks):
         try:
-            check_spec(st.registry, spec)
+            check_spec(st.registry, spec, cfg.norm)
         except PluginNotFoundError as exc:
             errors.append(field_error(["config", "attacks", i, "plugin"], str(exc), "unknown_plugin", spec.plugin))
         except ParameterError as exc:

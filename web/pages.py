@@ -7,7 +7,9 @@ from types import SimpleNamespace
 from flask import Blueprint, current_app, render_template
 
 from egide.lab.schema import SchemaRenderError, form_fields
+from egide.lab.evaluation.pipeline import DEFAULT_EPS_BY_NORM, NORM_NAMES
 from egide.lab.evaluation.suite import PROTOCOLS
+from egide.lab.report.model import eps_key
 from egide.lab.services import default_pair, quick_attacks
 
 pages = Blueprint("pages", __name__, template_folder="templates")
@@ -58,6 +60,9 @@ def index():
         default_attack=_quickest_attack(reg, attacks),
         quick_attacks=quick_attacks(reg),
         suites=list(PROTOCOLS),
+        norms=[{"value": norm, "label": NORM_NAMES[norm], "eps": ", ".join(eps_key(e) if norm == "inf" else f"{e:g}"
+                                                                          for e in eps)}
+               for norm, eps in DEFAULT_EPS_BY_NORM.items()],
         failures=reg.failures,
         token_required=bool(current_app.config.get("EGIDE_TOKEN")),
     )

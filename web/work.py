@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from egide.lab.report.files import json_safe, write_figures, write_report
-from egide.lab.report.format import detector_fit_text
+from egide.lab.report.format import detector_fit_text, eps_text
 from egide.lab.report.model import eps_key
 
 from .resources import Resources
@@ -118,6 +118,7 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
     artifacts = ["report.html", "report.json", *write_figures(report, out)]
     defenses, detectors = report.defenses, report.detectors
     headline = {
+        "norm": report.config.get("norm", "inf"),
         "clean_accuracy": report.clean_accuracy,
         "worst_case_robust_accuracy": report.worst_case,
         "runs": [
@@ -133,7 +134,7 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
         "seconds": round(report.seconds, 3),
         "suite": None if report.suite is None else {
             "ran": report.suite.ran, "protocol": report.suite.protocol,
-            "runs": [{"eps": r.eps, "eps_text": eps_key(r.eps), "robust_accuracy": r.robust_accuracy,
+            "runs": [{"eps": r.eps, "eps_text": eps_text(r.eps, report.suite.norm), "robust_accuracy": r.robust_accuracy,
                       "gradient_masking": r.masking} for r in report.suite.runs],
             "notes": [m.note for m in report.suite.members if m.note],
         },

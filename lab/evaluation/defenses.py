@@ -58,19 +58,19 @@ def evaluate_defense(defended: PreprocessedClassifier, plan, x, y, names, config
         runs.append(DefenseRun(plain.attack, plain.eps, plain.robust_accuracy, strong.robust_accuracy,
                                plain.success_rate, strong.success_rate,
                                plain.seconds + strong.seconds))
-        robust_by[(plain.attack, plain.eps, "inf" if plain.eps is None else plain.norm)] = (
+        robust_by[(plain.attack, plain.eps, plain.norm)] = (
             plain.robust, strong.robust)
 
     if config.suite:
         suite = run_suite(registry, config.suite, defended, adaptive, x, y, clean_ok, config.eps,
-                          "inf", config, counter, executor)
+                          config.norm, config, counter, executor)
         for r in suite.runs:
             # The suite is adaptive only: the non-adaptive column is left as the plan made it.
-            robust_by[(f"suite:{suite.ran}", r.eps, "inf")] = (np.ones_like(r.robust), r.robust)
+            robust_by[(f"suite:{suite.ran}", r.eps, config.norm)] = (np.ones_like(r.robust), r.robust)
     worst = {}
     for eps in config.eps:
         at_eps = [v for (name, e, norm), v in robust_by.items()
-                  if e is not None and math.isclose(e, eps) and norm == "inf"]
+                  if e is not None and math.isclose(e, eps) and norm == config.norm]
         if at_eps:
             worst[eps_key(eps)] = {
                 "non_adaptive": float(np.logical_and.reduce([p for p, _ in at_eps]).mean()),

@@ -24,7 +24,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from egide.core import __version__
 from egide.core.classifier import Classifier, softmax
 from egide.core.errors import InputError, ParameterError
-from egide.core.params import Budget
+from egide.core.params import Budget, NormWithL1
 from egide.core.registry import Registry
 from egide.core.registry import registry as default_registry
 from egide.core.results import AttackResult
@@ -61,6 +61,10 @@ from egide.lab.report.model import (
 )
 
 DEFAULT_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+# Without eps given: budgets in each norm's own unit. L2 and L1 sizes grow with the image (for a
+# 64x64 scan, L2 0.5 is about AutoAttack's CIFAR-10 budget; L1 8 about half its 12 per 3,072 pixels).
+DEFAULT_EPS_BY_NORM = {"inf": DEFAULT_EPS, "2": (0.25, 0.5, 1.0), "1": (4.0, 8.0, 16.0)}
+NORM_NAMES = {"inf": "L-inf", "2": "L2", "1": "L1"}
 # Bounds of one evaluation, so a config (or an API request) states its cost up front.
 MAX_SEED = 2**32 - 1
 MAX_BUDGETS = 32
@@ -103,10 +107,25 @@ class RayExecutorConfig(BaseModel):
                                  "one GPU between tasks, e.g. 0.25); 0: the attacks run on CPUs")
 
 
-def default_attacks() -> list[AttackSpec]:
-    """The standard evaluation: every installed attack that declares its `evaluation` params."""
-    return [AttackSpec(plugin=name, params=params)
-            for name, params in services.standard_attacks(default_registry())]
+def default_attacks(norm: str = "inf") -> list[AttackSpec]:
+    """The standard evaluation: every installed attack that declares its `evaluation` params. In
+    another norm, those with a version for it (minimal-perturbation ones that minimise it), and
+    when none of them has a budget in it, every iterative attack that does (l1-APGD for L1)."""
+    from egide.lab.choices import norms_of
+
+    reg = default_registry()
+    standard = services.standard_attacks(reg)
+    if norm == "inf":
+        return [AttackSpec(plugin=name, params=params) for name, params in standard]
+
+    def fits(cls):
+        return norm in norms_of(cls) if cls.budget == "fixed" else str(cls.minimizes) == norm
+
+    chosen = [(name, params) for name, params in standard if fits(reg.get("attack", name))]
+    if not any(reg.get("attack", name).budget == "fixed" for name, _ in chosen):
+        chosen = [(cls.name, {}) for cls in reg.plugins("attack")
+                  if cls.budget == "fixed" and cls.iterative and norm in norms_of(cls)] + chosen
+    return [AttackSpec(plugin=name, params=params) for name, params in chosen]
 
 
 class EvaluationConfig(BaseModel):
@@ -130,12 +149,17 @@ class EvaluationConfig(BaseModel):
     slice_axis: Literal["axial", "coronal", "sagittal"] = Field(
         "axial", description="NIfTI: the axis volumes are cut along into images")
     skip_empty_slices: bool = Field(False, description="NIfTI: drop slices without tissue")
-    attacks: list[AttackSpec] = Field(default_factory=default_attacks, min_length=1, max_length=MAX_PLUGINS)
+    norm: NormWithL1 = Field(
+        "inf", description="The threat model: the norm of every budget in eps, L-inf ('inf'), L2 ('2') or L1 "
+        "('1'). Attacks without a norm of their own run in it (one without a version for it is refused), "
+        "and the worst case and the suite are measured in it")
+    attacks: list[AttackSpec] = Field(default_factory=lambda given: default_attacks(given.get("norm", "inf")),
+                                      min_length=1, max_length=MAX_PLUGINS)
     eps: list[Budget] = Field(
         max_length=MAX_BUDGETS,  # at least one: the validator says so, with an example
-        default_factory=lambda: list(DEFAULT_EPS),
-        description="L-inf budgets as fractions of the input range: numbers or fractions, e.g. "
-        '["1/255", "2/255", 0.0157, "8/255"]',
+        default_factory=lambda given: list(DEFAULT_EPS_BY_NORM[given.get("norm", "inf")]),
+        description="Budgets in the norm's unit (L-inf: fractions of the input range), numbers or fractions, "
+        'e.g. ["1/255", "2/255", 0.0157, "8/255"]; default: 1/255..8/255 (L-inf), 0.25, 0.5, 1 (L2), 4, 8, 16 (L1)',
     )
     limit: int | None = Field(None, ge=1, description="Evaluate N images of the split, drawn as `sampling` "
                               "says; empty: all of them")
@@ -205,15 +229,19 @@ class EvaluationConfig(BaseModel):
         if not eps:
             raise ValueError("give at least one epsilon, e.g. [0.0157] for 4/255")
         for value in eps:
-            if not (0 < value <= 1):
-                raise ValueError(
-                    f"epsilon {value:g} is outside (0, 1]; epsilons are in input units "
-                    "(4/255 = 0.0157 for images in [0, 1])"
-                )
+            if not value > 0:
+                raise ValueError(f"epsilon {value:g} must be positive (4/255 = 0.0157 for images in [0, 1])")
         return sorted(set(eps))
 
     @model_validator(mode="after")
     def _distinct_plugins(self):
+        if self.norm != "inf" and self.detectors:
+            raise ValueError("detectors are evaluated against L-inf attacks only (the guard's adaptive attack "
+                             "is L-inf): set norm to 'inf', or evaluate the detectors in a separate run")
+        if self.norm == "inf" and self.eps[-1] > 1:
+            raise ValueError(
+                f"L-inf epsilon {self.eps[-1]:g} is outside (0, 1]; epsilons are in input units "
+                "(4/255 = 0.0157 for images in [0, 1]); for an L2 or L1 budget set norm")
         for what, specs in (("attack", self.attacks), ("defense", self.defenses),
                             ("detector", self.detectors)):
             names = [s.plugin for s in specs]
@@ -261,7 +289,7 @@ def evaluate(
     if isinstance(config, dict):
         config = EvaluationConfig(**config)
     reg = registry or default_registry()
-    attacks = [check_attack(reg, spec) for spec in config.attacks]
+    attacks = [check_attack(reg, spec, config.norm) for spec in config.attacks]
     clf = classifier or Classifier.load(config.model, input_range=config.input_range)
     if source is None:
         source = (in_memory_source(config.data, config.split, dataset, detector_dataset)
@@ -280,7 +308,7 @@ def evaluate(
     executor = _executor(config)
 
     runs, adversarials = _attack_runs(plan, clf, images, clean_ok, config, counter, executor)
-    suite = (run_suite(reg, config.suite, clf, clf, x, y, clean_ok, config.eps, "inf", config, counter,
+    suite = (run_suite(reg, config.suite, clf, clf, x, y, clean_ok, config.eps, config.norm, config, counter,
                        executor)
              if config.suite else None)
     defense_reports = [
@@ -294,7 +322,7 @@ def evaluate(
                                               fit.y, config, counter, executor)
 
     evaluated = [r for r in runs if r.purpose == "evaluation"]
-    worst, worst_per_class = _worst_case(evaluated, config.eps, clean_ok, y, names, suite)
+    worst, worst_per_class = _worst_case(evaluated, config.eps, config.norm, clean_ok, y, names, suite)
     return Report(
         config=config.model_dump(mode="json"),
         environment=_environment(attacks, defense_reports, detector_reports),
@@ -307,7 +335,7 @@ def evaluate(
         worst_case_per_class=worst_per_class,
         minimal=_minimal(reg, evaluated, clean_ok),
         sanity=_sanity(config, attacks, runs, clean_ok, suite, setup),
-        gallery=_gallery(evaluated, adversarials, clf, x, y, names, clean_ok, config.gallery),
+        gallery=_gallery(evaluated, adversarials, clf, x, y, names, clean_ok, config.gallery, config.norm),
         seconds=time.perf_counter() - started,
         defenses=defense_reports,
         detectors=detector_reports,
@@ -442,7 +470,11 @@ def _executor(config: EvaluationConfig):
                        cpus_per_task=config.executor.cpus_per_task)
 
 
-def check_attack(reg: Registry, spec: AttackSpec):
+def check_attack(reg: Registry, spec: AttackSpec, norm: str = "inf"):
+    """(attack class, spec) of one evaluated attack, its parameters checked; a fixed-budget attack
+    without a norm of its own is given the evaluation's (refused when it has no version for it)."""
+    from egide.lab.choices import norms_of
+
     cls = reg.get("attack", spec.plugin)
     if "eps" in spec.params:
         raise ParameterError(
@@ -450,9 +482,15 @@ def check_attack(reg: Registry, spec: AttackSpec):
         )
     if "targeted" in spec.params and spec.params["targeted"]:
         raise ParameterError(f"attack '{spec.plugin}': evaluations run untargeted attacks")
+    if cls.budget == "fixed" and "norm" not in spec.params and norm != "inf":
+        if norm not in norms_of(cls):
+            having = [c.name for c in reg.plugins("attack") if c.budget == "fixed" and norm in norms_of(c)]
+            raise ParameterError(f"attack '{spec.plugin}' has no {NORM_NAMES[norm]} version; attacks "
+                                 f"that have one: {', '.join(having) or 'none installed'}")
+        spec = spec.model_copy(update={"params": {**spec.params, "norm": norm}})
     probe = dict(spec.params)
     if cls.budget == "fixed":
-        probe["eps"] = DEFAULT_EPS[0]
+        probe["eps"] = DEFAULT_EPS_BY_NORM[str(probe.get("norm", "inf"))][0]
     cls.validate_params(probe)  # fail before any work starts
     return cls, spec
 
@@ -462,12 +500,12 @@ def _budgets(cls, eps_list):
 
 
 # ---- aggregation ----------------------------------------------------------------------------
-def _worst_case(runs, eps_list, clean_ok, y, names, suite=None):
-    """Per epsilon, the share of images no L-inf attack (nor the suite) broke: per point."""
+def _worst_case(runs, eps_list, norm, clean_ok, y, names, suite=None):
+    """Per epsilon, the share of images no attack in the norm (nor the suite) broke: per point."""
     worst, by_class = {}, {n: {} for n in names}
     for eps in eps_list:
         at_eps = [r.robust for r in runs
-                  if r.eps is not None and math.isclose(r.eps, eps) and r.norm == "inf"]
+                  if r.eps is not None and math.isclose(r.eps, eps) and r.norm == norm]
         if suite is not None and suite.at(eps) is not None:
             at_eps.append(suite.at(eps).robust)
         if not at_eps:
@@ -481,10 +519,10 @@ def _worst_case(runs, eps_list, clean_ok, y, names, suite=None):
     return worst, by_class
 
 
-def _gallery(runs, adversarials, clf, x, y, names, clean_ok, count) -> list[GalleryItem]:
-    """Correctly classified examples, one class after another, under the strongest L-inf run
-    at the largest epsilon (the one with the lowest robust accuracy)."""
-    linf = [r for r in runs if r.eps is not None and r.norm == "inf"]
+def _gallery(runs, adversarials, clf, x, y, names, clean_ok, count, norm="inf") -> list[GalleryItem]:
+    """Correctly classified examples, one class after another, under the strongest run in the
+    norm at the largest epsilon (the one with the lowest robust accuracy)."""
+    linf = [r for r in runs if r.eps is not None and r.norm == norm]
     if not count or not linf:
         return []
     top = max(r.eps for r in linf)

@@ -253,7 +253,7 @@ def _merged(job, shards: list[dict], seed: int, batch_size: int) -> AttackResult
     success = attack_success(job.y, merged["y_pred"], merged["y_pred_adv"], target)
     return AttackResult(
         x_adv=merged["x_adv"], y=np.asarray(job.y), y_pred=merged["y_pred"],
-        y_pred_adv=merged["y_pred_adv"], success=success, l2=merged["l2"], linf=merged["linf"],
+        y_pred_adv=merged["y_pred_adv"], success=success, l2=merged["l2"], linf=merged["linf"], l1=merged["l1"],
         # The workers' own time on the job's batches: what it cost, whatever ran beside it.
         seconds=float(sum(s["seconds"] for s in shards)), config=job.attack.config(), seed=seed,
         batch_size=batch_size, target=target)
@@ -298,7 +298,7 @@ def _attack_batch(model_blob, digest, input_range, view, attack_name, params, sh
     if attacked is not real:
         result = measured_on(real, result, shard["x"], first_batch=index)
     return {"x_adv": result.x_adv, "y_pred": result.y_pred, "y_pred_adv": result.y_pred_adv,
-            "l2": result.l2, "linf": result.linf, "seconds": time.perf_counter() - started}
+            "l2": result.l2, "linf": result.linf, "l1": result.l1, "seconds": time.perf_counter() - started}
 
 
 def _guard_batch(model_blob, digest, input_range, det_blob, det_key, surrogate_blob, surrogate_key,

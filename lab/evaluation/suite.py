@@ -5,6 +5,10 @@
     plus      APGD-CE and APGD-DLR (5 restarts each), FAB (5 restarts), Square, APGD-T, FAB-T
     rand      APGD-CE and APGD-DLR with EOT over 20 draws, for randomized models
 
+Under L2 the members are the same; under L1 (AutoAttack's L1 standard) APGD-CE makes 5 restarts
+and APGD-T aims at 5 targets, both with the 3-2-1 eps schedule of l1-APGD, and a member whose
+attack has no L1 version is left out and named.
+
 Each member runs only on the points every earlier member left robust, from the clean image; a
 point broken once stays broken; robust accuracy is the per-point worst case over the ensemble.
 Before the first attack the model is called twice on the same images: if its outputs differ it
@@ -64,6 +68,11 @@ PROTOCOLS: dict[str, list[Member]] = {
     ],
 }
 VARIANTS = {m.label: m for m in (_APGD_CE, _APGD_DLR, _APGD_T, _FAB_T, _FAB, _SQUARE)}
+# AutoAttack's L1 standard: APGD with the 3-2-1 eps schedule, 5 restarts for APGD-CE and 5 target
+# classes for APGD-T (Croce & Hein 2021); the other members as for L-inf and L2.
+L1_PARAMS = {"apgd-ce": {"restarts": 5, "eps_schedule": True},
+             "apgd-t": {"target_classes": 5, "eps_schedule": True},
+             "apgd-dlr": {"eps_schedule": True}}
 
 
 def is_randomized(clf: Classifier, x: np.ndarray, batch_size: int) -> bool:
@@ -74,11 +83,16 @@ def is_randomized(clf: Classifier, x: np.ndarray, batch_size: int) -> bool:
     return bool(np.abs(first - second).max() > RANDOMIZED_TOLERANCE)
 
 
-def plan(registry, protocol: str, num_classes: int, randomized: bool) -> tuple[str, list[SuiteMember]]:
+def plan(registry, protocol: str, num_classes: int, randomized: bool,
+         norm: str = "inf") -> tuple[str, list[SuiteMember]]:
     """The protocol that runs and each member's fate: runs, replaced, or left out, and why."""
+    from egide.lab.choices import norms_of
+
     ran = "rand" if randomized and protocol != "rand" else protocol
     members = []
     for m in PROTOCOLS[ran]:
+        if norm == "1" and m.label in L1_PARAMS:
+            m = dataclasses.replace(m, params={**m.params, **L1_PARAMS[m.label]})
         chosen, note = m, None
         while chosen is not None and num_classes < chosen.min_classes:
             replacement = VARIANTS.get(chosen.fallback) if chosen.fallback else None
@@ -87,6 +101,10 @@ def plan(registry, protocol: str, num_classes: int, randomized: bool) -> tuple[s
             chosen = replacement
         if chosen is not None and chosen.plugin not in registry.names("attack"):
             note = f"{chosen.label}: the '{chosen.plugin}' attack is not installed, so it was left out"
+            chosen = None
+        elif chosen is not None and norm not in norms_of(registry.get("attack", chosen.plugin)):
+            note = (f"{chosen.label}: the '{chosen.plugin}' attack has no L{'∞' if norm == 'inf' else norm} "
+                    "version yet, so it was left out (the suite is weaker than the reference here)")
             chosen = None
         members.append(SuiteMember(
             label=m.label, ran=chosen.label if chosen else None,
@@ -103,7 +121,7 @@ def run_suite(registry, protocol: str, real: Classifier, attacked: Classifier, x
     points left robust."""
     executor = executor or LocalExecutor()
     randomized = is_randomized(attacked, x, config.batch_size)
-    ran, members = plan(registry, protocol, real.num_classes, randomized)
+    ran, members = plan(registry, protocol, real.num_classes, randomized, norm)
     robust = [clean_ok.copy() for _ in eps_list]
     broken_by = [np.full(len(y), "", dtype=object) for _ in eps_list]
     after = [[] for _ in eps_list]

@@ -38,9 +38,25 @@ def heat(value) -> str | None:
     return f"background:rgb({r},{g},{b})"
 
 
+def report_norm(report) -> str:
+    """The report's threat model: the norm of its budgets ("inf" for reports made before it was set)."""
+    return str((report.config or {}).get("norm", "inf"))
+
+
+def eps_text(eps: float, norm: str = "inf") -> str:
+    """A budget as people write it: grey levels (4/255) for L-inf, a plain number for L2 and L1."""
+    return eps_key(eps) if norm == "inf" else f"{eps:.4g}"
+
+
+def norm_name(norm: str) -> str:
+    return {"inf": "L∞", "2": "L2", "1": "L1"}.get(norm, norm)
+
+
 def bounded_linf_runs(report):
-    """The evaluated runs with an L-inf budget: the ones that share the epsilon axis."""
-    return [r for r in report.runs if r.purpose == "evaluation" and r.eps is not None and r.norm == "inf"]
+    """The evaluated runs with a budget in the report's norm: the ones that share the epsilon axis
+    (L-inf unless the evaluation chose another threat model)."""
+    norm = report_norm(report)
+    return [r for r in report.runs if r.purpose == "evaluation" and r.eps is not None and r.norm == norm]
 
 
 def attack_order(runs) -> list[str]:
@@ -59,7 +75,9 @@ class Units:
 
     def __init__(self, report):
         eps = config_eps(report)
-        self.in_255 = bool(eps) and all(eps_key(e).endswith("/255") for e in eps)
+        self.norm = report_norm(report)
+        self.norm_label = norm_name(self.norm)  # what the report's budgets measure        # Grey levels suit L-inf budgets only: an L2 or L1 size is a sum over pixels.
+        self.in_255 = self.norm == "inf" and bool(eps) and all(eps_key(e).endswith("/255") for e in eps)
 
     def eps(self, value: float) -> str:
         return eps_key(value) if self.in_255 else f"{value:.4g}"

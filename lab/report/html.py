@@ -128,7 +128,7 @@ def _robustness(report) -> dict:
     runs = fmt.bounded_linf_runs(report)
     evaluated = [r for r in report.runs if r.purpose == "evaluation"]
     minimal = fmt.attack_order(r for r in evaluated if r.eps is None)
-    other_norms = sorted({r.attack for r in evaluated if r.eps is not None and r.norm != "inf"})
+    other_norms = sorted({r.attack for r in evaluated if r.eps is not None and r.norm != fmt.report_norm(report)})
     return {
         "svg": plots.robustness_svg(report, runs) if runs else None,
         "minimal": minimal,
@@ -166,7 +166,7 @@ def _run_groups(report, units, runs) -> list[dict]:
             elif r.purpose == "sanity":
                 budget = f"{fmt.num(r.eps)} (whole range)"
             else:
-                budget = units.eps(r.eps) + ("" if r.norm == "inf" else f" (L{r.norm} budget)")
+                budget = units.eps(r.eps) + ("" if r.norm == "inf" else f" ({fmt.norm_name(r.norm)} budget)")
             # An L-inf run whose perturbation exceeds its budget is a bug in the attack: say so.
             over = (r.eps is not None and r.norm == "inf"
                     and r.linf_max > r.eps * (1 + LINF_TOLERANCE) + 1e-7)

@@ -149,8 +149,11 @@ class Report:
 
 def eps_key(eps: float) -> str:
     """A readable, stable key for an epsilon: '4/255' for whole grey levels; '0.5/255' for half
-    ones that have no short decimal (0.1 is 25.5/255 but reads better as 0.1); else the number."""
+    ones that have no short decimal (0.1 is 25.5/255 but reads better as 0.1); else the number.
+    From 1 up (the whole range, an L2 or L1 size) always the number: 4, not 1020/255."""
     levels = float(eps) * 255
+    if levels >= 255 - 1e-6:
+        return f"{float(eps):.6g}"
     if math.isclose(levels, round(levels), abs_tol=1e-6) and levels >= 0.5:
         return f"{round(levels):d}/255"
     short = f"{float(eps):.4g}"

@@ -46,7 +46,8 @@ from pydantic import BaseModel, Field
 from egide.core import Attack, InputError, hookimpl, randomness
 from egide.core.gradients import objective_pass
 from egide.core.norms import clip_to_ball, per_sample_l2, steepest_direction
-from egide.core.params import Budget, Norm
+from egide.core.params import Budget, NormWithL1
+from egide.plugins.attacks._apgd_l1 import l1_run
 from egide.plugins.attacks._params import eps_field, norm_field, targeted_field
 
 FIRST_CHECKPOINT = 0.22  # share of the iterations before the first checkpoint
@@ -66,7 +67,7 @@ class APGD(Attack):
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: Budget = eps_field()
-        norm: Norm = norm_field()
+        norm: NormWithL1 = norm_field("Norm of the budget: L-inf, L2 or L1 (l1-APGD, sparse steps)")
         steps: int = Field(100, ge=1, le=100_000, description="Iterations per run (N)")
         restarts: int = Field(
             1, ge=1, le=1000, description="Runs from random starts, each on the samples still unbroken"
@@ -88,6 +89,9 @@ class APGD(Attack):
         eot_samples: int = Field(
             1, ge=1, le=100, description="Gradients averaged per step (EOT, for randomized models)"
         )
+        eps_schedule: bool = Field(
+            False, description="L1: 30% of the iterations at 3 eps, 30% at 2 eps, 40% at eps (AutoAttack's "
+            "L1 protocol); only points within eps count")
         targeted: bool = targeted_field()
 
     def perturb(self, clf, x, y, target, seed):
@@ -116,6 +120,8 @@ class APGD(Attack):
         anyone checking the schedule. Returns numpy arrays (steps + 1, n)."""
         x = clf.check_inputs(x)
         y = tf.constant(clf.check_labels(y, len(x)))
+        if self.params.norm == "1":
+            raise InputError("apgd: trace() follows the L-inf/L2 step-size schedule; L1 runs adapt sparsity instead")
         run = self.compiled(clf, lambda: self._attack_function(clf, record=True), "trace")
         _, _, _, values, etas = run(tf.constant(x), y, y, tf.constant([seed, 0], tf.int64))
         return {"objective": values.numpy(), "step_size": etas.numpy()}
@@ -213,6 +219,8 @@ class APGD(Attack):
 
         if record:
             return lambda x0, y, goal, seed: one_run(x0, y, goal, seed)
+        # L1 runs step sparsely and adapt sparsity, not the step schedule (_apgd_l1.py).
+        run_once = l1_run(model_pass, succeeded, eps, steps, lo, hi, p.eps_schedule) if norm == "1" else one_run
 
         def attack(x0, y, labels, seed):
             goal = labels  # the target labels, or y
@@ -234,7 +242,7 @@ class APGD(Attack):
                 goal_r = tf.gather(goal, todo)
                 if aim_at_top:
                     goal_r = tf.gather(ranked[:, 1 + r // p.restarts], todo)
-                adv, hit, value = one_run(tf.gather(x0, todo), tf.gather(y, todo), goal_r, seeds[r], todo)
+                adv, hit, value = run_once(tf.gather(x0, todo), tf.gather(y, todo), goal_r, seeds[r], todo)
                 # Unbroken samples keep their highest-objective point over the runs.
                 keep = tf.logical_or(hit, value > tf.gather(best, todo))
                 rows = tf.boolean_mask(todo, keep)[:, None]

@@ -258,6 +258,11 @@
     });
   }
 
+  $("eval-norm").addEventListener("change", function () {
+    // Each norm's budgets are in its own unit: show its defaults rather than keep L-inf fractions.
+    $("eval-eps").value = $("eval-norm").selectedOptions[0].dataset.eps;
+  });
+
   $("eval-form").addEventListener("submit", function (ev) {
     ev.preventDefault();
     var form = ev.target; clearErrors(form);
@@ -272,7 +277,7 @@
     if (eps.some(isNaN)) { showError($("eval-eps-error"), "give numbers or fractions like 4/255, separated by commas"); return; }
     var limitRaw = $("eval-limit").value.trim();
     var config = {model: $("model").value, data: $("data").value, split: chosenSplit(), attacks: attacks, eps: eps,
-                  limit: limitRaw === "" ? null : Number(limitRaw)};
+                  norm: $("eval-norm").value, limit: limitRaw === "" ? null : Number(limitRaw)};
     if ($("eval-suite") && $("eval-suite").value) { config.suite = $("eval-suite").value; }
     if ($("eval-adaptive")) { config.adaptive_detectors = $("eval-adaptive").checked; }
     if ($("eval-fit-split") && $("eval-fit-split").value) { config.detector_fit_split = $("eval-fit-split").value; }
@@ -286,7 +291,7 @@
       if (!r.ok) {
         finished("eval");
         showProblem(form, r.doc, function (loc) {
-          if (loc[1] === "eps") { return $("eval-eps"); }
+          if (loc[1] === "eps" || loc[1] === "norm") { return $("eval-eps"); }
           if (loc[1] === "limit") { return $("eval-limit"); }
           if (loc[1] === "attacks") { return $("eval-attacks-error"); }
           if (loc[1] === "detector_fit_split" && $("eval-fit-split")) { return $("eval-fit-split"); }

@@ -1,0 +1,77 @@
+"""The L1 threat model: the exact projection onto the L1 ball inside the input box, and l1-APGD
+(Croce & Hein 2021) holding its budget, breaking images, and AutoAttack's eps schedule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy.optimize import brentq
+
+from egide.core.errors import ParameterError
+from egide.lab.choices import norms_of
+from egide.plugins.attacks._l1 import project_l1_box
+
+
+def _projection_by_root_finding(x0, x, eps, lo, hi):
+    """An independent solution in float64: the KKT form, lam found by Brent's method."""
+    d = x - x0
+    a, room = np.abs(d), np.where(d >= 0, hi - x0, x0 - lo)
+    size = lambda lam: np.clip(a - lam, 0, room).sum() - eps  # noqa: E731
+    lam = 0.0 if size(0.0) <= 0 else brentq(size, 0.0, a.max(), xtol=1e-15)
+    return x0 + np.sign(d) * np.clip(a - lam, 0, room)
+
+
+@pytest.mark.parametrize("eps", [0.01, 0.4, 3.0, 50.0])
+@pytest.mark.parametrize("box", [(0.0, 1.0), (-1.0, 2.0)])
+def test_the_l1_box_projection_is_exact(eps, box):
+    rng = np.random.default_rng(int(eps * 100))
+    lo, hi = box
+    x0 = rng.uniform(lo, hi, (6, 7, 5, 2)).astype(np.float32)
+    x = (x0 + rng.normal(0, 0.6, x0.shape)).astype(np.float32)
+    got = project_l1_box(tf.constant(x0), tf.constant(x), eps, lo, hi).numpy()
+    want = np.stack([_projection_by_root_finding(x0[i].astype(np.float64), x[i].astype(np.float64), eps, lo, hi)
+                     for i in range(len(x0))])
+    np.testing.assert_allclose(got, want, atol=1e-5)  # float32 sums over 70 coordinates
+    assert got.min() >= lo and got.max() <= hi
+    assert np.abs(got - x0).reshape(len(x0), -1).sum(1).max() <= eps * (1 + 1e-6)
+
+
+def test_a_point_inside_the_ball_and_the_box_does_not_move():
+    rng = np.random.default_rng(1)
+    x0 = rng.uniform(0.2, 0.8, (3, 4, 4, 1)).astype(np.float32)
+    x = x0 + rng.uniform(-0.01, 0.01, x0.shape).astype(np.float32)
+    np.testing.assert_array_equal(project_l1_box(tf.constant(x0), tf.constant(x), 10.0, 0.0, 1.0).numpy(), x)
+
+
+def test_only_attacks_that_have_an_l1_version_take_norm_1(registry):
+    assert norms_of(registry.get("attack", "apgd")) == ("inf", "2", "1")
+    assert norms_of(registry.get("attack", "pgd")) == ("inf", "2")
+    assert registry.create("attack", "apgd", eps=2, norm="L1").norm == "1"
+    with pytest.raises(ParameterError, match="norm"):
+        registry.create("attack", "pgd", eps=2, norm="1")
+
+
+@pytest.mark.parametrize("schedule", [False, True])
+def test_l1_apgd_holds_its_budget_and_breaks_images(schedule, clf, bars, registry):
+    _, _, x, y = bars
+    x, y = x[:40], y[:40]
+    attack = registry.create("attack", "apgd", eps=4.0, norm="1", steps=30, eps_schedule=schedule)
+    result = attack.run(clf, x, y, seed=0)
+    l1 = np.abs(result.x_adv - x).reshape(len(x), -1).sum(1)
+    assert l1.max() <= 4.0 * (1 + 1e-5) and np.allclose(result.l1, l1, rtol=1e-5)
+    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    assert result.robust_accuracy < result.clean_accuracy - 0.2  # it attacks, at a budget that allows it
+    assert result.summary()["l1_max"] == pytest.approx(float(l1.max()), rel=1e-5)
+
+
+def test_l1_apgd_is_sparse_where_l2_is_not(clf, bars, registry):
+    """Mind the box's point: L1 steps move a few coordinates; an L2 attack of the same L1 size
+    spreads over all of them."""
+    _, _, x, y = bars
+    x, y = x[:20], y[:20]
+    l1 = registry.create("attack", "apgd", eps=1.5, norm="1", steps=20).run(clf, x, y, seed=0)
+    moved = (np.abs(l1.x_adv - x) > 1e-6).reshape(len(x), -1).mean(1)
+    l2 = registry.create("attack", "apgd", eps=0.4, norm="2", steps=20).run(clf, x, y, seed=0)
+    moved_l2 = (np.abs(l2.x_adv - x) > 1e-6).reshape(len(x), -1).mean(1)
+    assert np.median(moved) < np.median(moved_l2)

@@ -1,0 +1,99 @@
+"""The threat model of an evaluation (`norm`): L-inf, L2 or L1 budgets, the attacks run in it
+(those without a version for it refused by name), the worst case and the suite measured in it,
+and the report saying which norm its budgets are in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+import egide
+from egide.core.errors import ParameterError
+from egide.lab.evaluation.pipeline import EvaluationConfig, evaluate
+from egide.lab.evaluation.suite import plan
+
+
+@pytest.fixture(scope="module")
+def bars_data(bars):
+    _, _, x, y = bars
+    return egide.Dataset(x[:24], y[:24], ("horizontal", "vertical", "diagonal"))
+
+
+def test_each_norm_has_budgets_in_its_own_unit():
+    assert EvaluationConfig(model="m", data="d").eps == pytest.approx([1 / 255, 2 / 255, 4 / 255, 8 / 255])
+    assert EvaluationConfig(model="m", data="d", norm="L2").eps == [0.25, 0.5, 1.0]
+    assert EvaluationConfig(model="m", data="d", norm="1").eps == [4.0, 8.0, 16.0]
+    assert EvaluationConfig(model="m", data="d", norm="1", eps=[12]).eps == [12]
+    with pytest.raises(ValidationError, match="L-inf epsilon 12 is outside"):
+        EvaluationConfig(model="m", data="d", eps=[12])
+    with pytest.raises(ValidationError, match="detectors are evaluated against L-inf attacks only"):
+        EvaluationConfig(model="m", data="d", norm="2", detectors=[{"plugin": "lid"}])
+
+
+def test_the_default_attacks_of_a_norm_are_those_that_have_it():
+    attacks = [a.plugin for a in EvaluationConfig(model="m", data="d", norm="1").attacks]
+    reg = egide.registry()
+    assert "apgd" in attacks or "apgd" not in reg.names("attack")
+    assert not {"fgsm", "pgd"} & set(attacks)  # no L1 versions
+    assert all(reg.get("attack", a).budget == "fixed" for a in attacks)  # nothing minimises L1
+    assert {a.plugin for a in EvaluationConfig(model="m", data="d", norm="2").attacks} >= {"pgd", "cw"}
+
+
+def test_an_attack_without_a_version_for_the_norm_is_refused_by_name(clf, bars_data):
+    with pytest.raises(ParameterError, match="'pgd' has no L1 version; attacks that have one: apgd"):
+        evaluate({"model": "bars", "data": "bars", "norm": "1", "eps": [2], "attacks": [{"plugin": "pgd"}]},
+                 classifier=clf, dataset=bars_data)
+
+
+@pytest.mark.parametrize("norm, eps, measured", [("2", [0.3, 0.6], "l2"), ("1", [2.0, 4.0], "l1")])
+def test_an_evaluation_runs_its_attacks_and_measures_its_worst_case_in_the_norm(norm, eps, measured, clf,
+                                                                                  bars_data, registry):
+    config = {"model": "bars", "data": "bars", "norm": norm, "eps": eps, "gallery": 2, "sanity_checks": False,
+              "attacks": [{"plugin": "apgd", "params": {"steps": 10}}]}
+    report = evaluate(config, classifier=clf, dataset=bars_data)
+    runs = [r for r in report.runs if r.eps is not None]
+    assert {r.norm for r in runs} == {norm}
+    for r, e in zip(runs, eps):
+        attack = registry.create("attack", "apgd", eps=e, norm=norm, steps=10)
+        alone = attack.run(clf, bars_data.x, bars_data.y, seed=0)
+        assert getattr(alone, measured).max() <= e * (1 + 1e-5)  # the budget holds
+        assert r.robust_accuracy == pytest.approx(alone.robust_accuracy)
+    assert list(report.worst_case.values()) == pytest.approx([r.robust_accuracy for r in runs])  # one attack
+    assert report.config["norm"] == norm
+
+
+def test_the_l1_suite_runs_autoattacks_l1_members_and_names_the_missing_ones(registry):
+    ran, members = plan(registry, "standard", num_classes=4, randomized=False, norm="1")
+    by_label = {m.label: m for m in members}
+    assert by_label["apgd-ce"].params["restarts"] == 5 and by_label["apgd-ce"].params["eps_schedule"]
+    assert by_label["apgd-t"].params["target_classes"] == 5
+    for label in ("fab-t", "square"):  # no L1 versions yet: left out, and said
+        assert by_label[label].ran is None and "no L1 version" in by_label[label].note
+    _, linf = plan(registry, "standard", num_classes=4, randomized=False, norm="inf")
+    assert all(m.ran for m in linf) and "eps_schedule" not in linf[0].params
+
+
+def test_the_suite_is_never_kinder_than_its_first_member(clf, bars_data, registry):
+    config = {"model": "bars", "data": "bars", "norm": "1", "eps": [2.0], "suite": "quick", "gallery": 0,
+              "sanity_checks": False, "attacks": [{"plugin": "apgd", "params": {"steps": 10}}]}
+    report = evaluate(config, classifier=clf, dataset=bars_data)
+    suite_run = report.suite.runs[0]
+    member = report.suite.members[0]
+    alone = registry.create("attack", "apgd", eps=2.0, norm="1", **member.params).run(
+        clf, bars_data.x, bars_data.y, seed=0)
+    robust_alone = (alone.y_pred_adv == bars_data.y) & (alone.y_pred == bars_data.y)
+    assert not np.any(suite_run.robust & ~robust_alone)  # a point the member breaks, the suite breaks
+    assert suite_run.robust_accuracy <= min(suite_run.after)
+    assert report.suite.norm == "1"
+
+
+def test_the_report_says_the_norm_of_its_budgets(clf, bars_data, tmp_path):
+    from egide.lab.report.files import write_report
+
+    config = {"model": "bars", "data": "bars", "norm": "1", "eps": [2.0, 4.0], "gallery": 0,
+              "sanity_checks": False, "attacks": [{"plugin": "apgd", "params": {"steps": 5}}]}
+    written = write_report(evaluate(config, classifier=clf, dataset=bars_data), tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert "L1" in html and "L∞ attack" not in html and "/255" not in html
+    assert written["report.json"]
