@@ -177,9 +177,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="the threat model: L-inf (default), L2 or L1 budgets in --eps (L2/L1 defaults: 0.25,0.5,1 "
                    "and 4,8,16); attacks and the suite run in it, and attacks without a version for it are refused")
     p.add_argument(
-        "--suite", choices=["standard", "quick", "plus", "rand"],
-        help="add a reference-grade protocol (AutoAttack's standard: APGD-CE, APGD-T, FAB-T, Square); "
-        "its per-point worst case becomes the headline",
+        "--suite", choices=["standard", "fast", "quick", "plus", "rand"],
+        help="add a reference-grade protocol (AutoAttack's standard: APGD-CE, APGD-T, FAB-T, Square; fast: "
+        "APGD-CE, APGD-T on MALT's 3 nearest targets, Square with 1,000 queries); its per-point worst case "
+        "becomes the headline",
     )
     p.add_argument("--defenses", help="comma-separated preprocessing defenses, or 'all'; each is attacked non-adaptively and adaptively (params: use --config)")
     p.add_argument("--eot-samples", type=int, help="draws averaged by EOT against randomized defenses (default 8)")

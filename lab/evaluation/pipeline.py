@@ -211,11 +211,12 @@ class EvaluationConfig(BaseModel):
     detector_fit_limit: int | None = Field(
         1024, ge=16, description="Fit detectors on at most this many images of that split"
     )
-    suite: Literal["standard", "quick", "plus", "rand"] | None = Field(
+    suite: Literal["standard", "fast", "quick", "plus", "rand"] | None = Field(
         None,
         description="A reference-grade protocol (AutoAttack's): standard = APGD-CE, APGD-T, FAB-T, "
-        "Square; quick = APGD-CE, APGD-T; plus; rand (EOT, for randomized models). Its per-point "
-        "worst case is the report's headline",
+        "Square; fast = APGD-CE, APGD-T on MALT's 3 nearest targets, Square with 1,000 queries; quick = "
+        "APGD-CE, APGD-T; plus; rand (EOT, for randomized models). Its per-point worst case is the "
+        "report's headline",
     )
     detection_eps: Budget | None = Field(
         None, gt=0, le=1,

@@ -1,6 +1,7 @@
 """Reference-grade evaluation: the AutoAttack protocols (Croce & Hein 2020), run natively.
 
     standard  APGD-CE, APGD-T (targeted DLR, 9 targets), FAB-T (9 targets), Square (5,000 queries)
+    fast      APGD-CE, APGD-T on the 3 targets MALT's linear estimate puts nearest, Square (1,000)
     quick     APGD-CE, APGD-T
     plus      APGD-CE and APGD-DLR (5 restarts each), FAB (5 restarts), Square, APGD-T, FAB-T
     rand      APGD-CE and APGD-DLR with EOT over 20 draws, for randomized models
@@ -54,8 +55,18 @@ _FAB = Member("fab", "fab", {"steps": 100, "restarts": 5})
 _SQUARE = Member("square", "square", {"queries": 5000, "p_init": 0.8, "rescale_schedule": False},
                  black_box=True)
 
+# fast: MALT's targeting (Melamed et al. 2024) lets APGD-T aim at 3 classes instead of 9; FAB-T,
+# which adds nothing where APGD-T ran (AutoAttack's own ablations, and the demo), is left out;
+# Square stays as the gradient-free check against masking, with 1,000 queries.
+_APGD_T_MALT = Member("apgd-t-malt", "apgd", {"loss": "dlr-targeted", "steps": 100, "restarts": 1,
+                                              "target_classes": 3, "target_order": "linear"},
+                      min_classes=4, fallback="apgd-dlr")
+_SQUARE_CHECK = Member("square-1k", "square", {"queries": 1000, "p_init": 0.8, "rescale_schedule": False},
+                       black_box=True)
+
 PROTOCOLS: dict[str, list[Member]] = {
     "standard": [_APGD_CE, _APGD_T, _FAB_T, _SQUARE],
+    "fast": [_APGD_CE, _APGD_T_MALT, _SQUARE_CHECK],
     "quick": [_APGD_CE, _APGD_T],
     "plus": [
         dataclasses.replace(_APGD_CE, params={**_APGD_CE.params, "restarts": 5}),
@@ -67,11 +78,13 @@ PROTOCOLS: dict[str, list[Member]] = {
         dataclasses.replace(_APGD_DLR, params={**_APGD_DLR.params, "eot_samples": 20}),
     ],
 }
-VARIANTS = {m.label: m for m in (_APGD_CE, _APGD_DLR, _APGD_T, _FAB_T, _FAB, _SQUARE)}
+VARIANTS = {m.label: m for m in (_APGD_CE, _APGD_DLR, _APGD_T, _APGD_T_MALT, _FAB_T, _FAB, _SQUARE,
+                                 _SQUARE_CHECK)}
 # AutoAttack's L1 standard: APGD with the 3-2-1 eps schedule, 5 restarts for APGD-CE and 5 target
 # classes for APGD-T (Croce & Hein 2021); the other members as for L-inf and L2.
 L1_PARAMS = {"apgd-ce": {"restarts": 5, "eps_schedule": True},
              "apgd-t": {"target_classes": 5, "eps_schedule": True},
+             "apgd-t-malt": {"eps_schedule": True},
              "apgd-dlr": {"eps_schedule": True}}
 
 

@@ -19,7 +19,9 @@ Objectives (maximised): `ce`, the cross-entropy; `dlr`, the Difference of Logits
 -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3), invariant to shifting and scaling the logits (needs 3
 classes); `dlr-targeted`, -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2) (needs 4 classes), run once
 per target t among the `target_classes` highest clean logits after the top one (AutoAttack's
-APGD-T). With `targeted=True` the attack aims at given target labels instead (ce: -CE of the
+APGD-T); `target_order="linear"` orders those targets by MALT's estimate instead (Melamed, Yehudai
+& Shamir, NeurIPS 2024): the distance to each class's boundary in the model's linear approximation
+at the clean image, so fewer targets find what the logit order needs many for. With `targeted=True` the attack aims at given target labels instead (ce: -CE of the
 target; dlr and dlr-targeted: the targeted DLR towards it).
 
 Restarts (and targets) run one after another, each only on the samples no earlier run broke, as
@@ -53,6 +55,7 @@ from egide.plugins.attacks._params import eps_field, norm_field, targeted_field
 FIRST_CHECKPOINT = 0.22  # share of the iterations before the first checkpoint
 CHECKPOINT_DECAY = 0.03  # each later interval is shorter by this share of the iterations
 SHORTEST_INTERVAL = 0.06  # ... down to this share
+MALT_POOL = 20  # classes, by clean logit, whose boundaries MALT's targeting compares
 MOMENTUM = 0.75  # alpha of the update, after the first iteration
 _TINY = 1e-12
 
@@ -79,7 +82,13 @@ class APGD(Attack):
         )
         target_classes: int = Field(
             9, ge=1, le=1000,
-            description="With dlr-targeted: how many of the highest-scoring other classes to aim at",
+            description="With dlr-targeted: how many of the other classes to aim at, in `target_order`",
+        )
+        target_order: Literal["logits", "linear"] = Field(
+            "logits",
+            description="With dlr-targeted: aim first at the classes with the highest clean logits "
+            "(AutoAttack's APGD-T), or at those whose boundary is nearest in the model's linear "
+            "approximation at the image (MALT, Melamed, Yehudai & Shamir 2024)",
         )
         rho: float = Field(
             0.75, gt=0, le=1,
@@ -230,6 +239,8 @@ class APGD(Attack):
                 # The 2nd, 3rd, ... highest clean logits: the classes closest to taking over.
                 ranked = tf.argsort(clean, axis=1, direction="DESCENDING", stable=True)
                 ranked = tf.cast(ranked, y.dtype)
+                if p.target_order == "linear":
+                    ranked = _nearest_boundaries_first(clf, x0, y, ranked, norm, min(clf.num_classes - 1, MALT_POOL))
             seeds = randomness.draws(seed, runs)
             x_out = x0
             best = tf.fill(tf.shape(y), -float("inf"))
@@ -283,6 +294,28 @@ def _objective(loss: str, targeted: bool):
     if loss == "dlr" and not targeted:
         return dlr
     return dlr_targeted
+
+
+def _nearest_boundaries_first(clf, x0, y, ranked, norm: str, pool: int):
+    """MALT's targeting: among the `pool` classes with the highest clean logits after the top
+    one, the order of the distance to their boundary with y in the linear approximation at x0,
+    (z_y - z_j) / ||grad(z_y - z_j)||_q (q the dual norm of the budget's), nearest first; the
+    other classes keep their logit order behind them. One backward pass per class of the pool."""
+    dual = {"inf": 1, "2": 2, "1": float("inf")}[norm]
+    others = ranked[:, 1:pool + 1]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x0)
+        z = tf.cast(clf.logits(x0), tf.float32)
+        z_y = tf.gather(z, y, batch_dims=1)
+        gaps = [z_y - tf.gather(z, others[:, k], batch_dims=1) for k in range(others.shape[1])]
+    distances = []
+    for k, gap in enumerate(gaps):
+        grad = tape.gradient(gap, x0, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        size = tf.norm(tf.reshape(grad, [tf.shape(grad)[0], -1]), ord=dual, axis=1)
+        distances.append(gap / (size + _TINY))
+    del tape
+    order = tf.argsort(tf.stack(distances, axis=1), axis=1, stable=True)
+    return tf.concat([ranked[:, :1], tf.gather(others, order, batch_dims=1), ranked[:, pool + 1:]], axis=1)
 
 
 def _random_direction(shape, norm: str, seed, rows=None):
