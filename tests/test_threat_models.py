@@ -97,3 +97,39 @@ def test_the_report_says_the_norm_of_its_budgets(clf, bars_data, tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert "L1" in html and "L∞ attack" not in html and "/255" not in html
     assert written["report.json"]
+
+
+# ---- the fast suite ---------------------------------------------------------------------------
+def test_malt_orders_targets_by_the_distance_to_their_boundary_in_a_linear_model():
+    """For a linear classifier the first-order estimate is the exact distance to each boundary:
+    the order must be that of (z_y - z_j) / ||w_y - w_j||_1 (L-inf budgets), not of the logits."""
+    import keras
+    import tensorflow as tf
+
+    from egide.plugins.attacks.apgd import _nearest_boundaries_first
+
+    rng = np.random.default_rng(3)
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(6)])
+    w = rng.normal(0, 1, (16, 6)).astype(np.float32) * rng.uniform(0.1, 3, 6).astype(np.float32)
+    model.layers[-1].set_weights([w, rng.normal(0, 1, 6).astype(np.float32)])
+    clf = egide.Classifier.from_keras(model)
+    x = rng.uniform(0, 1, (8, 4, 4, 1)).astype(np.float32)
+    z = clf.predict_logits(x)
+    y = z.argmax(1)
+    ranked = tf.cast(tf.argsort(z, axis=1, direction="DESCENDING", stable=True), tf.int64)
+    got = _nearest_boundaries_first(clf, tf.constant(x), tf.constant(y), ranked, "inf", 5).numpy()
+    for i in range(len(x)):
+        others = [j for j in range(6) if j != y[i]]
+        distance = {j: (z[i, y[i]] - z[i, j]) / np.abs(w[:, y[i]] - w[:, j]).sum() for j in others}
+        assert got[i, 0] == y[i]
+        assert list(got[i, 1:]) == sorted(others, key=distance.get)
+    assert not np.array_equal(got, ranked.numpy())  # here the logit order differs
+
+
+def test_the_fast_suite_aims_at_malts_targets_and_keeps_square_as_the_masking_check(registry):
+    ran, members = plan(registry, "fast", num_classes=4, randomized=False)
+    assert [m.ran for m in members] == ["apgd-ce", "apgd-t-malt", "square-1k"]
+    assert members[1].params["target_order"] == "linear" and members[1].params["target_classes"] == 3
+    assert members[2].black_box and members[2].params["queries"] == 1000
+    _, three = plan(registry, "fast", num_classes=3, randomized=False)
+    assert three[1].ran == "apgd-dlr" and "needs 4 classes" in three[1].note

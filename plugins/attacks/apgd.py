@@ -158,70 +158,79 @@ class APGD(Attack):
         def one_run(x0, y, goal, seed, rows=None):
             """APGD on the samples given (x0 its clean images; rows: their places in the batch,
             for their random starts); returns (first adversarial or best point, broken, best
-            objective)."""
+            objective). A sample leaves the loop once broken: every sample's steps, step sizes and
+            checkpoints are its own, so the others' results do not change, and the work shrinks
+            as the points fall (record=True keeps every sample, to log the whole schedule)."""
             n = tf.shape(x0)[0]
             x_k = clip_to_ball(x0 + eps * _random_direction(tf.shape(x0), norm, seed, rows), x0, eps, norm, lo, hi)
             logits, value, grad = model_pass(x_k, y, goal)
             broken = succeeded(logits, y, goal)
-            x_found = x_k  # the first adversarial point of each broken sample
-            x_best, best, grad_best = x_k, value, grad
+            # What each sample ends with, written as it leaves: its first adversarial point (the
+            # start, for those broken from it), else its best point; and its best objective.
+            out = dict(x=x_k, broken=broken, best=value)
             eta = tf.fill([n, 1, 1, 1], tf.constant(2.0 * eps, tf.float32))
-            history = tf.TensorArray(tf.float32, size=steps + 1, clear_after_read=False).write(0, value)
-            etas = tf.TensorArray(tf.float32, size=steps + 1).write(0, eta[:, 0, 0, 0])
-            state = dict(
-                etas=etas,
-                i=tf.constant(0), x_k=x_k, x_prev=x_k, grad=grad, eta=eta, x_best=x_best, best=best,
-                grad_best=grad_best, broken=broken, x_found=x_found, history=history,
-                since=tf.constant(0), interval=tf.constant(first), last_check=tf.constant(0),
-                best_at_check=best, reduced_at_check=tf.ones([n], tf.bool),
-            )
+            active = dict(pos=tf.range(n), x0=x0, y=y, goal=goal, x_k=x_k, x_prev=x_k, grad=grad, eta=eta,
+                          x_best=x_k, best=value, grad_best=grad, broken=broken, last=value,
+                          rises=tf.zeros([n]), best_at_check=value, reduced_at_check=tf.ones([n], tf.bool))
+            if not record:
+                active = _rows_of(active, tf.logical_not(broken))
+            state = dict(i=tf.constant(0), since=tf.constant(0), interval=tf.constant(first), out=out, active=active)
+            if record:
+                state["history"] = tf.TensorArray(tf.float32, size=steps + 1).write(0, value)
+                state["etas"] = tf.TensorArray(tf.float32, size=steps + 1).write(0, eta[:, 0, 0, 0])
 
             def iteration(s):
-                i, x_k, x_prev = s["i"], s["x_k"], s["x_prev"]
+                i, a = s["i"], s["active"]
                 alpha = tf.where(i > 0, MOMENTUM, 1.0)
-                z = step_towards(x_k, x0, s["grad"], s["eta"])
-                x_next = clip_to_ball(x_k + alpha * (z - x_k) + (1.0 - alpha) * (x_k - x_prev),
-                                      x0, eps, norm, lo, hi)
-                logits, value, grad = model_pass(x_next, y, goal)
-                hit = succeeded(logits, y, goal)
-                first_hit = tf.logical_and(hit, tf.logical_not(s["broken"]))
-                x_found = tf.where(first_hit[:, None, None, None], x_next, s["x_found"])
-                improved = value > s["best"]
-                x_best = tf.where(improved[:, None, None, None], x_next, s["x_best"])
-                grad_best = tf.where(improved[:, None, None, None], grad, s["grad_best"])
-                best = tf.where(improved, value, s["best"])
-                history = s["history"].write(i + 1, value)
+                z = step_towards(a["x_k"], a["x0"], a["grad"], a["eta"])
+                x_next = clip_to_ball(a["x_k"] + alpha * (z - a["x_k"]) + (1.0 - alpha) * (a["x_k"] - a["x_prev"]),
+                                      a["x0"], eps, norm, lo, hi)
+                logits, value, grad = model_pass(x_next, a["y"], a["goal"])
+                hit = succeeded(logits, a["y"], a["goal"])
+                first_hit = tf.logical_and(hit, tf.logical_not(a["broken"]))
+                i4 = (value > a["best"])[:, None, None, None]
+                a = dict(a, x_k=x_next, x_prev=a["x_k"], grad=grad, broken=tf.logical_or(a["broken"], hit),
+                         x_best=tf.where(i4, x_next, a["x_best"]), grad_best=tf.where(i4, grad, a["grad_best"]),
+                         best=tf.maximum(value, a["best"]), last=value,
+                         rises=a["rises"] + tf.cast(value > a["last"], tf.float32))
                 since = s["since"] + 1
-                out = dict(s, i=i + 1, x_k=x_next, x_prev=x_k, grad=grad, x_best=x_best, best=best,
-                           grad_best=grad_best, broken=tf.logical_or(s["broken"], hit),
-                           x_found=x_found, history=history, since=since)
-                out = tf.cond(since >= s["interval"], lambda: checkpoint(out), lambda: out)
-                return dict(out, etas=out["etas"].write(i + 1, out["eta"][:, 0, 0, 0]))
+                a, since, interval = tf.cond(since >= s["interval"], lambda: checkpoint(a, since, s["interval"]),
+                                             lambda: (a, since, s["interval"]))
+                leaving = tf.boolean_mask(a["pos"], first_hit)[:, None]
+                o = s["out"]
+                o = dict(x=tf.tensor_scatter_nd_update(o["x"], leaving, tf.boolean_mask(x_next, first_hit)),
+                         broken=tf.tensor_scatter_nd_update(o["broken"], leaving, tf.ones_like(leaving[:, 0], tf.bool)),
+                         best=tf.tensor_scatter_nd_update(o["best"], leaving, tf.boolean_mask(a["best"], first_hit)))
+                nxt = dict(s, i=i + 1, since=since, interval=interval, out=o,
+                           active=a if record else _rows_of(a, tf.logical_not(hit)))
+                if record:
+                    nxt["history"] = s["history"].write(i + 1, value)
+                    nxt["etas"] = s["etas"].write(i + 1, a["eta"][:, 0, 0, 0])
+                return nxt
 
-            def checkpoint(s):
-                # Condition 1: rises of the objective over the iterations since the last checkpoint.
-                values = s["history"].gather(tf.range(s["last_check"], s["i"] + 1))
-                rises = tf.reduce_sum(tf.cast(values[1:] > values[:-1], tf.float32), axis=0)
-                oscillating = rises <= rho * tf.cast(s["since"], tf.float32)
+            def checkpoint(a, since, interval):
+                # Condition 1: the objective rose in at most rho of the iterations since the last
+                # checkpoint (counted from that checkpoint's value on).
+                oscillating = a["rises"] <= rho * tf.cast(since, tf.float32)
                 # Condition 2: not halved last time, and no better point since.
-                stalled = tf.logical_and(tf.logical_not(s["reduced_at_check"]), s["best_at_check"] >= s["best"])
+                stalled = tf.logical_and(tf.logical_not(a["reduced_at_check"]), a["best_at_check"] >= a["best"])
                 halve = tf.logical_or(oscillating, stalled)
                 h4 = halve[:, None, None, None]
-                return dict(
-                    s,
-                    eta=tf.where(h4, s["eta"] / 2.0, s["eta"]),
-                    x_k=tf.where(h4, s["x_best"], s["x_k"]),
-                    grad=tf.where(h4, s["grad_best"], s["grad"]),
-                    reduced_at_check=halve,
-                    best_at_check=s["best"],
-                    since=tf.constant(0),
-                    last_check=s["i"],
-                    interval=tf.maximum(s["interval"] - decay, shortest),
-                )
+                a = dict(a, eta=tf.where(h4, a["eta"] / 2.0, a["eta"]), x_k=tf.where(h4, a["x_best"], a["x_k"]),
+                         grad=tf.where(h4, a["grad_best"], a["grad"]), reduced_at_check=halve,
+                         best_at_check=a["best"], rises=tf.zeros_like(a["rises"]))
+                return a, tf.constant(0), tf.maximum(interval - decay, shortest)
 
-            final = tf.while_loop(lambda s: s["i"] < steps, lambda s: (iteration(s),), (state,))[0]
-            b4 = final["broken"][:, None, None, None]
-            found = tf.where(b4, final["x_found"], final["x_best"]), final["broken"], final["best"]
+            def more(s):
+                return tf.logical_and(s["i"] < steps, tf.size(s["active"]["pos"]) > 0)
+
+            final = tf.while_loop(more, lambda s: (iteration(s),), (state,),
+                                  shape_invariants=(_invariants(state),))[0]
+            a, o = final["active"], final["out"]
+            still = tf.logical_not(a["broken"])  # record=True: the broken ones were written as they fell
+            rest = tf.boolean_mask(a["pos"], still)[:, None]
+            found = (tf.tensor_scatter_nd_update(o["x"], rest, tf.boolean_mask(a["x_best"], still)), o["broken"],
+                     tf.tensor_scatter_nd_update(o["best"], rest, tf.boolean_mask(a["best"], still)))
             if record:
                 return (*found, final["history"].stack(), final["etas"].stack())
             return found
@@ -294,6 +303,20 @@ def _objective(loss: str, targeted: bool):
     if loss == "dlr" and not targeted:
         return dlr
     return dlr_targeted
+
+
+def _rows_of(state: dict, keep) -> dict:
+    """The per-sample tensors of `state`, only the rows where `keep` is true."""
+    return {k: tf.boolean_mask(v, keep) for k, v in state.items()}
+
+
+def _invariants(state: dict) -> dict:
+    """tf.while_loop shape invariants: the active samples' first dimension varies, the rest not."""
+    def fixed(t):
+        return tf.TensorShape(None) if isinstance(t, tf.TensorArray) else t.shape
+
+    return {k: ({n: tf.TensorShape([None, *t.shape[1:]]) for n, t in v.items()} if k == "active"
+                else tf.nest.map_structure(fixed, v)) for k, v in state.items()}
 
 
 def _nearest_boundaries_first(clf, x0, y, ranked, norm: str, pool: int):
