@@ -33,9 +33,11 @@ Where we follow the paper rather than the reference code: condition 1 counts the
 objective over the iterations since the last checkpoint starting from the start point's value
 (the reference compares the first one against a zero-initialised buffer).
 
-Cost: one compiled tf.function per classifier runs every run; each run costs `steps` + 1
-forward+backward passes (the start point's gradient, then one per iteration), and the whole
-attack one more forward pass for the clean predictions.
+Cost: one compiled tf.function per classifier runs every run; each run costs at most `steps` + 1
+forward+backward passes per sample (the start point's gradient, then one per iteration), and the
+whole attack one more forward pass for the clean predictions. A sample leaves its run once it is
+broken (the L-inf/L2 runs): its steps, step sizes and checkpoints are its own, so the others'
+results do not change, and a run costs what its unbroken samples need (about half on the demo).
 """
 
 from __future__ import annotations
