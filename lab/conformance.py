@@ -163,7 +163,19 @@ def _check_unknown_refused(cls: type[Plugin]) -> None:
     raise ConformanceError("an unknown parameter was accepted")
 
 
+WORK_COUNTS = ("steps", "queries")  # the shared names of how long an attack searches (_params.py)
+QUICK_WORK = 20
+
+
 def _attack(cls: type[Attack], **params) -> Attack:
+    """The attack for a behaviour check: its work counts (steps, queries) cut to 20 when larger.
+    Shapes, ranges, budgets and determinism do not depend on how long it searches, and a
+    query-based attack at its default 5,000 queries per image would make the checks minutes long."""
+    fields = cls.Params.model_fields
+    for name in WORK_COUNTS:
+        default = fields[name].default if name in fields else None
+        if isinstance(default, int) and default > QUICK_WORK and name not in params:
+            params[name] = QUICK_WORK
     return cls(**params)
 
 

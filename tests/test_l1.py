@@ -56,7 +56,7 @@ def test_only_attacks_that_have_an_l1_version_take_norm_1(registry):
 def test_l1_apgd_holds_its_budget_and_breaks_images(schedule, clf, bars, registry):
     _, _, x, y = bars
     x, y = x[:40], y[:40]
-    attack = registry.create("attack", "apgd", eps=4.0, norm="1", steps=30, eps_schedule=schedule)
+    attack = registry.create("attack", "apgd", eps=4.0, norm="1", steps=15, eps_schedule=schedule)
     result = attack.run(clf, x, y, seed=0)
     l1 = np.abs(result.x_adv - x).reshape(len(x), -1).sum(1)
     assert l1.max() <= 4.0 * (1 + 1e-5) and np.allclose(result.l1, l1, rtol=1e-5)

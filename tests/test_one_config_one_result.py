@@ -15,8 +15,8 @@ from egide.web import create_app
 
 from web_jobs import wait
 
-CONFIG = {"plugin": "pgd", "params": {"eps": 4 / 255, "steps": 5}, "model": "brain-tumor-cnn",
-          "data": "brain-tumor-phantom", "limit": 20, "seed": 3,
+CONFIG = {"plugin": "pgd", "params": {"eps": 4 / 255, "steps": 3}, "model": "brain-tumor-cnn",
+          "data": "brain-tumor-phantom", "limit": 12, "seed": 3,
           "defense": {"plugin": "gaussian-noise", "params": {"sigma": 0.03}}}
 
 
@@ -34,8 +34,8 @@ def by_python(registry):
 
 def test_the_command_line_gives_the_python_result(by_python, tmp_path):
     out = tmp_path / "adv.npz"
-    code = main(["attack", "--model", CONFIG["model"], "--data", CONFIG["data"], "--limit", "20", "--seed", "3",
-                 "--attack", "pgd", "--param", "eps=4/255", "--param", "steps=5", "--defense", "gaussian-noise",
+    code = main(["attack", "--model", CONFIG["model"], "--data", CONFIG["data"], "--limit", "12", "--seed", "3",
+                 "--attack", "pgd", "--param", "eps=4/255", "--param", "steps=3", "--defense", "gaussian-noise",
                  "--defense-param", "sigma=0.03", "--batch-size", "7", "--out", str(out), "--no-progress"])
     assert code == 0
     _same(by_python, np.load(out), out.with_suffix(".json"))

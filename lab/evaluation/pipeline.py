@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from egide.core import __version__
 from egide.core.classifier import Classifier, softmax
@@ -226,12 +226,16 @@ class EvaluationConfig(BaseModel):
 
     @field_validator("eps")
     @classmethod
-    def _eps_in_range(cls, eps: list[float]) -> list[float]:
+    def _eps_in_range(cls, eps: list[float], info: ValidationInfo) -> list[float]:
         if not eps:
             raise ValueError("give at least one epsilon, e.g. [0.0157] for 4/255")
+        linf = info.data.get("norm", "inf") == "inf"  # norm is declared (so validated) before eps
         for value in eps:
+            if linf and not 0 < value <= 1:
+                raise ValueError(f"epsilon {value:g} is outside (0, 1]; L-inf epsilons are in input units "
+                                 "(4/255 = 0.0157 for images in [0, 1]); for an L2 or L1 budget set norm")
             if not value > 0:
-                raise ValueError(f"epsilon {value:g} must be positive (4/255 = 0.0157 for images in [0, 1])")
+                raise ValueError(f"epsilon {value:g} must be positive")
         return sorted(set(eps))
 
     @model_validator(mode="after")
@@ -239,10 +243,6 @@ class EvaluationConfig(BaseModel):
         if self.norm != "inf" and self.detectors:
             raise ValueError("detectors are evaluated against L-inf attacks only (the guard's adaptive attack "
                              "is L-inf): set norm to 'inf', or evaluate the detectors in a separate run")
-        if self.norm == "inf" and self.eps[-1] > 1:
-            raise ValueError(
-                f"L-inf epsilon {self.eps[-1]:g} is outside (0, 1]; epsilons are in input units "
-                "(4/255 = 0.0157 for images in [0, 1]); for an L2 or L1 budget set norm")
         for what, specs in (("attack", self.attacks), ("defense", self.defenses),
                             ("detector", self.detectors)):
             names = [s.plugin for s in specs]
