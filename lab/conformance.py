@@ -8,7 +8,9 @@
 Checks: the declaration follows the contract; the parameter schema is valid JSON Schema and
 renders as a form; the defaults validate; unknown parameters are refused; and behaviour on a
 small real Keras model: results are deterministic under a seed, shape/dtype/range are kept,
-and an attack's budget holds; a preprocessor stays in range, replays under a seed, and its
+and an attack's budget holds in every norm its `norm` parameter takes (L-inf, L2, L1), with its
+work counts (`steps`, `queries`) cut to 20, since none of that depends on how long it searches;
+a preprocessor stays in range, replays under a seed, and its
 adaptive view is the same defense with a usable gradient; a detector scores the same after
 save and load, refuses to score before fit, and refuses a false-positive rate outside (0, 1).
 """
