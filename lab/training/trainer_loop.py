@@ -30,100 +30,100 @@ VAL_BATCH = 256
 
 def train(
     trainer: Trainer,
-        clf: Classifier,
-        train=None,
-        val=None,
-        *,
-        progress: TrainingProgress | None = None,
-        checkpoint=None,
-        seed: int = 0,
-    ) -> Classifier:
-        """Train a copy of `clf` on `train`; return the best epoch's model as a Classifier.
+    clf: Classifier,
+    train=None,
+    val=None,
+    *,
+    progress: TrainingProgress | None = None,
+    checkpoint=None,
+    seed: int = 0,
+) -> Classifier:
+    """Train a copy of `clf` on `train`; return the best epoch's model as a Classifier.
 
-        checkpoint: a file path. After every epoch the whole training state is written there
-        atomically; calling again with the same path, model, data, parameters and seed resumes
-        after the last finished epoch.
-        """
-        import keras
-        import tensorflow as tf
+    checkpoint: a file path. After every epoch the whole training state is written there
+    atomically; calling again with the same path, model, data, parameters and seed resumes
+    after the last finished epoch.
+    """
+    import keras
+    import tensorflow as tf
 
-        p = trainer.params
-        if not isinstance(clf, Classifier):
-            raise InputError(
-                f"{trainer.name}: expected an egide.Classifier, got {type(clf).__name__}; wrap a "
-                "Keras model with egide.Classifier.from_keras(model)"
+    p = trainer.params
+    if not isinstance(clf, Classifier):
+        raise InputError(
+            f"{trainer.name}: expected an egide.Classifier, got {type(clf).__name__}; wrap a "
+            "Keras model with egide.Classifier.from_keras(model)"
+        )
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise InputError(f"{trainer.name}: seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    train, val = _checked_data(trainer, clf, train, val, seed)
+
+    keras.utils.set_random_seed(seed)  # initial weights (from_scratch) and dropout seeds
+    model = _copy_model(clf, from_scratch=p.from_scratch)
+    trained = Classifier.from_keras(model, input_range=clf.input_range, name=f"{clf.name}-{trainer.name}")
+    ctx = TrainingContext.of(trained)
+    steps_per_epoch = -(-len(train) // p.batch_size)
+    total = p.epochs * steps_per_epoch
+    optimizer = keras.optimizers.Adam(trainer.learning_rate(total))
+    optimizer.build(model.trainable_variables)
+    step = trainer.compiled_step(ctx, optimizer)
+    validate = _validation_function(trained, p.eps, p.val_steps)
+
+    identity = _identity(trainer, clf, train, val, seed)
+    state = {"epoch": 0, "best": None, "history": []}
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        state = _restore(path, identity, model, optimizer)
+    best_weights = state.pop("best_weights", None)
+    # Live views of the run, readable from the progress callback (and after it).
+    trainer.history, trainer.best = state["history"], state["best"]
+
+    started = time.perf_counter()
+    done = state["epoch"] * steps_per_epoch
+    for epoch in range(state["epoch"], p.epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(len(train))
+        losses = []
+        for start in range(0, len(train), p.batch_size):
+            index = np.sort(order[start : start + p.batch_size])
+            eps = p.eps * _warmup(p, done + 1, steps_per_epoch)
+            loss = step(
+                tf.constant(train.x[index]),
+                tf.constant(train.y[index]),
+                tf.constant(eps, tf.float32),
+                tf.constant([seed, done], tf.int64),
             )
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise InputError(f"{trainer.name}: seed must be a non-negative integer, got {seed!r}")
-        seed = int(seed)
-        train, val = _checked_data(trainer, clf, train, val, seed)
-
-        keras.utils.set_random_seed(seed)  # initial weights (from_scratch) and dropout seeds
-        model = _copy_model(clf, from_scratch=p.from_scratch)
-        trained = Classifier.from_keras(model, input_range=clf.input_range, name=f"{clf.name}-{trainer.name}")
-        ctx = TrainingContext.of(trained)
-        steps_per_epoch = -(-len(train) // p.batch_size)
-        total = p.epochs * steps_per_epoch
-        optimizer = keras.optimizers.Adam(trainer.learning_rate(total))
-        optimizer.build(model.trainable_variables)
-        step = trainer.compiled_step(ctx, optimizer)
-        validate = _validation_function(trained, p.eps, p.val_steps)
-
-        identity = _identity(trainer, clf, train, val, seed)
-        state = {"epoch": 0, "best": None, "history": []}
-        path = Path(checkpoint) if checkpoint is not None else None
-        if path is not None and path.exists():
-            state = _restore(path, identity, model, optimizer)
-        best_weights = state.pop("best_weights", None)
-        # Live views of the run, readable from the progress callback (and after it).
-        trainer.history, trainer.best = state["history"], state["best"]
-
-        started = time.perf_counter()
-        done = state["epoch"] * steps_per_epoch
-        for epoch in range(state["epoch"], p.epochs):
-            order = np.random.default_rng([seed, epoch]).permutation(len(train))
-            losses = []
-            for start in range(0, len(train), p.batch_size):
-                index = np.sort(order[start : start + p.batch_size])
-                eps = p.eps * _warmup(p, done + 1, steps_per_epoch)
-                loss = step(
-                    tf.constant(train.x[index]),
-                    tf.constant(train.y[index]),
-                    tf.constant(eps, tf.float32),
-                    tf.constant([seed, done], tf.int64),
-                )
-                losses.append(float(loss))
-                done += 1
-                if progress:
-                    progress(done, total, f"epoch {epoch + 1}/{p.epochs} loss {np.mean(losses):.4f}")
-
-            clean, robust = _validate(validate, val, seed)
-            metrics = {
-                "epoch": epoch + 1,
-                "loss": float(np.mean(losses)),
-                "eps": float(eps),
-                "val_clean_accuracy": clean,
-                "val_adversarial_accuracy": robust,
-                "seconds": round(time.perf_counter() - started, 3),  # since this call started
-            }
-            state["history"].append(metrics)
-            # Best: highest adversarial validation accuracy; a tie goes to the cleaner model.
-            if state["best"] is None or (robust, clean) > (
-                state["best"]["val_adversarial_accuracy"], state["best"]["val_clean_accuracy"]
-            ):
-                state["best"] = trainer.best = metrics
-                best_weights = [v.numpy() for v in model.variables]
-            state["epoch"] = epoch + 1
-            if path is not None:
-                _save(path, identity, state, model, optimizer, best_weights)
+            losses.append(float(loss))
+            done += 1
             if progress:
-                progress(done, total, f"epoch {epoch + 1}/{p.epochs} loss {metrics['loss']:.4f} "
-                         f"val clean {clean:.1%} adv {robust:.1%}")
+                progress(done, total, f"epoch {epoch + 1}/{p.epochs} loss {np.mean(losses):.4f}")
 
-        if best_weights is not None:
-            for variable, value in zip(model.variables, best_weights):
-                variable.assign(value)
-        return trained
+        clean, robust = _validate(validate, val, seed)
+        metrics = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "eps": float(eps),
+            "val_clean_accuracy": clean,
+            "val_adversarial_accuracy": robust,
+            "seconds": round(time.perf_counter() - started, 3),  # since this call started
+        }
+        state["history"].append(metrics)
+        # Best: highest adversarial validation accuracy; a tie goes to the cleaner model.
+        if state["best"] is None or (robust, clean) > (
+            state["best"]["val_adversarial_accuracy"], state["best"]["val_clean_accuracy"]
+        ):
+            state["best"] = trainer.best = metrics
+            best_weights = [v.numpy() for v in model.variables]
+        state["epoch"] = epoch + 1
+        if path is not None:
+            _save(path, identity, state, model, optimizer, best_weights)
+        if progress:
+            progress(done, total, f"epoch {epoch + 1}/{p.epochs} loss {metrics['loss']:.4f} "
+                     f"val clean {clean:.1%} adv {robust:.1%}")
+
+    if best_weights is not None:
+        for variable, value in zip(model.variables, best_weights):
+            variable.assign(value)
+    return trained
 
 
 def _warmup(params, step: int, steps_per_epoch: int) -> float:
