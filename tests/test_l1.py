@@ -1,16 +1,17 @@
-"""The L1 threat model: the exact projection onto the L1 ball inside the input box, and l1-APGD
-(Croce & Hein 2021) holding its budget, breaking images, and AutoAttack's eps schedule."""
+"""The L1 threat model: the exact projection onto the L1 ball inside the input box, FAB's exact
+L1 step onto a hyperplane, and the attacks of AutoAttack's L1 standard (l1-APGD after Croce &
+Hein 2021, FAB-L1, Square-L1) holding their budget and breaking images."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from scipy.optimize import brentq
+from scipy.optimize import brentq, linprog
 
 from egide.core.errors import ParameterError
 from egide.lab.choices import norms_of
-from egide.plugins.attacks._l1 import project_l1_box
+from egide.plugins.attacks._l1 import l1_hyperplane_step, project_l1_box
 
 
 def _projection_by_root_finding(x0, x, eps, lo, hi):
@@ -42,6 +43,42 @@ def test_a_point_inside_the_ball_and_the_box_does_not_move():
     x0 = rng.uniform(0.2, 0.8, (3, 4, 4, 1)).astype(np.float32)
     x = x0 + rng.uniform(-0.01, 0.01, x0.shape).astype(np.float32)
     np.testing.assert_array_equal(project_l1_box(tf.constant(x0), tf.constant(x), 10.0, 0.0, 1.0).numpy(), x)
+
+
+@pytest.mark.parametrize("trial", range(6))
+def test_fabs_l1_step_onto_a_hyperplane_is_the_linear_programs_optimum(trial):
+    """min ||d||_1 s.t. <w, d> = c, low <= d <= high, solved independently as a linear program
+    (d = p - m, p, m >= 0); where the box cannot reach the hyperplane, every coordinate goes to
+    its bound on the useful side."""
+    rng = np.random.default_rng(trial)
+    w = rng.normal(size=(1, 3, 2, 2)).astype(np.float32)
+    x = rng.uniform(size=w.shape).astype(np.float32)
+    low, high = -x, 1 - x
+    c = np.float32(rng.normal() * [0.1, 1.0, 8.0][trial % 3])
+    d = l1_hyperplane_step(tf.constant(w), tf.constant([c]), tf.constant(low), tf.constant(high)).numpy()
+    assert (d >= low - 1e-6).all() and (d <= high + 1e-6).all()
+    n, wf = w.size, w.ravel()
+    eye = np.eye(n)
+    lp = linprog(np.ones(2 * n), A_eq=np.concatenate([wf, -wf])[None], b_eq=[c],
+                 A_ub=np.block([[eye, -eye], [-eye, eye]]), b_ub=np.concatenate([high.ravel(), -low.ravel()]),
+                 bounds=(0, None))
+    if lp.status == 0:
+        assert (w * d).sum() == pytest.approx(c, abs=1e-5)
+        assert np.abs(d).sum() == pytest.approx(lp.fun, rel=1e-5, abs=1e-6)
+    else:
+        reach = np.where(wf * np.sign(c) > 0, high.ravel(), low.ravel())
+        np.testing.assert_allclose(d.ravel(), reach, atol=1e-6)
+
+
+@pytest.mark.parametrize("attack, params", [("fab", {"steps": 20, "target_classes": 3}), ("square", {"queries": 300})])
+def test_fab_and_square_hold_an_l1_budget_and_break_images(attack, params, clf, bars, registry):
+    _, _, x, y = bars
+    x, y = x[:40], y[:40]
+    result = registry.create("attack", attack, eps=6.0, norm="1", **params).run(clf, x, y, seed=0)
+    l1 = np.abs(result.x_adv - x).reshape(len(x), -1).sum(1)
+    assert l1.max() <= 6.0 * (1 + 1e-5)
+    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    assert result.robust_accuracy < result.clean_accuracy - 0.2
 
 
 def test_only_attacks_that_have_an_l1_version_take_norm_1(registry):

@@ -63,15 +63,24 @@ def test_an_evaluation_runs_its_attacks_and_measures_its_worst_case_in_the_norm(
     assert report.config["norm"] == norm
 
 
-def test_the_l1_suite_runs_autoattacks_l1_members_and_names_the_missing_ones(registry):
+def test_the_l1_suite_runs_autoattacks_l1_members(registry):
     ran, members = plan(registry, "standard", num_classes=4, randomized=False, norm="1")
     by_label = {m.label: m for m in members}
+    assert list(by_label) == ["apgd-ce", "apgd-t", "fab-t", "square"] and all(m.ran for m in members)
     assert by_label["apgd-ce"].params["restarts"] == 5 and by_label["apgd-ce"].params["eps_schedule"]
     assert by_label["apgd-t"].params["target_classes"] == 5
-    for label in ("fab-t", "square"):  # no L1 versions yet: left out, and said
-        assert by_label[label].ran is None and "no L1 version" in by_label[label].note
-    _, linf = plan(registry, "standard", num_classes=4, randomized=False, norm="inf")
-    assert all(m.ran for m in linf) and "eps_schedule" not in linf[0].params
+    assert by_label["fab-t"].params["target_classes"] == 9 and by_label["square"].params["queries"] == 5000
+
+
+def test_a_member_without_a_version_for_the_norm_is_left_out_and_named(registry, monkeypatch):
+    """A suite member that has no L1 version is not run at a budget it cannot hold."""
+    from egide.lab.evaluation import suite
+
+    pgd = suite.Member("pgd-member", "pgd", {"steps": 10})
+    monkeypatch.setitem(suite.PROTOCOLS, "quick", [*suite.PROTOCOLS["quick"], pgd])
+    _, members = plan(registry, "quick", num_classes=4, randomized=False, norm="1")
+    assert [m.ran for m in members] == ["apgd-ce", "apgd-t", None]
+    assert "'pgd' attack has no L1 version" in members[-1].note
 
 
 def test_the_suite_is_never_kinder_than_its_first_member(clf, bars_data, registry):

@@ -52,3 +52,23 @@ def nonzero_count(t):
     """Per image, how many coordinates of t are not zero (its L0 size), as float32 (B,)."""
     n = tf.shape(t)[0]
     return tf.reduce_sum(tf.cast(tf.not_equal(tf.reshape(t, [n, -1]), 0.0), tf.float32), axis=1)
+
+
+def l1_hyperplane_step(w, c, low, high):
+    """The L1-smallest delta with <w, delta> = c and low <= delta <= high, per image (FAB's L1
+    projection; the closest the box allows when the hyperplane lies beyond it).
+
+    Each unit of |delta_i| moves <w, delta> by |w_i|, so the cheapest way there spends the
+    coordinates with the largest |w_i| first, each up to the box on its useful side, until c is
+    reached: one sort per image, exact."""
+    shape = tf.shape(w)
+    n = shape[0]
+    a = tf.reshape(w * tf.sign(c)[:, None, None, None], [n, -1])  # the useful direction of each coordinate
+    room = tf.maximum(tf.where(a > 0, tf.reshape(high, [n, -1]), -tf.reshape(low, [n, -1])), 0.0)
+    order = tf.argsort(tf.abs(a), axis=1, direction="DESCENDING", stable=True)
+    gain = tf.gather(tf.abs(a), order, batch_dims=1)
+    spent_before = tf.cumsum(gain * tf.gather(room, order, batch_dims=1), axis=1, exclusive=True)
+    left = tf.maximum(tf.abs(c)[:, None] - spent_before, 0.0)
+    amount = tf.where(gain > 0, tf.minimum(left / tf.maximum(gain, 1e-30), tf.gather(room, order, batch_dims=1)), 0.0)
+    delta = tf.gather(amount, tf.argsort(order, axis=1), batch_dims=1) * tf.sign(a)
+    return tf.reshape(delta, shape)

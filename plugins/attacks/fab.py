@@ -1,5 +1,5 @@
 """FAB — Fast Adaptive Boundary attack (Croce & Hein, "Minimally distorted adversarial examples
-with a fast adaptive boundary attack", ICML 2020). A minimal-perturbation attack in L-inf or L2.
+with a fast adaptive boundary attack", ICML 2020). A minimal-perturbation attack in L-inf, L2 or L1.
 
 Each iteration linearises the classifier at the current point x_k and takes the decision
 hyperplane of the closest class s (untargeted: the one with the smallest |f_s| / ||w_s||_q,
@@ -15,7 +15,8 @@ is adversarial it is recorded if it is the closest so far, and the search steps 
 x_{k+1} = (1 - beta) x + beta x_{k+1}, to look for a closer one.
 
 The box-constrained projections onto a hyperplane are solved exactly by bisection on their one
-Lagrange multiplier (L2: delta = clip(lambda w); L-inf: delta = clip(t sign(w))), 40 halvings.
+Lagrange multiplier (L2: delta = clip(lambda w); L-inf: delta = clip(t sign(w))), 40 halvings;
+in L1 by spending the coordinates with the largest |w_i| first (one sort, `_l1.l1_hyperplane_step`).
 
 As AutoAttack runs it: `target_classes` > 0 is FAB-T, one run per target among the highest-scoring
 other classes of the clean image; restarts after the first start from a random point at half of
@@ -32,7 +33,8 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl, randomness
-from egide.core.params import BUDGET_UI, Budget, Norm
+from egide.core.params import BUDGET_UI, Budget, NormWithL1
+from egide.plugins.attacks._l1 import l1_hyperplane_step
 
 _TINY = 1e-12
 _HALVINGS = 40
@@ -46,7 +48,7 @@ class FAB(Attack):
     budget = "minimal"
 
     class Params(BaseModel, extra="forbid", frozen=True):
-        norm: Norm = Field("inf", description="Norm of the perturbation it minimises: L-inf or L2")
+        norm: NormWithL1 = Field("inf", description="Norm of the perturbation it minimises: L-inf, L2 or L1")
         eps: Budget | None = Field(
             None, json_schema_extra=BUDGET_UI, gt=0, le=1e3,
             description="If set: an adversarial farther than this counts as not found, and later "
@@ -78,12 +80,17 @@ class FAB(Attack):
         def size(d):
             if norm == "inf":
                 return tf.reduce_max(tf.abs(d), axis=[1, 2, 3])
+            if norm == "1":
+                return tf.reduce_sum(tf.abs(d), axis=[1, 2, 3])
             return tf.sqrt(tf.reduce_sum(tf.square(d), axis=[1, 2, 3]))
 
         def dual(w):  # over the last axes (H, W, C)
             axes = [-3, -2, -1]
-            return tf.reduce_sum(tf.abs(w), axis=axes) if norm == "inf" else tf.sqrt(
-                tf.reduce_sum(tf.square(w), axis=axes))
+            if norm == "inf":
+                return tf.reduce_sum(tf.abs(w), axis=axes)
+            if norm == "1":
+                return tf.reduce_max(tf.abs(w), axis=axes)
+            return tf.sqrt(tf.reduce_sum(tf.square(w), axis=axes))
 
         @tf.function(experimental_attributes={"_noinline": True}, reduce_retracing=True)
         def linearise(x, y, goal):
@@ -110,6 +117,8 @@ class FAB(Attack):
         def project(w, c, low, high):
             """The smallest delta (in the attack's norm) with <w, delta> = c and low <= delta <= high,
             per sample; the closest the box allows when the hyperplane misses it."""
+            if norm == "1":
+                return l1_hyperplane_step(w, c, low, high)
             direction = tf.sign(w) * tf.sign(c)[:, None, None, None]
             if norm == "inf":
                 def at(t):
@@ -165,10 +174,7 @@ class FAB(Attack):
                 return x0
             u = randomness.for_rows(seed, rows)(lambda shape, s: randomness.uniform(shape, s, -1.0, 1.0),
                                                 tf.shape(x0)[1:])
-            if norm == "inf":
-                u = u / (tf.reduce_max(tf.abs(u), axis=[1, 2, 3], keepdims=True) + _TINY)
-            else:
-                u = u / (size(u)[:, None, None, None] + _TINY)
+            u = u / (size(u)[:, None, None, None] + _TINY)  # on the unit sphere of the norm
             return tf.clip_by_value(x0 + 0.5 * eps * u, lo, hi)
 
         def attack(x0, y, seed):

@@ -14,6 +14,9 @@ of 10,000, rescaled to `queries` unless `rescale_schedule` is off).
 - L2: the start is a grid of s = H/5 blocks, each a +-eta pattern (two opposite "rings" of
   weight 1/(k+1)^2); an update moves the mass of a second random window into the first one,
   reshaped as a fresh +-eta pattern, keeping the perturbation on the eps-sphere.
+- L1 (the version AutoAttack's L1 standard runs): as L2 with every size measured in L1, rings of
+  weight 1/(k+1)^4 (more mass at the centre: sparser), and each new point projected onto the L1
+  ball inside the input box (`_l1.project_l1_box`) instead of rescaled to the sphere.
 
 Departures from the reference code, both toward the paper: the window and signs are drawn for
 each image (the reference draws one window and one sign per batch and iteration), and a
@@ -32,7 +35,8 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl, randomness
-from egide.core.params import Budget, Norm
+from egide.core.params import Budget, NormWithL1
+from egide.plugins.attacks._l1 import project_l1_box
 from egide.plugins.attacks._params import eps_field, norm_field, targeted_field
 
 SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # of 10,000 queries: p halves after each
@@ -48,7 +52,7 @@ class Square(Attack):
 
     class Params(BaseModel, extra="forbid", frozen=True):
         eps: Budget = eps_field()
-        norm: Norm = norm_field()
+        norm: NormWithL1 = norm_field("Norm of the budget: L-inf, L2 or L1")
         queries: int = Field(5000, ge=1, le=1_000_000, description="Model queries per sample and restart")
         p_init: float = Field(
             0.8, gt=0, le=1,
@@ -78,7 +82,7 @@ class Square(Attack):
         share = p.p_init / 2**halvings
         smallest = 1 if p.norm == "inf" else 3
         s = max(int(round(math.sqrt(share * h * w))), smallest)
-        if p.norm == "2" and s % 2 == 0:
+        if p.norm != "inf" and s % 2 == 0:
             s += 1
         return min(s, h, w)
 
@@ -138,15 +142,27 @@ class Square(Attack):
             window = 2.0 * eps * signs([1, 1, c], randomness.draw(seed, 1), rows)
             return clip_linf(x_best + tf.cast(mask, tf.float32) * window, x0)
 
-        def l2_update(x0, x_best, s, pattern, seed, rows):
+        def size(t, axes):
+            if p.norm == "1":
+                return tf.reduce_sum(tf.abs(t), axis=axes, keepdims=True)
+            return tf.sqrt(tf.reduce_sum(tf.square(t), axis=axes, keepdims=True))
+
+        def onto_budget(x0, delta):
+            """x0 + delta brought to the budget: L2 onto the eps-sphere (then the box), L1 onto
+            the L1 ball inside the box."""
+            if p.norm == "1":
+                return project_l1_box(x0, x0 + delta, eps * (1.0 - 1e-6), lo, hi)
+            return tf.clip_by_value(x0 + eps * delta / (size(delta, [1, 2, 3]) + _TINY), lo, hi)
+
+        def mass_update(x0, x_best, s, pattern, seed, rows):
             n = tf.shape(x0)[0]
             delta = x_best - x0
             mask1, vh, vw = place(n, s, randomness.draw(seed, 0), rows)
             mask2, _, _ = place(n, s, randomness.draw(seed, 1), rows)
             m1, either = tf.cast(mask1, tf.float32), tf.cast(tf.logical_or(mask1, mask2), tf.float32)
-            norm_image = tf.sqrt(tf.reduce_sum(tf.square(delta), axis=[1, 2, 3], keepdims=True))
-            norm_window1 = tf.sqrt(tf.reduce_sum(tf.square(delta * m1), axis=[1, 2], keepdims=True))
-            norm_windows = tf.sqrt(tf.reduce_sum(tf.square(delta * either), axis=[1, 2], keepdims=True))
+            norm_image = size(delta, [1, 2, 3])
+            norm_window1 = size(delta * m1, [1, 2])  # per channel
+            norm_windows = size(delta * either, [1, 2])
             # The new window: a fresh +-eta pattern plus the old window's direction, rescaled to
             # carry the mass of both windows and what the budget has left. The pattern is
             # transposed for half of the queries, drawn per image.
@@ -154,19 +170,19 @@ class Square(Attack):
             eta = tf.where(flip[:, None, None], tf.transpose(pattern)[None], pattern[None])
             fresh = _at_window(eta[:, :, :, None], vh, vw, h, w) * signs([1, 1, c], randomness.draw(seed, 3), rows)
             new = m1 * (fresh + delta / (norm_window1 + _TINY))
-            size = tf.sqrt(tf.reduce_sum(tf.square(new), axis=[1, 2], keepdims=True))
-            room = tf.maximum(eps**2 - tf.square(norm_image), 0.0) / c + tf.square(norm_windows)
-            new = new / (size + _TINY) * tf.sqrt(room)
-            delta = delta * (1.0 - either) + new
-            delta = delta / (tf.sqrt(tf.reduce_sum(tf.square(delta), axis=[1, 2, 3], keepdims=True)) + _TINY)
-            return tf.clip_by_value(x0 + eps * delta, lo, hi)
+            if p.norm == "1":  # the reference's L1 rule (the projection below keeps the budget)
+                mass = (tf.maximum(eps - norm_image, 0.0) / c + norm_windows) * c
+            else:
+                mass = tf.sqrt(tf.maximum(eps**2 - tf.square(norm_image), 0.0) / c + tf.square(norm_windows))
+            new = new / (size(new, [1, 2]) + _TINY) * mass
+            return onto_budget(x0, delta * (1.0 - either) + new)
 
         def start(x0, seed, rows):
             n = tf.shape(x0)[0]
             if p.norm == "inf":
                 return clip_linf(x0 + eps * signs([1, w, c], seed, rows), x0)
             s = max(h // 5, 1)
-            block = tf.constant(_eta(s), tf.float32)[None, :, :, None]
+            block = tf.constant(_eta(s, p.norm), tf.float32)[None, :, :, None]
             delta = tf.zeros_like(x0)
             k, top = 0, (h - 5 * s) // 2
             for bh in range(h // s):
@@ -175,8 +191,7 @@ class Square(Attack):
                     vw = tf.fill([n], top + bw * s)
                     delta += _at_window(block, vh, vw, h, w) * signs([1, 1, c], randomness.draw(seed, k), rows)
                     k += 1
-            delta = delta / (tf.sqrt(tf.reduce_sum(tf.square(delta), axis=[1, 2, 3], keepdims=True)) + _TINY)
-            return tf.clip_by_value(x0 + eps * delta, lo, hi)
+            return onto_budget(x0, delta)
 
         def search(x0, labels, seed, batch_rows):
             """One search on the samples given (batch_rows: their places in the batch, whose
@@ -184,7 +199,7 @@ class Square(Attack):
             x_best = start(x0, randomness.draw(seed, 0), batch_rows)
             margin, loss = scores(x_best, labels)
             for k, (first, last, s) in enumerate(stages):
-                pattern = tf.constant(_eta(s), tf.float32) if p.norm == "2" else None
+                pattern = tf.constant(_eta(s, p.norm), tf.float32) if p.norm != "inf" else None
                 stage_seed = randomness.draw(seed, k + 1)
 
                 def more(q, x_best, margin, loss, last=last):
@@ -197,7 +212,7 @@ class Square(Attack):
                     if p.norm == "inf":
                         x_new = linf_update(x0_t, best_t, s, q_seed, rows)
                     else:
-                        x_new = l2_update(x0_t, best_t, s, pattern, q_seed, rows)
+                        x_new = mass_update(x0_t, best_t, s, pattern, q_seed, rows)
                     m_new, l_new = scores(x_new, tf.gather(labels, todo))
                     lower = l_new < tf.gather(loss, todo)
                     keep = tf.logical_or(lower, m_new <= 0)
@@ -241,22 +256,28 @@ def _at_window(block, vh, vw, h: int, w: int):
     return full * tf.cast(inside, full.dtype)
 
 
-def _rings(rows: int, cols: int) -> np.ndarray:
-    """Concentric rectangles around the centre, each adding 1/(k+1)^2, unit L2 norm."""
+def _rings(rows: int, cols: int, norm: str) -> np.ndarray:
+    """Concentric rectangles around the centre, each adding 1/(k+1)^2 (L2) or 1/(k+1)^4 (L1),
+    of unit norm."""
+    power = 4 if norm == "1" else 2
     out = np.zeros((rows, cols))
     top, left = rows // 2, cols // 2
     for k in range(max(rows // 2 + 1, cols // 2 + 1)):
-        out[max(top, 0):min(top + 2 * k + 1, rows), max(left, 0):min(left + 2 * k + 1, cols)] += 1.0 / (k + 1) ** 2
+        out[max(top, 0):min(top + 2 * k + 1, rows), max(left, 0):min(left + 2 * k + 1, cols)] += 1.0 / (k + 1) ** power
         top, left = top - 1, left - 1
-    return out / np.sqrt((out**2).sum())
+    return out / _size(out, norm)
 
 
-def _eta(s: int) -> np.ndarray:
-    """The L2 update pattern of side s: rings of one sign on the top half, the other below."""
+def _eta(s: int, norm: str) -> np.ndarray:
+    """The update pattern of side s: rings of one sign on the top half, the other below."""
     out = np.zeros((s, s))
-    out[: s // 2] = _rings(s // 2, s) if s // 2 else 0.0
-    out[s // 2 :] = -_rings(s - s // 2, s)
-    return out / np.sqrt((out**2).sum())
+    out[: s // 2] = _rings(s // 2, s, norm) if s // 2 else 0.0
+    out[s // 2 :] = -_rings(s - s // 2, s, norm)
+    return out / _size(out, norm)
+
+
+def _size(a: np.ndarray, norm: str) -> float:
+    return float(np.abs(a).sum()) if norm == "1" else float(np.sqrt((a**2).sum()))
 
 
 @hookimpl
