@@ -1,23 +1,27 @@
-"""Égide's `--suite standard` beside the original AutoAttack (PyTorch), on the same weights and images.
+"""Égide's suites beside the original AutoAttack (PyTorch), on the same weights, images and norm.
 
     .venv/bin/python benchmarks/autoattack_crosscheck.py \\
         --reference-python /path/to/venv-with-torch/bin/python --autoattack /path/to/auto-attack \\
-        [--model brain-tumor-cnn] [--data NAME|PATH] [--split test] [--limit N] [--eps 4/255] [--norm inf]
+        [--model brain-tumor-cnn] [--data NAME|PATH] [--split test] [--limit N] [--eps 4/255] \\
+        [--norm inf|2|1] [--suite standard,fast] [--save results.json]
 
 The reference is not a dependency of Égide: bring a checkout of fra31/auto-attack and a Python
 with torch and numpy. This script
-  1. loads the Keras model and the images here, runs the suite and times it;
+  1. loads the Keras model and the images here, runs each of Égide's suites and times it;
   2. writes the model's layers (weights as arrays) and the images to a scratch folder;
   3. runs itself in the reference Python (`--reference-worker`), which rebuilds the same network
-     in PyTorch, checks that its logits match Keras' (it stops if they differ by more than 1e-3),
-     and runs AutoAttack's "standard" version with n_target_classes = min(9, classes - 1) (the
-     reference indexes past the classes otherwise);
-  4. prints both robust accuracies, the points only one of them broke, and both times.
+     in PyTorch (with the map from [0, 1] to the model's own pixel range in front, as Égide feeds
+     it), checks that its logits match Keras' (it stops if they differ by more than 1e-3), and runs
+     AutoAttack's "standard" version in the same norm, with its target counts capped at
+     classes - 1 (the reference indexes past the classes otherwise);
+  4. prints the robust accuracies, the points only one side broke, the time ratios, and the points
+     each suite leaves robust that another breaks.
 
 Both sides get the same number of CPU threads. The networks the rebuild understands: Keras
 Sequential/functional chains of Conv2D (stride 1 'same', or 'valid'), Max/AveragePooling2D
-('valid'), Flatten, Dense, Dropout, BatchNormalization, Rescaling, ReLU/Activation and
-GlobalAveragePooling2D; anything else is refused by name.
+('valid'), Flatten, Dense, Dropout, BatchNormalization, Rescaling, ReLU/Activation, Softmax and
+GlobalAveragePooling2D; anything else is refused by name. A softmax output is dropped on the
+PyTorch side: both sides attack the logits.
 """
 
 from __future__ import annotations
@@ -68,14 +72,16 @@ def run_egide(args, scratch: Path) -> dict:
         batch_size = None
         seed = args.seed
 
-    started = time.perf_counter()
-    report = run_suite(reg, "standard", clf, clf, x, y, clean_ok, [eps], args.norm, Config,
-                       Counter(len(x), None))
-    seconds = time.perf_counter() - started
-    run = report.runs[0]
-    return {"robust": run.robust, "seconds": seconds, "clean": clean_ok, "eps": eps,
-            "stages": dict(zip([m.label for m in report.members], run.after)),
-            "stage_seconds": dict(zip([m.label for m in report.members], run.seconds))}
+    out = {"clean": clean_ok, "eps": eps, "input_range": list(clf.input_range), "suites": {}}
+    for protocol in args.suite.split(","):
+        started = time.perf_counter()
+        report = run_suite(reg, protocol, clf, clf, x, y, clean_ok, [eps], args.norm, Config,
+                           Counter(len(x), None))
+        run = report.runs[0]
+        out["suites"][protocol] = {
+            "robust": run.robust, "seconds": time.perf_counter() - started,
+            "stages": {m.label: (m.ran, after, sec) for m, after, sec in zip(report.members, run.after, run.seconds)}}
+    return out
 
 
 def export_layers(model, scratch: Path) -> list[dict]:
@@ -115,8 +121,10 @@ def export_layers(model, scratch: Path) -> list[dict]:
             rec.update(scale=float(cfg["scale"]), offset=float(cfg["offset"]))
         elif kind in ("Activation", "ReLU"):
             rec.update(activation=cfg.get("activation", "relu"))
-        elif kind in ("Flatten", "GlobalAveragePooling2D", "Softmax"):
+        elif kind in ("Flatten", "GlobalAveragePooling2D"):
             pass
+        elif kind == "Softmax":
+            continue  # dropped on the PyTorch side: both attack the logits
         else:
             raise SystemExit(f"layer {layer.name} ({kind}) is not rebuilt in PyTorch by this script")
         records.append(rec)
@@ -124,7 +132,11 @@ def export_layers(model, scratch: Path) -> list[dict]:
 
 
 # ---- the reference side (runs in the Python that has torch) ---------------------------------
-def reference_worker(scratch: Path, autoattack: str, norm: str, eps: float, threads: int, seed: int) -> None:
+REFERENCE_NORMS = {"inf": "Linf", "2": "L2", "1": "L1"}
+
+
+def reference_worker(scratch: Path, autoattack: str, norm: str, eps: float, threads: int, seed: int,
+                     input_range: list[float]) -> None:
     import torch
 
     sys.path.insert(0, autoattack)
@@ -132,7 +144,8 @@ def reference_worker(scratch: Path, autoattack: str, norm: str, eps: float, thre
 
     torch.set_num_threads(threads)
     layers = json.loads((scratch / "layers.json").read_text())
-    model = rebuild(layers, scratch, torch).eval()
+    lo, hi = input_range
+    model = torch.nn.Sequential(Affine(hi - lo, lo), rebuild(layers, scratch, torch)).eval()
     x = np.load(scratch / "x.npy")
     y = np.load(scratch / "y.npy")
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
@@ -144,18 +157,31 @@ def reference_worker(scratch: Path, autoattack: str, norm: str, eps: float, thre
     if gap > 1e-3:
         raise SystemExit(f"the PyTorch rebuild's logits differ from Keras' by {gap:.2e}: not comparable")
     classes = keras_logits.shape[1]
-    adversary = AutoAttack(model, norm="Linf" if norm == "inf" else "L2", eps=eps, version="standard",
+    adversary = AutoAttack(model, norm=REFERENCE_NORMS[norm], eps=eps, version="standard",
                            device="cpu", verbose=True, seed=seed)  # prints its robust accuracy per attack
-    adversary.apgd_targeted.n_target_classes = min(9, classes - 1)
-    adversary.fab.n_target_classes = min(9, classes - 1)
+    adversary.apgd_targeted.n_target_classes = min(adversary.apgd_targeted.n_target_classes, classes - 1)
+    adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, classes - 1)
     started = time.perf_counter()
     x_adv = adversary.run_standard_evaluation(xt, yt, bs=len(x))
     seconds = time.perf_counter() - started
     with torch.no_grad():
         robust = (model(x_adv).argmax(1) == yt).numpy()
-    linf = float((x_adv - xt).abs().amax().item())
+    delta = (x_adv - xt).reshape(len(xt), -1)
+    size = {"inf": delta.abs().amax(1), "2": delta.norm(dim=1), "1": delta.abs().sum(1)}[norm]
     np.save(scratch / "reference_robust.npy", robust)
-    (scratch / "reference.json").write_text(json.dumps({"seconds": seconds, "gap": gap, "linf": linf}))
+    (scratch / "reference.json").write_text(json.dumps({"seconds": seconds, "gap": gap,
+                                                        "largest": float(size.max().item())}))
+
+
+def Affine(scale, offset):
+    """x * scale + offset as a torch module (torch is imported in the reference's Python only)."""
+    import torch
+
+    class Affine(torch.nn.Module):
+        def forward(self, x):
+            return x * scale + offset
+
+    return Affine()
 
 
 def rebuild(layers, scratch: Path, torch):
@@ -172,14 +198,6 @@ def rebuild(layers, scratch: Path, torch):
     class ToChannelsLast(nn.Module):  # Keras flattens NHWC
         def forward(self, x):
             return x.permute(0, 2, 3, 1)
-
-    class Affine(nn.Module):
-        def __init__(self, scale, offset):
-            super().__init__()
-            self.scale, self.offset = scale, offset
-
-        def forward(self, x):
-            return x * self.scale + self.offset
 
     for rec in layers:
         kind = rec["kind"]
@@ -231,15 +249,18 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--eps", default="4/255")
-    parser.add_argument("--norm", default="inf", choices=["inf", "2"])
+    parser.add_argument("--norm", default="inf", choices=["inf", "2", "1"])
+    parser.add_argument("--suite", default="standard,fast", help="Égide's protocols to run, comma-separated")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0, help="seed of both sides' random starts")
+    parser.add_argument("--save", help="also write the numbers to this JSON file")
+    parser.add_argument("--input-range", help=argparse.SUPPRESS)
     parser.add_argument("--reference-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.reference_worker:
         reference_worker(Path(args.reference_worker), args.autoattack, args.norm, float(args.eps), args.threads,
-                         args.seed)
+                         args.seed, json.loads(args.input_range))
         return 0
     if not (args.reference_python and args.autoattack):
         parser.error("--reference-python and --autoattack are required")
@@ -249,24 +270,55 @@ def main(argv=None) -> int:
         ours = run_egide(args, scratch)
         subprocess.run([args.reference_python, __file__, "--reference-worker", tmp, "--autoattack",
                         args.autoattack, "--norm", args.norm, "--eps", repr(ours["eps"]),
-                        "--threads", str(args.threads), "--seed", str(args.seed)], check=True)
+                        "--threads", str(args.threads), "--seed", str(args.seed),
+                        "--input-range", json.dumps(ours["input_range"])], check=True)
         theirs = json.loads((scratch / "reference.json").read_text())
         ref_robust = np.load(scratch / "reference_robust.npy")
 
-    n = len(ours["robust"])
-    only_ours = int(np.sum(~ours["robust"] & ref_robust))
-    only_theirs = int(np.sum(ours["robust"] & ~ref_robust))
-    print(f"{args.model} on {n} images, eps {args.eps} (L{args.norm}), {args.threads} threads each; "
-          f"clean accuracy {ours['clean'].mean():.1%}; PyTorch rebuild within {theirs['gap']:.1e} of Keras' logits")
-    print(f"{'':<26}{'robust acc':>11}{'seconds':>9}")
-    print(f"{'Égide --suite standard':<26}{ours['robust'].mean():>11.1%}{ours['seconds']:>9.1f}")
+    n = len(ref_robust)
+    unit = {"inf": "L-inf", "2": "L2", "1": "L1"}[args.norm]
+    print(f"\n{args.model} on {n} images, eps {args.eps} ({unit}), {args.threads} threads each; clean accuracy "
+          f"{ours['clean'].mean():.1%}; PyTorch rebuild within {theirs['gap']:.1e} of Keras' logits; the "
+          f"reference's largest {unit} perturbation {theirs['largest']:.4g}")
+    print(f"{'':<26}{'robust acc':>11}{'seconds':>9}{'speed-up':>10}{'only it broke':>15}{'only ref broke':>16}")
     print(f"{'AutoAttack (reference)':<26}{ref_robust.mean():>11.1%}{theirs['seconds']:>9.1f}")
-    stages = ", ".join(f"{k} {v:.1%} ({ours['stage_seconds'][k]:.0f} s)" for k, v in ours["stages"].items())
-    print(f"Égide after each member: {stages}")
-    print(f"points only Égide broke: {only_ours}; points only the reference broke: {only_theirs}")
-    verdict = "at least as strong as" if ours["robust"].mean() <= ref_robust.mean() else "WEAKER than"
-    print(f"Égide's suite is {verdict} the reference here")
+    rows = {}
+    for protocol, r in ours["suites"].items():
+        only_ours = int(np.sum(~r["robust"] & ref_robust))
+        only_theirs = int(np.sum(r["robust"] & ~ref_robust))
+        speedup = theirs["seconds"] / r["seconds"]
+        print(f"{'Égide --suite ' + protocol:<26}{r['robust'].mean():>11.1%}{r['seconds']:>9.1f}{speedup:>9.2f}x"
+              f"{only_ours:>15}{only_theirs:>16}")
+        stages = ", ".join(f"{_member(label, ran)} {after:.1%} ({sec:.0f} s)"
+                           for label, (ran, after, sec) in r["stages"].items())
+        print(f"    after each member: {stages}")
+        rows[protocol] = {"robust_accuracy": float(r["robust"].mean()), "seconds": r["seconds"],
+                          "speedup": speedup, "only_egide_broke": only_ours, "only_reference_broke": only_theirs,
+                          "robust_points": np.flatnonzero(r["robust"]).tolist()}
+    names = list(ours["suites"])
+    for a in names:
+        for b in names:
+            if a != b:
+                missed = int(np.sum(ours["suites"][a]["robust"] & ~ours["suites"][b]["robust"]))
+                print(f"points {a} leaves robust that {b} breaks: {missed}")
+                rows[a][f"robust_but_{b}_broke"] = missed
+    for protocol, row in rows.items():
+        verdict = "at least as strong as" if row["robust_accuracy"] <= ref_robust.mean() else "WEAKER than"
+        print(f"Égide --suite {protocol} is {verdict} the reference here")
+    if args.save:
+        Path(args.save).write_text(json.dumps({
+            "model": args.model, "data": args.data, "limit": args.limit, "images": n, "eps": args.eps,
+            "norm": args.norm, "threads": args.threads, "seed": args.seed,
+            "clean_accuracy": float(ours["clean"].mean()),
+            "reference": {"robust_accuracy": float(ref_robust.mean()), "seconds": theirs["seconds"],
+                          "largest_perturbation": theirs["largest"],
+                          "robust_points": np.flatnonzero(ref_robust).tolist()},
+            "egide": rows}, indent=2))
     return 0
+
+
+def _member(label: str, ran: str | None) -> str:
+    return label if ran == label else f"{label} ({ran or 'left out'})"
 
 
 if __name__ == "__main__":

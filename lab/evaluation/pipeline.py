@@ -301,7 +301,7 @@ def evaluate(
     x, y, names = images.x, images.y, images.names
     clean_ok, setup = _clean_predictions(config, clf, images)
 
-    plan = _plan(config, attacks)
+    plan = _plan(config, attacks, reg)
     defended = [defense_classifier(reg, spec, clf) for spec in config.defenses]
     detectors = [check_detector(reg, spec) for spec in config.detectors]
     evaluation_plan = [p for p in plan if p[3] == "evaluation"]
@@ -387,15 +387,19 @@ def _clean_predictions(config: EvaluationConfig, clf: Classifier, images: _Image
     return clean_pred == images.y, setup
 
 
-def _plan(config: EvaluationConfig, attacks) -> list[tuple]:
+def _plan(config: EvaluationConfig, attacks, reg: Registry) -> list[tuple]:
     """(attack class, spec, eps, purpose) of every run: each attack at each of its budgets, and
     the sanity run."""
     plan = [(cls, spec, eps, "evaluation") for cls, spec in attacks for eps in _budgets(cls, config.eps)]
     iterative = [cls for cls, _ in attacks if cls.iterative]
     if config.sanity_checks and iterative:
-        # A budget as large as the input range: an iterative attack, at the full strength it
-        # declares, must then break nearly every sample.
-        cls = iterative[0]
+        # L-inf eps 1 is the whole input box (unbounded in every norm): an iterative attack, at
+        # the full strength it declares, must then break nearly every sample. One whose step
+        # grows with the budget (APGD's first step is 2 eps) only visits the box's corners there,
+        # so an attack with a step rule of its own (PGD, BIM, MIM) checks the gradients instead.
+        fixed_step = [cls for cls in [*iterative, *reg.plugins("attack")]
+                      if cls.iterative and "step_size" in cls.Params.model_fields]
+        cls = (fixed_step or iterative)[0]
         plan.append((cls, AttackSpec(plugin=cls.name, params=dict(cls.full_strength)), 1.0, "sanity"))
     return plan
 
