@@ -179,8 +179,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--suite", choices=["standard", "fast", "quick", "plus", "rand"],
         help="add a reference-grade protocol (AutoAttack's standard: APGD-CE, APGD-T, FAB-T, Square; fast: "
-        "APGD-CE, APGD-T on MALT's 3 nearest targets, Square with 1,000 queries); its per-point worst case "
-        "becomes the headline",
+        "APGD-CE, APGD-T on MALT's 3 nearest targets with a second start for the points left, Square with "
+        "1,000 queries); its per-point worst case becomes the headline",
     )
     p.add_argument("--defenses", help="comma-separated preprocessing defenses, or 'all'; each is attacked non-adaptively and adaptively (params: use --config)")
     p.add_argument("--eot-samples", type=int, help="draws averaged by EOT against randomized defenses (default 8)")

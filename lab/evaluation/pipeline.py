@@ -214,8 +214,8 @@ class EvaluationConfig(BaseModel):
     suite: Literal["standard", "fast", "quick", "plus", "rand"] | None = Field(
         None,
         description="A reference-grade protocol (AutoAttack's): standard = APGD-CE, APGD-T, FAB-T, "
-        "Square; fast = APGD-CE, APGD-T on MALT's 3 nearest targets, Square with 1,000 queries; quick = "
-        "APGD-CE, APGD-T; plus; rand (EOT, for randomized models). Its per-point worst case is the "
+        "Square; fast = APGD-CE, APGD-T on MALT's 3 nearest targets with a second start for the points "
+        "left, Square with 1,000 queries; quick = APGD-CE, APGD-T; plus; rand (EOT, for randomized models). Its per-point worst case is the "
         "report's headline",
     )
     detection_eps: Budget | None = Field(
