@@ -41,6 +41,9 @@ import numpy as np
 # ---- the Égide side -------------------------------------------------------------------------
 def run_egide(args, scratch: Path) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Session 9's numbers were measured with TensorFlow's oneDNN kernels on (docs/decisions.md:
+    # opt-in, not Égide's default); TF_ENABLE_ONEDNN_OPTS=0 measures TensorFlow's default here.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     from egide.lab.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()

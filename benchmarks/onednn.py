@@ -3,8 +3,8 @@ over a batch, timed in two fresh processes, with `TF_ENABLE_ONEDNN_OPTS` off and
 
     .venv/bin/python benchmarks/onednn.py [--model brain-tumor-cnn] [--batch 88] [--threads 2]
 
-`import egide` turns oneDNN on unless the environment says otherwise (docs/decisions.md); this
-prints both, and the ratio, so the choice can be checked on any machine.
+oneDNN is opt-in (`TF_ENABLE_ONEDNN_OPTS=1`; docs/decisions.md says why it is not the default);
+this prints both, and the ratio, so the gain can be checked on any machine.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def measure(model: str, batch: int, threads: int, repeats: int) -> dict:
 
     import numpy as np
 
-    import egide  # before TensorFlow: it sets the default this benchmark is about
+    import egide
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)

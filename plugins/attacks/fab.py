@@ -188,7 +188,10 @@ class FAB(Attack):
                 x_t, y_t = tf.gather(x0, todo), tf.gather(y, todo)
                 goal = tf.gather(ranked[:, 1 + r // p.restarts], todo) if targets else y_t
                 start = x_t if r % p.restarts == 0 else random_start(x_t, seeds[r], todo)
-                found, distance = one_run(x_t, y_t, goal, start)
+                # Skipped once every point is done: no empty batches through the model (TensorFlow's
+                # oneDNN convolutions fail on them inside a loop).
+                found, distance = tf.cond(tf.size(todo) > 0, lambda: one_run(x_t, y_t, goal, start),
+                                          lambda: (x_t, tf.zeros([0], tf.float32)))
                 closer = distance < tf.gather(best, todo)
                 rows = tf.boolean_mask(todo, closer)[:, None]
                 x_out = tf.tensor_scatter_nd_update(x_out, rows, tf.boolean_mask(found, closer))

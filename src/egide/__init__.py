@@ -7,13 +7,6 @@
     res = atk.run(clf, x, y)
 """
 
-import os
-
-# TensorFlow's oneDNN kernels: on CPUs where TensorFlow leaves them off by default (no AVX-512),
-# they make an attack's gradient pass 2.6x faster on the demo (benchmarks/README.md). Read when
-# TensorFlow is first imported, so set before it; a value the user set wins.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
 from egide import datasets
 from egide.core import (
     Attack,
