@@ -38,6 +38,7 @@ class Classifier:
     nothing. `clip` is the old name of the same argument."""
 
     clip = UNIT  # where images, budgets and attacks live, for every model
+    source_file: str | None = None  # the file the model was loaded from (a card hashes it)
     _stop_flag = None  # a tf.Variable in copies made by stoppable()
 
     def __init__(self, model, *, input_range=None, clip=None, name: str | None = None):
@@ -76,7 +77,11 @@ class Classifier:
             if path in reg.names("model"):
                 named = reg.create("model", path).load()
                 declared = input_range if input_range is not None else clip
-                return named if declared is None else cls(named.model, input_range=declared, name=named.name)
+                if declared is None:
+                    return named
+                again = cls(named.model, input_range=declared, name=named.name)
+                again.source_file = named.source_file
+                return again
             if not Path(path).exists():
                 known = ", ".join(reg.names("model")) or "none installed"
                 raise ModelError(f"no model named '{path}' (named models: {known}) and no such file")
@@ -88,7 +93,9 @@ class Classifier:
             model = keras.models.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:  # Keras raises many types for an unreadable file
             raise ModelError(f"{path}: could not load the model: {exc}") from None
-        return cls(model, input_range=input_range, clip=clip, name=path.stem)
+        loaded = cls(model, input_range=input_range, clip=clip, name=path.stem)
+        loaded.source_file = str(path.resolve())
+        return loaded
 
     # ---- what it is --------------------------------------------------------------------
     @property
@@ -136,6 +143,7 @@ class Classifier:
             "input_range": list(self.input_range),
             "input_range_source": self.range_source,
             "logits": self.logits_source,
+            "file": self.source_file,
         }
 
     def _check_shapes(self) -> None:

@@ -88,19 +88,9 @@ class AttackResult:
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {
-            "x_adv": self.x_adv,
-            "y": self.y,
-            "y_pred": self.y_pred,
-            "y_pred_adv": self.y_pred_adv,
-            "success": self.success,
-            "l2": self.l2,
-            "linf": self.linf,
-            **({} if self.l1 is None else {"l1": self.l1}),
-            "summary": np.array(json.dumps(self.summary())),
-        }
-        if self.target is not None:
-            arrays["target"] = self.target
+        kept = ("x_adv", "y", "y_pred", "y_pred_adv", "success", "l2", "linf", "l1", "target")
+        arrays = {name: getattr(self, name) for name in kept if getattr(self, name) is not None}
+        arrays["summary"] = np.array(json.dumps(self.summary()))
         # Write beside the destination, then rename: a crash never leaves a half-written file.
         tmp = path.with_name(path.name + ".partial.npz")
         np.savez_compressed(tmp, **arrays)

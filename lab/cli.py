@@ -4,6 +4,7 @@
     egide attack --model M --data D --attack NAME [--param key=value ...] --out adv.npz
                  [--defense NAME [--defense-param key=value ...] [--non-adaptive]]
     egide evaluate [--model M] [--data D] [--attacks a,b] [--eps 1/255,4/255] [--out DIR]
+    egide card [--report DIR | evaluate's flags] [--negative-class C] [--certify]
     egide train [--architecture M] [--data D] --out model.keras
     egide defend --defense adversarial-training --model M --data D --out defended.keras
     egide serve [--host 127.0.0.1] [--port 8000] [--instance PATH] [--token T]
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -144,51 +146,29 @@ def _parser() -> argparse.ArgumentParser:
         "With no arguments: the demo model on the demo test split, the five seed attacks, "
         "eps 1/255, 2/255, 4/255, 8/255.",
     )
-    p.add_argument("--config", help="a JSON file with the evaluation settings (flags override it)")
-    p.add_argument("--model", help="named model or .keras/.h5 file (default: the installed demo model)")
-    p.add_argument("--data", help="named data set, .npz or image folder (default: the one the model declares, "
-                   "the demo's)")
-    p.add_argument("--split", help="data split (default test; 'all' for data without splits)")
-    p.add_argument("--attacks", help="comma-separated attack names (default fgsm,pgd,bim,mim,cw)")
-    p.add_argument("--eps", help="comma-separated epsilons; fractions allowed (default 1/255,2/255,4/255,8/255)")
-    _limit_options(p, "evaluate")
-    p.add_argument("--detector-fit-split", metavar="SPLIT",
-                   help="with --detectors: the split they are fitted on (default: the data's val split, "
-                   "else a stratified part of the evaluated split, held out from the evaluation)")
-    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                   help="run the attacks' batches as tasks on the Ray cluster at ADDRESS (alone: start a "
-                   "local one); the same per-image results as a local run with the same --batch-size")
-    p.add_argument("--ray-cpus", type=float, default=1, metavar="N",
-                   help="with --ray: CPUs each task (one batch) holds, and TensorFlow threads in it (default 1)")
-    p.add_argument("--ray-gpus", type=float, default=0, metavar="N",
-                   help="with --ray: GPUs each task holds, e.g. 0.25 to share one GPU between 4 tasks "
-                   "(default 0: CPUs only)")
-    p.add_argument("--no-adaptive", action="store_true",
-                   help="with --detectors: skip attacking each detector adaptively (the report says so)")
-    p.add_argument("--allow-broken-setup", action="store_true",
-                   help="evaluate even when the clean predictions look broken (one class for nearly every "
-                   "image, or chance-level accuracy); the report then flags it")
-    _scan_options(p)
-    _input_range_option(p)
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--batch-size", type=int,
-                   help="images per attack batch (default: as many as the model's memory footprint allows)")
-    p.add_argument("--norm", choices=["inf", "2", "1"],
-                   help="the threat model: L-inf (default), L2 or L1 budgets in --eps (L2/L1 defaults: 0.25,0.5,1 "
-                   "and 4,8,16); attacks and the suite run in it, and attacks without a version for it are refused")
-    p.add_argument(
-        "--suite", choices=["standard", "fast", "quick", "plus", "rand"],
-        help="add a reference-grade protocol (AutoAttack's standard: APGD-CE, APGD-T, FAB-T, Square; fast: "
-        "APGD-CE, APGD-T on MALT's 3 nearest targets with a second start for the points left, Square with "
-        "1,000 queries); its per-point worst case becomes the headline",
-    )
-    p.add_argument("--defenses", help="comma-separated preprocessing defenses, or 'all'; each is attacked non-adaptively and adaptively (params: use --config)")
-    p.add_argument("--eot-samples", type=int, help="draws averaged by EOT against randomized defenses (default 8)")
-    p.add_argument("--detectors", help="comma-separated detectors, or 'all', to fit and score (params: use --config)")
-    p.add_argument("--out", default="egide-report", help="folder for report.json and report.html")
+    _evaluation_options(p)
     p.add_argument("--json", action="store_true", help="print report.json's content instead of the table")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "card",
+        help="robustness card (HTML, PDF, JSON) of an evaluation: a finished one (--report) or one run now",
+        description="Write card.html, card.pdf and card.json: what was tested (hashes), against what, what "
+        "held (with exact intervals), where attacked images go clinically, and the limitations. With --report "
+        "DIR, from the finished evaluation in DIR (written beside it); else the evaluation runs first, with the "
+        "same flags as `egide evaluate` (the demo by default), and both land in --out.",
+    )
+    p.add_argument("--report", metavar="DIR", help="a finished evaluation's folder (its report.json): no attack runs")
+    p.add_argument("--certify", action="store_true",
+                   help="add a certified lower bound: randomized smoothing (Cohen et al. 2019) of the evaluated "
+                   "images at the same budgets, as L2 radii")
+    p.add_argument("--certify-samples", type=int, default=1000, metavar="N",
+                   help="with --certify: noisy copies per image that bound its vote (default 1000)")
+    p.add_argument("--certify-sigma", type=float, metavar="SIGMA",
+                   help="with --certify: the noise level (default: the evaluated randomized-smoothing defense's, "
+                   "else the plugin's default)")
+    _evaluation_options(p)
+    p.set_defaults(handler=_cmd_card)
 
     p = sub.add_parser("train", help="train a model architecture on a data set (the demo model by default)")
     p.add_argument("--data", help="named data set, .npz or folder with train/val splits (default: the data "
@@ -235,6 +215,56 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="job worker threads (default 1, or EGIDE_WORKERS)")
     p.set_defaults(handler=_cmd_serve)
     return parser
+
+
+def _evaluation_options(p) -> None:
+    """The flags of an evaluation (egide evaluate, and egide card when it runs one)."""
+    p.add_argument("--config", help="a JSON file with the evaluation settings (flags override it)")
+    p.add_argument("--model", help="named model or .keras/.h5 file (default: the installed demo model)")
+    p.add_argument("--data", help="named data set, .npz or image folder (default: the one the model declares, "
+                   "the demo's)")
+    p.add_argument("--split", help="data split (default test; 'all' for data without splits)")
+    p.add_argument("--attacks", help="comma-separated attack names (default fgsm,pgd,bim,mim,cw)")
+    p.add_argument("--eps", help="comma-separated epsilons; fractions allowed (default 1/255,2/255,4/255,8/255)")
+    _limit_options(p, "evaluate")
+    p.add_argument("--detector-fit-split", metavar="SPLIT",
+                   help="with --detectors: the split they are fitted on (default: the data's val split, "
+                   "else a stratified part of the evaluated split, held out from the evaluation)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the attacks' batches as tasks on the Ray cluster at ADDRESS (alone: start a "
+                   "local one); the same per-image results as a local run with the same --batch-size")
+    p.add_argument("--ray-cpus", type=float, default=1, metavar="N",
+                   help="with --ray: CPUs each task (one batch) holds, and TensorFlow threads in it (default 1)")
+    p.add_argument("--ray-gpus", type=float, default=0, metavar="N",
+                   help="with --ray: GPUs each task holds, e.g. 0.25 to share one GPU between 4 tasks "
+                   "(default 0: CPUs only)")
+    p.add_argument("--no-adaptive", action="store_true",
+                   help="with --detectors: skip attacking each detector adaptively (the report says so)")
+    p.add_argument("--allow-broken-setup", action="store_true",
+                   help="evaluate even when the clean predictions look broken (one class for nearly every "
+                   "image, or chance-level accuracy); the report then flags it")
+    _scan_options(p)
+    _input_range_option(p)
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=int,
+                   help="images per attack batch (default: as many as the model's memory footprint allows)")
+    p.add_argument("--norm", choices=["inf", "2", "1"],
+                   help="the threat model: L-inf (default), L2 or L1 budgets in --eps (L2/L1 defaults: 0.25,0.5,1 "
+                   "and 4,8,16); attacks and the suite run in it, and attacks without a version for it are refused")
+    p.add_argument(
+        "--suite", choices=["standard", "fast", "quick", "plus", "rand"],
+        help="add a reference-grade protocol (AutoAttack's standard: APGD-CE, APGD-T, FAB-T, Square; fast: "
+        "APGD-CE, APGD-T on MALT's 3 nearest targets with a second start for the points left, Square with "
+        "1,000 queries); its per-point worst case becomes the headline",
+    )
+    p.add_argument("--defenses", help="comma-separated preprocessing defenses, or 'all'; each is attacked non-adaptively and adaptively (params: use --config)")
+    p.add_argument("--eot-samples", type=int, help="draws averaged by EOT against randomized defenses (default 8)")
+    p.add_argument("--detectors", help="comma-separated detectors, or 'all', to fit and score (params: use --config)")
+    p.add_argument("--negative-class", metavar="CLASS",
+                   help="the class that means 'no finding' (e.g. notumor): cards count flips into it as missed "
+                   "findings, out of it as false alarms (default: the data set's, else a binary model's class 0)")
+    p.add_argument("--out", default="egide-report", help="folder for report.json and report.html")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 # ---- egide plugins --------------------------------------------------------------------
@@ -376,7 +406,7 @@ def evaluation_config(args):
         if not isinstance(settings, dict):
             raise InputError(f"{path}: the config must be a JSON object")
     for key in ("model", "data", "split", "limit", "sampling", "seed", "batch_size", "suite",
-                "detector_fit_split", "norm"):
+                "detector_fit_split", "norm", "negative_class"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
@@ -569,6 +599,58 @@ def _print_detectors(report) -> None:
 
 
 # ---- egide train ----------------------------------------------------------------------
+# ---- egide card ----------------------------------------------------------------------
+# Flags that choose what an evaluation runs: with --report the evaluation is read, not run.
+EVALUATION_FLAGS = ("config", "model", "data", "split", "attacks", "eps", "limit", "suite", "defenses",
+                    "detectors", "norm", "seed", "batch_size", "input_range")
+
+
+def _cmd_card(args) -> int:
+    from egide.lab.evaluation.pipeline import evaluate
+    from egide.lab.report.card_build import build_card
+    from egide.lab.report.files import write_card
+
+    if args.report:
+        given = [f"--{k.replace('_', '-')}" for k in EVALUATION_FLAGS if getattr(args, k, None) is not None]
+        if given:
+            raise InputError(f"with --report the card reads a finished evaluation; {', '.join(given)} would "
+                             "choose a new one: drop them, or drop --report to run the evaluation now")
+        out = Path(args.report)
+        report = read_report_json(out)
+    else:
+        config = evaluation_config(args)
+        with _progress_bar(0, "evaluate", disabled=args.no_progress) as progress:
+            evaluated = evaluate(config, progress=progress)
+        out = Path(args.out)
+        report = json.loads(Path(write_report(evaluated, out)["report.json"]).read_text())
+    started = time.perf_counter()
+    certification = None
+    if args.certify:
+        from egide.lab.evaluation.certification import certify_evaluation
+
+        print(f"certifying {report['data']['images']} images with {args.certify_samples} noisy copies each...")
+        certification = certify_evaluation(report, samples=args.certify_samples, sigma=args.certify_sigma)
+    card = build_card(report, negative_class=args.negative_class, certification=certification)
+    written = write_card(card, out)
+    for line in card.summary:
+        print(f"  {line}")
+    print(f"wrote {written['card.html']}, {written['card.pdf']} and {written['card.json']} "
+          f"({time.perf_counter() - started:.1f} s beyond the evaluation)")
+    return 0
+
+
+def read_report_json(folder: Path) -> dict:
+    """report.json of a finished evaluation, or a clear error that says what to run."""
+    path = folder / "report.json"
+    if not path.is_file():
+        raise InputError(f"{folder}: no report.json here; run `egide evaluate --out {folder}` first, or drop "
+                         "--report to run the evaluation with the card")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable report ({exc}); evaluate again") from None
+
+
 def _cmd_train(args) -> int:
 
     from egide.lab.training import save_model, train_classifier

@@ -102,11 +102,12 @@ def test_the_command_line_and_web_are_thin_front_ends():
 
 def test_the_report_model_is_a_leaf_and_only_write_report_reaches_the_renderers():
     """report/model.py depends on numpy only; the HTML renderer and the figures are imported by
-    report/files.py (write_report, write_figures) and by each other, by nothing else."""
+    report/files.py (write_report, write_figures, write_card) and by each other, by nothing else."""
     stdlib = {"__future__", "math", "dataclasses"}
     model = ROOT / "lab" / "report" / "model.py"
     assert {m.split(".")[0] for _, m in _imports(model, "lab")} <= stdlib | {"numpy"}
-    renderers = {"egide.lab.report.html", "egide.lab.report.plots"}
+    renderers = {"egide.lab.report.html", "egide.lab.report.plots", "egide.lab.report.card_html",
+                 "egide.lab.report.card_pdf"}
     allowed = {"lab/report/files.py", "lab/report/html.py"}
     for layer in ("lab", "web"):
         for path in sorted((ROOT / LAYERS[layer]).rglob("*.py")):

@@ -32,6 +32,7 @@ from egide.lab import services
 from egide.lab.data.fitting import for_classifier
 from egide.lab.data.sampling import Sampling
 from egide.lab.evaluation.defenses import defense_classifier, evaluate_defense
+from egide.lab.evaluation import evidence
 from egide.lab.evaluation.detectors import check_detector, evaluate_detectors
 from egide.lab.evaluation.images import (
     DataSource,
@@ -218,6 +219,10 @@ class EvaluationConfig(BaseModel):
         "left, Square with 1,000 queries; quick = APGD-CE, APGD-T; plus; rand (EOT, for randomized "
         "models). Its per-point worst case is the report's headline",
     )
+    negative_class: str | None = Field(
+        None, max_length=128, description="The class that means 'no finding' (e.g. 'notumor'): the "
+        "robustness card counts an attack's flips into it as missed findings and out of it as false "
+        "alarms. Empty: the data set's declaration, else a binary model's class 0, else none")
     detection_eps: Budget | None = Field(
         None, gt=0, le=1,
         description="Budget of the adversarial examples supervised detectors are fitted on, and "
@@ -299,7 +304,10 @@ def evaluate(
                                                             skip_empty_slices=config.skip_empty_slices))
     images = _images(config, source, clf)
     x, y, names = images.x, images.y, images.names
-    clean_ok, setup = _clean_predictions(config, clf, images)
+    negative = evidence.negative_class(config.negative_class, _dataset_declares(reg, config.data, "negative_class"),
+                                       names)
+    clean_pred, setup = _clean_predictions(config, clf, images)
+    clean_ok = clean_pred == y
 
     plan = _plan(config, attacks, reg)
     defended = [defense_classifier(reg, spec, clf) for spec in config.defenses]
@@ -324,11 +332,14 @@ def evaluate(
 
     evaluated = [r for r in runs if r.purpose == "evaluation"]
     worst, worst_per_class = _worst_case(evaluated, config.eps, config.norm, clean_ok, y, names, suite)
+    identity = evidence.fingerprints(clf.source_file, x, y)
     return Report(
         config=config.model_dump(mode="json"),
         environment=_environment(attacks, defense_reports, detector_reports),
-        model=clf.describe(),
-        data=images.describe(config),
+        model={**clf.describe(), "sha256": identity["model_sha256"]},
+        data={**images.describe(config), "images_sha256": identity["images_sha256"],
+              "labels_sha256": identity["labels_sha256"], "negative_class": negative,
+              "synthetic": bool(_dataset_declares(reg, config.data, "synthetic"))},
         clean_accuracy=float(clean_ok.mean()),
         clean_per_class=per_class(clean_ok, y, names),
         runs=runs,
@@ -341,6 +352,9 @@ def evaluate(
         defenses=defense_reports,
         detectors=detector_reports,
         suite=suite,
+        per_image={"labels": [int(v) for v in y], "clean_pred": [int(v) for v in clean_pred],
+                   "worst_case_pred": evidence.worst_case_predictions(evaluated, suite, config.eps, config.norm,
+                                                                      clean_pred, y)},
     )
 
 
@@ -370,6 +384,15 @@ class _Images:
         }
 
 
+def evaluated_images(config: EvaluationConfig | dict, clf: Classifier, registry: Registry | None = None) -> _Images:
+    """The images an evaluation of `config` takes, loaded again from disk (a certification of a
+    finished evaluation; the report's image hash tells whether they are still the same)."""
+    config = config if isinstance(config, EvaluationConfig) else EvaluationConfig(**config)
+    source = local_source(config.data, clf, registry or default_registry(), window=config.window,
+                          slice_axis=config.slice_axis, skip_empty_slices=config.skip_empty_slices)
+    return _images(config, source, clf)
+
+
 def _images(config: EvaluationConfig, source: DataSource, clf: Classifier) -> _Images:
     chosen = choose_images(config, source, needs_fit=bool(config.detectors))
     data = for_classifier(chosen.data, clf)
@@ -379,12 +402,18 @@ def _images(config: EvaluationConfig, source: DataSource, clf: Classifier) -> _I
 
 
 def _clean_predictions(config: EvaluationConfig, clf: Classifier, images: _Images):
-    """(which images the model gets right, the setup problem its predictions show or None)."""
+    """(the model's class for each image, the setup problem its predictions show or None)."""
     clean_pred = clf.predict_logits(images.x, batch_size=config.batch_size).argmax(1)
     setup = setup_problem(clf, clean_pred, images.y, images.names)
     if setup and config.stop_on_broken_setup:
         raise InputError(setup)
-    return clean_pred == images.y, setup
+    return clean_pred, setup
+
+
+def _dataset_declares(reg: Registry, data: str, attribute: str):
+    """What a named data set declares about itself (its "no finding" class, that it is generated);
+    None for files and folders, which declare nothing."""
+    return getattr(reg.get("dataset", data), attribute, None) if data in reg.names("dataset") else None
 
 
 def _plan(config: EvaluationConfig, attacks, reg: Registry) -> list[tuple]:

@@ -142,6 +142,7 @@ def attack_run(job: AttackJob, result: AttackResult, clean_ok, names) -> AttackR
         size=result.l2 if job.attack.norm == "2" else result.linf,
         norm=job.attack.norm,
         purpose=job.purpose,
+        adv_pred=result.y_pred_adv,
     )
 
 

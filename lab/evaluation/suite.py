@@ -140,6 +140,7 @@ def run_suite(registry, protocol: str, real: Classifier, attacked: Classifier, x
     ran, members = plan(registry, protocol, real.num_classes, randomized, norm)
     robust = [clean_ok.copy() for _ in eps_list]
     broken_by = [np.full(len(y), "", dtype=object) for _ in eps_list]
+    adv_pred = [np.asarray(y).copy() for _ in eps_list]  # a point's class once broken
     after = [[] for _ in eps_list]
     seconds = [[0.0] * len(members) for _ in eps_list]
     for k, m in enumerate(members):
@@ -157,11 +158,12 @@ def run_suite(registry, protocol: str, real: Classifier, attacked: Classifier, x
             hit = result.y_pred_adv != y[todo]
             robust[e][todo[hit]] = False
             broken_by[e][todo[hit]] = m.ran
+            adv_pred[e][todo[hit]] = result.y_pred_adv[hit]
             seconds[e][k] = result.seconds
         for e in range(len(eps_list)):
             after[e].append(float(robust[e].mean()))
     runs = [SuiteRun(eps=eps, robust_accuracy=float(robust[e].mean()), after=after[e],
-                     seconds=seconds[e], robust=robust[e], broken_by=broken_by[e],
+                     seconds=seconds[e], robust=robust[e], broken_by=broken_by[e], adv_pred=adv_pred[e],
                      masking=_masking(members, after[e], clean_ok.mean()))
             for e, eps in enumerate(eps_list)]
     return SuiteReport(protocol=protocol, ran=ran, randomized=randomized, norm=norm,

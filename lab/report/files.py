@@ -33,6 +33,18 @@ def write_report(report, out_dir) -> dict[str, str]:
     return written
 
 
+def write_card(card, out_dir) -> dict[str, str]:
+    """Write a robustness card beside its report: card.json (the data, to diff two cards),
+    card.html and card.pdf (both rendered from it)."""
+    from .card_html import render_card_html
+    from .card_pdf import render_card_pdf
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    contents = {"card.json": card.to_json(), "card.html": render_card_html(card), "card.pdf": render_card_pdf(card)}
+    return {name: str(_atomic_write(out / name, data)) for name, data in contents.items()}
+
+
 def write_figures(report, out_dir) -> list[str]:
     """The report's figures as PNG files, for pages that show them beside other things:
     robustness.png and roc-<detector>.png. A figure that cannot be drawn is left out and
@@ -53,10 +65,13 @@ def write_figures(report, out_dir) -> list[str]:
     return written
 
 
-def _atomic_write(path: Path, text: str) -> Path:
+def _atomic_write(path: Path, data: str | bytes) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding="utf-8")
         os.replace(tmp, path)
     finally:
         if tmp.exists():

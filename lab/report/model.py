@@ -34,6 +34,7 @@ class AttackRun:
     norm: str = "inf"
     purpose: str = "evaluation"  # or "sanity": the unbounded run of the sanity checks
     size: np.ndarray | None = field(repr=False, default=None)  # per sample, in `norm`
+    adv_pred: np.ndarray | None = field(repr=False, default=None)  # per sample: the class under attack
 
     def to_dict(self) -> dict:
         return {
@@ -121,6 +122,9 @@ class Report:
     defenses: list = field(default_factory=list)  # DefenseReport, one per preprocessing defense
     detectors: list = field(default_factory=list)  # DetectorReport, one per detector
     suite: SuiteReport | None = None  # the reference-grade protocol, when one ran
+    # Per image, in evaluation order: labels, clean predictions, and per budget the class the
+    # worst case drove each image to (what a robustness card's flip matrix counts)
+    per_image: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -142,6 +146,7 @@ class Report:
             "defenses": [d.to_dict() for d in self.defenses],
             "detectors": [d.to_dict() for d in self.detectors],
             "suite": self.suite.to_dict() if self.suite else None,
+            "per_image": self.per_image,
             "seconds": round(self.seconds, 3),
         }
 
@@ -301,6 +306,7 @@ class SuiteRun:
     robust: np.ndarray = field(repr=False)
     broken_by: np.ndarray = field(repr=False)  # per point: the first member that broke it, or ""
     masking: str | None = None
+    adv_pred: np.ndarray | None = field(repr=False, default=None)  # per point: its class once broken
 
     def to_dict(self) -> dict:
         labels, counts = np.unique(self.broken_by[self.broken_by != ""], return_counts=True)

@@ -64,6 +64,8 @@ class BrainTumorPhantom(DatasetSource):
         "Generated offline and deterministically from a seed; the four class names match the "
         "public brain-tumour MRI collections."
     )
+    negative_class = "notumor"  # the class that means "no finding" (a robustness card's clinical roles)
+    synthetic = True  # generated images, not patient scans (a card says so)
 
     class Params(BaseModel, extra="forbid", frozen=True):
         image_size: int = Field(
