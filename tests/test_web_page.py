@@ -134,6 +134,10 @@ def test_the_lab_page_runs_an_attack(server, browser, tmp_path):
     page.wait_for_function("() => document.getElementById('eval-plot').naturalWidth > 0", timeout=10_000)
     assert page.locator("#eval-figure").is_visible()
     assert "full report" in page.locator("#eval-report").text_content()
+    # The robustness card's link, and the card itself opened in the browser.
+    card_url = page.locator("#eval-card").get_attribute("href")
+    assert card_url.endswith("/artifacts/card.html")
+    assert page.locator("#eval-card-pdf").get_attribute("href").endswith("/artifacts/card.pdf")
     # The detector's ROC curve is drawn too.
     page.wait_for_function("() => [...document.querySelectorAll('#eval-rocs img')].some(i => i.naturalWidth > 0)",
                            timeout=10_000)
@@ -144,6 +148,13 @@ def test_the_lab_page_runs_an_attack(server, browser, tmp_path):
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
     page.locator("#attack-result").screenshot(path=str(shot.with_name("web-lab-gallery.png")))
+
+    card = browser.new_page()
+    card.goto(server + card_url if card_url.startswith("/") else card_url)
+    assert card.locator("h1").text_content().startswith("Robustness card: ")
+    summary = card.locator("ul").first.text_content()
+    assert "Tested: the model" in summary and "Clean accuracy" in summary and "95% CI" in summary
+    card.close()
 
     # Chromium logs every 4xx answer as a console error: the one 422 above is expected.
     assert [e for e in errors if "status of 422" not in e] == []

@@ -110,6 +110,13 @@ def test_a_finished_job_stays_at_its_urls_until_deleted(client):
     assert links["page"] == f"/?job={job['id']}" and links["report"].endswith("/artifacts/report.html")
     report = client.get(links["report"])
     assert report.status_code == 200 and b"robustness report" in report.data
+    # Its robustness card, beside the report: the page, the PDF (a real one) and the data.
+    card = client.get(links["card"])
+    assert card.status_code == 200 and b"Robustness card" in card.data
+    pdf = client.get(links["card_pdf"])
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf" and pdf.data.startswith(b"%PDF-")
+    data = client.get(job["artifacts"]["card.json"]).get_json()
+    assert data["accuracy"]["clean"]["n"] == 8 and data["flips"]["negative_class"] == "notumor"
     page = client.get(links["page"])
     assert page.status_code == 200
     listed = client.get("/api/v1/jobs").get_json()["jobs"]

@@ -533,8 +533,8 @@ def _public(job: dict) -> dict:
         "result": job["result"],
         "error": job["error"],
         "artifacts": {n: url_for("api.artifact", job_id=job["id"], name=n) for n in job["artifacts"]},
-        # Where people open it: the lab page with this job's result shown, and its full report.
+        # Where people open it: the lab page with this job's result shown, its full report and its card.
         "links": {"page": url_for("pages.index", job=job["id"]),
-                  "report": (url_for("api.artifact", job_id=job["id"], name="report.html")
-                             if "report.html" in job["artifacts"] else None)},
+                  **{key: (url_for("api.artifact", job_id=job["id"], name=name) if name in job["artifacts"] else None)
+                     for key, name in (("report", "report.html"), ("card", "card.html"), ("card_pdf", "card.pdf"))}},
     }

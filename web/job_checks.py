@@ -163,7 +163,20 @@ def _check_evaluation(job: EvaluateJob) -> dict:
     if errors:
         raise validation_problem(errors)
     _check_classes(cfg.model, cfg.data, ("config", "data"))
+    if cfg.negative_class is not None:
+        _check_negative_class(cfg.data, cfg.split, cfg.negative_class)
     return job.model_dump(mode="json")
+
+
+def _check_negative_class(data: str, split, negative: str) -> None:
+    """A no-finding class the data does not have: a 422 now, not a job that fails before its attacks."""
+    try:
+        names = list(state().resources.dataset(data, split).class_names)
+    except EgideError:
+        return  # the data's own problem: the job reports it with its full message
+    if negative not in names:
+        raise validation_problem([field_error(["config", "negative_class"], f"{data} has the classes "
+                                              f"{', '.join(names)}; name one of them", "unknown_class", negative)])
 
 
 def _detector_fit_errors(cfg) -> list[dict]:

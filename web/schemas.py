@@ -166,6 +166,9 @@ class JobLinks(BaseModel):
     page: str = Field(description="The lab page with this job's result shown (bookmarkable)")
     report: str | None = Field(None, description="An evaluation's full report (report.html), served "
                                "for as long as the job is kept")
+    card: str | None = Field(None, description="An evaluation's robustness card (card.html): what was tested, "
+                             "against what, what held, with intervals; card.json is among the artifacts")
+    card_pdf: str | None = Field(None, description="The same robustness card as a PDF (card.pdf)")
 
 
 class Job(BaseModel):

@@ -10,7 +10,8 @@ from typing import Callable
 
 import numpy as np
 
-from egide.lab.report.files import json_safe, write_figures, write_report
+from egide.lab.report.card_build import build_card
+from egide.lab.report.files import json_safe, write_card, write_figures, write_report
 from egide.lab.report.format import detector_fit_text, eps_text
 from egide.lab.report.model import eps_key
 
@@ -115,7 +116,10 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
     if meta and meta.get("mixed_sizes"):  # resized to the model's input when loaded: the report says so
         report.data["mixed_sizes"] = meta["mixed_sizes"]
     write_report(report, out)
-    artifacts = ["report.html", "report.json", *write_figures(report, out)]
+    # Every finished evaluation has its robustness card beside the report (under a second more).
+    card = build_card(json_safe(report.to_dict()))
+    write_card(card, out)
+    artifacts = ["report.html", "report.json", "card.html", "card.pdf", "card.json", *write_figures(report, out)]
     defenses, detectors = report.defenses, report.detectors
     headline = {
         "norm": report.config.get("norm", "inf"),

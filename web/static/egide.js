@@ -281,6 +281,7 @@
     if ($("eval-suite") && $("eval-suite").value) { config.suite = $("eval-suite").value; }
     if ($("eval-adaptive")) { config.adaptive_detectors = $("eval-adaptive").checked; }
     if ($("eval-fit-split") && $("eval-fit-split").value) { config.detector_fit_split = $("eval-fit-split").value; }
+    if ($("eval-negative").value.trim()) { config.negative_class = $("eval-negative").value.trim(); }
     ["defenses", "detectors"].forEach(function (group) {
       config[group] = Array.prototype.map.call(form.querySelectorAll("input[name=" + group + "]:checked"), function (c) {
         return {plugin: c.value};
@@ -293,6 +294,7 @@
         showProblem(form, r.doc, function (loc) {
           if (loc[1] === "eps" || loc[1] === "norm") { return $("eval-eps"); }
           if (loc[1] === "limit") { return $("eval-limit"); }
+          if (loc[1] === "negative_class") { return $("eval-negative"); }
           if (loc[1] === "attacks") { return $("eval-attacks-error"); }
           if (loc[1] === "detector_fit_split" && $("eval-fit-split")) { return $("eval-fit-split"); }
           if (loc[1] === "detectors" && $("eval-detectors-error")) { return $("eval-detectors-error"); }
@@ -361,13 +363,15 @@
       blobUrl(job.artifacts["robustness.png"]).then(function (u) { $("eval-plot").src = u; $("eval-figure").hidden = false; });
     } else { $("eval-figure").hidden = true; }
     reportLink($("eval-report"), job);
+    reportLink($("eval-card"), job, "card");
+    reportLink($("eval-card-pdf"), job, "card_pdf");
     blobUrl(job.artifacts["report.json"]).then(function (u) { $("eval-json").href = u; });
     $("eval-result").hidden = false;
   }
   /* A report is served by the server at a URL that lasts as long as the job: link to it. With a
      token the browser cannot send it on a plain link, so the report opens from a fetched copy. */
-  function reportLink(a, job) {
-    var url = job.links && job.links.report;
+  function reportLink(a, job, which) {
+    var url = job.links && job.links[which || "report"];
     if (!url) { return; }
     if (document.body.dataset.tokenRequired === "true") {
       a.href = "#"; a.onclick = function (ev) {
@@ -631,6 +635,12 @@
             report.className = "open"; report.textContent = "Report"; report.target = "_blank"; report.rel = "noopener";
             report.setAttribute("aria-label", "Open the full report of " + describeJob(job));
             reportLink(report, job); li.appendChild(report);
+          }
+          if (job.links.card) {
+            var card = document.createElement("a");
+            card.className = "open"; card.textContent = "Robustness card"; card.target = "_blank"; card.rel = "noopener";
+            card.setAttribute("aria-label", "Open the robustness card of " + describeJob(job));
+            reportLink(card, job, "card"); li.appendChild(card);
           }
         }
         if (RERUNNABLE.indexOf(job.state) >= 0 && PANELS[job.kind]) {
