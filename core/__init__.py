@@ -23,7 +23,7 @@ from .hookspecs import hookimpl
 from .plugin import KINDS, Plugin
 from .registry import PluginFailure, PluginSource, Registry, registry
 from .results import AttackResult
-from .sources import DatasetSource, ModelSource
+from .sources import DatasetSource, ModelFormat, ModelSource
 from .trainer import Trainer, TrainerParams
 
 try:
@@ -44,6 +44,7 @@ __all__ = [
     "EgideError",
     "InputError",
     "ModelError",
+    "ModelFormat",
     "ModelSource",
     "ParameterError",
     "Plugin",

@@ -39,6 +39,7 @@ class Classifier:
 
     clip = UNIT  # where images, budgets and attacks live, for every model
     source_file: str | None = None  # the file the model was loaded from (a card hashes it)
+    conversion: dict | None = None  # a model converted from another format: how, and how it was checked
     _stop_flag = None  # a tf.Variable in copies made by stoppable()
 
     def __init__(self, model, *, input_range=None, clip=None, name: str | None = None):
@@ -67,9 +68,10 @@ class Classifier:
         return cls(model, input_range=input_range, clip=clip, name=name)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, input_range=None, *, clip=None) -> "Classifier":
-        """Load a named model (a model plugin, e.g. "brain-tumor-cnn") or a `.keras`/`.h5`
-        file, with Keras' safe mode (no arbitrary code runs)."""
+    def load(cls, path: str | os.PathLike, input_range=None, *, clip=None, normalize=None) -> "Classifier":
+        """Load a named model (a model plugin, e.g. "brain-tumor-cnn"), a `.keras`/`.h5` file with
+        Keras' safe mode (no arbitrary code runs), or a file an installed model format reads (ONNX).
+        normalize: (means, stds) per channel, for formats whose models expect them (ONNX)."""
         if isinstance(path, str) and not Path(path).suffix:
             from .registry import registry
 
@@ -86,6 +88,11 @@ class Classifier:
                 known = ", ".join(reg.names("model")) or "none installed"
                 raise ModelError(f"no model named '{path}' (named models: {known}) and no such file")
         path = Path(path)
+        if reader := _model_format(path):
+            return reader.load_file(path, input_range=input_range if input_range is not None else clip,
+                                    normalize=normalize)
+        if normalize is not None:
+            raise InputError(f"{path}: normalize is for ONNX models; a Keras model carries its own normalisation")
         check_model_file(path)
         import keras
 
@@ -144,6 +151,7 @@ class Classifier:
             "input_range_source": self.range_source,
             "logits": self.logits_source,
             "file": self.source_file,
+            "conversion": self.conversion,
         }
 
     def _check_shapes(self) -> None:
@@ -319,6 +327,15 @@ def _producer(tensor) -> str:
 def _activation_name(layer) -> str | None:
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", None)
+
+
+def _model_format(path: Path):
+    """The installed model format that reads this file's suffix (an ONNX one), or None."""
+    from .registry import registry
+
+    suffix = path.suffix.lower()
+    found = [cls for cls in registry().plugins("model-format") if suffix in cls.suffixes]
+    return found[0]() if found else None
 
 
 def _logits_function(model):

@@ -30,3 +30,8 @@ def egide_register_datasets(register):
 @hookspec
 def egide_register_models(register):
     """Register ModelSource subclasses (named models) by calling register(cls)."""
+
+
+@hookspec
+def egide_register_model_formats(register):
+    """Register ModelFormat subclasses (model files besides Keras's, e.g. ONNX) by calling register(cls)."""

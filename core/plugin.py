@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ParameterError
 
-KINDS = ("attack", "defense", "detector", "dataset", "model")
+KINDS = ("attack", "defense", "detector", "dataset", "model", "model-format")
 _NAME_RULE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 

@@ -28,6 +28,7 @@ HOOK_KINDS = {
     "egide_register_detectors": "detector",
     "egide_register_datasets": "dataset",
     "egide_register_models": "model",
+    "egide_register_model_formats": "model-format",
 }
 
 

@@ -30,3 +30,15 @@ class ModelSource(Plugin):
     def load(self):
         """Return the model as an `egide.Classifier`."""
         raise NotImplementedError(f"{type(self).__name__} must implement load()")
+
+
+class ModelFormat(Plugin):
+    """A model file format besides Keras's (e.g. ONNX): reads a file into a `Classifier`.
+    `Classifier.load` asks the installed formats which one reads a file's suffix."""
+
+    kind = "model-format"
+    suffixes: ClassVar[tuple[str, ...]] = ()  # lower case, with the dot: (".onnx",)
+
+    def load_file(self, path, input_range=None, normalize=None):
+        """Return the model in `path` as an `egide.Classifier` (normalize: per-channel (means, stds))."""
+        raise NotImplementedError(f"{type(self).__name__} must implement load_file()")

@@ -36,7 +36,7 @@ from egide.lab.quiet import import_tensorflow_quietly
 from egide.lab.report.files import write_report
 from egide.lab.report.format import Units, check_mark, detector_fit_text
 from egide.lab.report.model import eps_key
-from egide.lab.services import parse_number, parse_param, parse_range
+from egide.lab.services import parse_normalize, parse_number, parse_param, parse_range
 
 EXIT_USER_ERROR = 2
 DEFAULT_PORT = 8000  # the one default port: `egide serve`, scripts/run.sh and the README
@@ -65,10 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check_model_file_early(args) -> None:
     """A --model path that cannot be a Keras file is refused before TensorFlow starts (seconds),
     with the same words as the page's upload. Names without a suffix are named models."""
-    from egide.core.model_file import check_model_file
+    from egide.core.model_file import MODEL_SUFFIXES, check_model_file
 
     model = getattr(args, "model", None)
-    if isinstance(model, str) and Path(model).suffix:
+    # Another suffix (.onnx) is for the installed model formats to read or refuse, at load.
+    if isinstance(model, str) and Path(model).suffix.lower() in MODEL_SUFFIXES:
         check_model_file(Path(model).expanduser(), model)
 
 
@@ -316,6 +317,9 @@ def _input_range_option(p) -> None:
         "Normalization layer, else 0,1); images and eps stay in [0, 1] units: 4/255 is 4/255 of the range",
     )
     p.add_argument("--clip", dest="input_range", help=argparse.SUPPRESS)  # the old name
+    p.add_argument("--normalize", metavar="MEAN/STD",
+                   help="ONNX models: the per-channel (v - mean) / std the model expects after its input range, "
+                   "e.g. 0.485,0.456,0.406/0.229,0.224,0.225 (torchvision's); applied inside the classifier")
 
 
 # ---- egide attack ---------------------------------------------------------------------
@@ -338,7 +342,8 @@ def _cmd_attack(args) -> int:
     reg.create("attack", config.plugin, **config.params)
     if defense is not None:
         services.preprocessing_defense(reg, defense.plugin, defense.params)
-    clf = Classifier.load(args.model, input_range=parse_range(args.input_range))
+    clf = Classifier.load(args.model, input_range=parse_range(args.input_range),
+                          normalize=parse_normalize(getattr(args, "normalize", None)))
     source = local_source(args.data, clf, reg, window=parse_range(args.window, what="--window", ordered=False),
                           slice_axis=args.slice_axis or "axial", skip_empty_slices=bool(args.skip_empty_slices))
     with _progress_bar(0, config.plugin, disabled=args.no_progress) as progress:
@@ -432,6 +437,8 @@ def evaluation_config(args):
     if args.input_range is not None:
         settings.pop("clip", None)  # the old name of the field
         settings["input_range"] = parse_range(args.input_range)
+    if args.normalize is not None:
+        settings["normalize"] = parse_normalize(args.normalize)
     for key in ("defenses", "detectors"):
         names = getattr(args, key)
         if names == "all":
@@ -720,7 +727,8 @@ def _cmd_defend(args) -> int:
     out = Path(args.out)
     if out.suffix not in (".keras", ".h5"):
         raise InputError(f"--out {out}: save the defended model as .keras (or .h5)")
-    clf = Classifier.load(args.model, input_range=parse_range(args.input_range))
+    clf = Classifier.load(args.model, input_range=parse_range(args.input_range),
+                          normalize=parse_normalize(getattr(args, "normalize", None)))
     checkpoint = None if args.no_checkpoint else Path(args.checkpoint or f"{out}.ckpt")
     print(f"{defense.name} on {clf.name}, the train split of {args.data}, params "
           f"{defense.params.model_dump(mode='json')}", flush=True)

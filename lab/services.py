@@ -72,6 +72,22 @@ def parse_range(text: str | None, what: str = "--input-range", ordered: bool = T
     return lo, hi
 
 
+def parse_normalize(text: str | None) -> tuple[list[float], list[float]] | None:
+    """'0.485,0.456,0.406/0.229,0.224,0.225' -> ([means], [stds]): the per-channel (v - mean) / std
+    an ONNX model expects after its input range (torchvision's Normalize); None: none."""
+    if text is None or not text.strip():
+        return None
+    example = "MEAN/STD, one number per channel or one for all, e.g. 0.485,0.456,0.406/0.229,0.224,0.225"
+    try:
+        mean, std = ([float(v) for v in part.split(",")] for part in text.split("/"))
+    except ValueError:
+        raise InputError(f"--normalize expects {example}; got {text!r}") from None
+    if len(mean) != len(std) or not all(math.isfinite(v) for v in mean) or not all(v > 0 and math.isfinite(v)
+                                                                                  for v in std):
+        raise InputError(f"--normalize {text}: as many means as stds, every std positive ({example})")
+    return mean, std
+
+
 # ---- targets ------------------------------------------------------------------------------
 def targets(spec, y: np.ndarray, class_names, targeted: bool) -> np.ndarray | None:
     """The target label of every image for a targeted attack; None for an untargeted one.

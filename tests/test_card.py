@@ -75,6 +75,8 @@ def test_card_of_a_users_own_folder_from_the_command_line(study_folder, tmp_path
     image = first.render(scale=1).to_pil()
     image.save(tmp_path / "first-page.png")
     assert image.size[0] > 500 and (tmp_path / "first-page.png").stat().st_size > 10_000
+    first.close()
+    pdf.close()
 
     html = (out / "card.html").read_text()
     assert "<h1>Robustness card: mine</h1>" in html and "Content-Security-Policy" in html

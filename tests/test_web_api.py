@@ -50,7 +50,7 @@ def test_settings_read_egide_environment():
 
 def test_plugins_lists_every_kind_with_schemas(client):
     doc = client.get("/api/v1/plugins").get_json()
-    assert set(doc["plugins"]) == {"attacks", "defenses", "detectors", "datasets", "models"}
+    assert set(doc["plugins"]) == {"attacks", "defenses", "detectors", "datasets", "models", "model-formats"}
     assert isinstance(doc["failures"], list)
     attacks = {p["name"]: p for p in doc["plugins"]["attacks"]}
     assert {"fgsm", "pgd", "bim", "mim", "cw"} <= set(attacks)

@@ -117,6 +117,7 @@ def test_a_finished_job_stays_at_its_urls_until_deleted(client):
     assert pdf.status_code == 200 and pdf.mimetype == "application/pdf" and pdf.data.startswith(b"%PDF-")
     data = client.get(job["artifacts"]["card.json"]).get_json()
     assert data["accuracy"]["clean"]["n"] == 8 and data["flips"]["negative_class"] == "notumor"
+    assert len(data["identity"]["model_sha256"]) == 64  # the server's model file, hashed
     page = client.get(links["page"])
     assert page.status_code == 200
     listed = client.get("/api/v1/jobs").get_json()["jobs"]

@@ -37,7 +37,7 @@ def certify_evaluation(report: dict, *, samples: int = 1000, n0: int = 100, alph
     reg = registry or default_registry()
     config = EvaluationConfig(**report["config"])
     defense, evaluated = _certifying_defense(reg, report, sigma)
-    clf = Classifier.load(config.model, input_range=config.input_range)
+    clf = Classifier.load(config.model, input_range=config.input_range, normalize=config.normalize)
     images = evaluated_images(config, clf, reg)
     recorded = report["data"].get("images_sha256")
     if recorded and images_sha256(images.x) != recorded:

@@ -178,6 +178,10 @@ class EvaluationConfig(BaseModel):
         "leading Rescaling/Normalization layer), else [0, 1]. Images and budgets stay in [0, 1] "
         "units: 4/255 is 4/255 of this range",
     )
+    normalize: tuple[list[float], list[float]] | None = Field(
+        None, description="ONNX models: the per-channel (v - mean) / std the model expects after its input "
+        "range, as [means, stds] (e.g. [[0.485, 0.456, 0.406], [0.229, 0.224, 0.225]]); applied inside the "
+        "classifier, so images and budgets stay in [0, 1] units")
     gallery: int = Field(8, ge=0, le=64, description="Examples shown in the report's gallery")
     sanity_checks: bool = Field(True, description="Run the gradient-masking sanity checks")
     stop_on_broken_setup: bool = Field(
@@ -296,7 +300,7 @@ def evaluate(
         config = EvaluationConfig(**config)
     reg = registry or default_registry()
     attacks = [check_attack(reg, spec, config.norm) for spec in config.attacks]
-    clf = classifier or Classifier.load(config.model, input_range=config.input_range)
+    clf = classifier or Classifier.load(config.model, input_range=config.input_range, normalize=config.normalize)
     if source is None:
         source = (in_memory_source(config.data, config.split, dataset, detector_dataset)
                   if dataset is not None else local_source(config.data, clf, reg, window=config.window,

@@ -1,0 +1,158 @@
+"""`.onnx` model files: converted at load into a Keras model with exact gradients, then checked
+against onnxruntime.
+
+The conversion is onnx2keras's, with `change_ordering`: the ONNX graph (NCHW, as PyTorch exports
+it) is rebuilt channels-last, so it takes the same NHWC images as every Keras model and runs on
+CPUs (TensorFlow's CPU convolutions are NHWC only). A per-channel standardisation the model expects
+((v - mean) / std, as torchvision's transforms do) is a layer in front of it, and the input range
+(`input_range`) is the Classifier's as for any model: budgets stay in image units.
+
+Nothing is trusted: the converted model's logits are compared with onnxruntime's on probe images
+spread over the input range; a difference above TOLERANCE refuses the model and names it. What
+cannot be converted is refused before any work, each with its reason: an operator the converter
+lacks, several inputs or outputs, a shape that is not one image (N, C, H, W) of fixed size, an
+output that is not one score per class.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from egide.core import Classifier, ModelError, ModelFormat, hookimpl
+
+TOLERANCE = 1e-4  # largest |logit difference| against onnxruntime, relative to the logits' scale (at least 1)
+PROBES = 8  # images the conversion is checked on
+INSTALL = "pip install 'egide[onnx]'"
+
+
+def _modules():
+    import logging
+
+    logging.getLogger("onnx2keras").setLevel(logging.ERROR)  # its per-layer notes are not the user's concern
+    try:
+        import onnx
+        import onnxruntime
+        from onnx2keras import onnx_to_keras
+        from onnx2keras.layers import AVAILABLE_CONVERTERS
+    except ImportError as exc:
+        raise ModelError(f"ONNX models need the onnx extra ({exc.name} is missing): {INSTALL}") from None
+    return onnx, onnxruntime, onnx_to_keras, AVAILABLE_CONVERTERS
+
+
+class OnnxFormat(ModelFormat):
+    """An ONNX image classifier: one (N, C, H, W) input, one (N, classes) output."""
+
+    name = "onnx"
+    title = "ONNX model file (converted to Keras by onnx2keras, checked against onnxruntime)"
+    suffixes = (".onnx",)
+
+    def load_file(self, path, input_range=None, normalize=None) -> Classifier:
+        onnx, ort, onnx_to_keras, converters = _modules()
+        path = Path(path)
+        started = time.perf_counter()
+        try:
+            graph_model = onnx.load(str(path))
+            onnx.checker.check_model(graph_model)
+        except Exception as exc:  # protobuf and the checker raise many types
+            raise ModelError(f"{path}: not a valid ONNX model: {exc}") from None
+        name, shape = _one_image_input(path, graph_model)
+        _one_class_output(path, graph_model)
+        missing = sorted({node.op_type for node in graph_model.graph.node} - set(converters))
+        if missing:
+            raise ModelError(f"{path}: the ONNX operators {', '.join(missing)} cannot be converted (onnx2keras "
+                             "has no converter for them); export the model without them, e.g. a plain "
+                             "activation instead of a fused one")
+        import keras
+
+        layout = keras.backend.image_data_format()
+        try:
+            converted = onnx_to_keras(graph_model, [name], input_shapes=[shape[1:]], verbose=False,
+                                      change_ordering=True)
+        except Exception as exc:
+            raise ModelError(f"{path}: onnx2keras could not convert the model: {type(exc).__name__}: {exc}") from None
+        finally:  # the converter switches Keras' global layout while it works, even when it fails
+            keras.backend.set_image_data_format(layout)
+        channels, height, width = shape[1:]
+        inputs = keras.Input((height, width, channels))
+        x = inputs if normalize is None else _standardize(*normalize, channels)(inputs)
+        model = keras.Model(inputs, converted(x), name=path.stem.replace(" ", "_"))
+        clf = Classifier(model, input_range=input_range, name=path.stem)
+        clf.source_file = str(path.resolve())
+        clf.conversion = _checked(path, clf, ort, name, normalize)
+        clf.conversion["seconds"] = round(time.perf_counter() - started, 3)
+        return clf
+
+
+def _standardize(mean, std, channels: int):
+    """(v - mean) / std per channel, as a Keras layer in front of the converted model."""
+    import keras
+
+    if len(mean) not in (1, channels):
+        raise ModelError(f"normalize gives {len(mean)} means and stds for a model of {channels} channels: give "
+                         f"{channels} (or one for all)")
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    return keras.layers.Lambda(lambda v: (v - mean) / std, name="standardize")
+
+
+def _one_image_input(path: Path, graph_model) -> tuple[str, list[int]]:
+    """The image input's name and its (N, C, H, W) shape with H, W, C fixed."""
+    initialized = {t.name for t in graph_model.graph.initializer}
+    inputs = [i for i in graph_model.graph.input if i.name not in initialized]
+    if len(inputs) != 1:
+        raise ModelError(f"{path}: the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+                         "egide attacks image classifiers with one image input")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) == 5:
+        raise ModelError(f"{path}: a 3-D (N, C, D, H, W) input: volumes are not supported yet")
+    if len(dims) != 4:
+        raise ModelError(f"{path}: the input '{inputs[0].name}' has shape {dims}; expected one image batch "
+                         "(N, C, H, W)")
+    if any(d is None or d < 1 for d in dims[1:]):
+        raise ModelError(f"{path}: the input '{inputs[0].name}' has a dynamic size {dims}; export it with a fixed "
+                         "image size (torch.onnx.export with a dummy input of the size it was trained on)")
+    return inputs[0].name, [None, *dims[1:]]
+
+
+def _one_class_output(path: Path, graph_model) -> None:
+    outputs = graph_model.graph.output
+    if len(outputs) != 1:
+        raise ModelError(f"{path}: the model has {len(outputs)} outputs ({', '.join(o.name for o in outputs)}); "
+                         "export only the class scores")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in outputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 2:
+        raise ModelError(f"{path}: the output '{outputs[0].name}' has shape {dims}; expected class scores "
+                         "(N, classes), e.g. not a segmentation map")
+
+
+def _checked(path: Path, clf: Classifier, ort, input_name: str, normalize) -> dict:
+    """Compare the converted model's logits with onnxruntime's on probe images; refuse a mismatch."""
+    h, w, c = clf.input_shape
+    rng = np.random.default_rng(0)
+    probes = np.concatenate([rng.uniform(0, 1, (PROBES - 2, h, w, c)), np.zeros((1, h, w, c)),
+                             np.full((1, h, w, c), 0.5)]).astype(np.float32)
+    low, high = clf.input_range
+    pixels = low + probes * (high - low)
+    if normalize is not None:
+        pixels = (pixels - np.asarray(normalize[0], np.float32)) / np.asarray(normalize[1], np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    reference = session.run(None, {input_name: pixels.transpose(0, 3, 1, 2).astype(np.float32)})[0]
+    ours = np.asarray(clf.model(probes))  # the model's own output, as onnxruntime computes it
+    difference = float(np.max(np.abs(ours - reference)))
+    scale = max(1.0, float(np.max(np.abs(reference))))
+    if not difference <= TOLERANCE * scale:
+        raise ModelError(f"{path}: the converted model disagrees with onnxruntime by up to {difference:.3g} in its "
+                         f"outputs (tolerance {TOLERANCE * scale:.3g}): refused, its gradients would not be the "
+                         "model's")
+    import onnx2keras
+
+    return {"from": "onnx", "converter": f"onnx2keras {getattr(onnx2keras, '__version__', '')}".strip(),
+            "checked_against": f"onnxruntime {ort.__version__}", "probe_images": PROBES,
+            "max_abs_difference": difference, "tolerance": TOLERANCE * scale}
+
+
+@hookimpl
+def egide_register_model_formats(register):
+    register(OnnxFormat)

@@ -1,0 +1,104 @@
+"""ONNX model files: converted at load, checked against onnxruntime, refused with a reason when they
+cannot be, and then attacked, evaluated and guarded exactly like a Keras model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import egide
+from egide.core.errors import ModelError
+
+pytest.importorskip("onnx2keras", reason="the onnx extra: pip install 'egide[onnx]'")
+
+from onnx_models import batchnorm_residual, broken, demo_as_onnx  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_onnx(tmp_path_factory):
+    """The demo CNN's own weights as an ONNX file (NCHW), and the Keras demo classifier."""
+    demo = egide.Classifier.load("brain-tumor-cnn")
+    return demo_as_onnx(demo.model, tmp_path_factory.mktemp("onnx") / "demo.onnx"), demo
+
+
+@pytest.fixture(scope="session")
+def phantom():
+    return egide.datasets.load("brain-tumor-phantom", split="test")
+
+
+def test_a_converted_model_matches_onnxruntime_and_classifies_like_its_keras_original(demo_onnx, phantom):
+    import onnxruntime
+
+    path, demo = demo_onnx
+    clf = egide.Classifier.load(path)
+    assert clf.input_shape == (64, 64, 1) and clf.num_classes == 4
+    conversion = clf.describe()["conversion"]
+    assert conversion["max_abs_difference"] <= conversion["tolerance"] and conversion["probe_images"] == 8
+    assert conversion["checked_against"].startswith("onnxruntime")
+    # On the user's own images: NHWC in [0, 1] here, NCHW in onnxruntime, the same logits.
+    x = phantom.x[:32]
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    reference = session.run(None, {"image": x.transpose(0, 3, 1, 2)})[0]
+    ours = clf.predict_logits(x)
+    assert np.abs(ours - reference).max() <= 1e-4 * max(1.0, np.abs(reference).max())
+    assert (ours.argmax(1) == demo.predict_logits(x).argmax(1)).all()
+
+
+def test_batchnorm_and_a_residual_connection_convert_within_tolerance(tmp_path):
+    path = batchnorm_residual(tmp_path / "bn-res.onnx", size=32, channels=3)
+    clf = egide.Classifier.load(path)
+    assert clf.input_shape == (32, 32, 3)
+    assert clf.describe()["conversion"]["max_abs_difference"] < 1e-4
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("two-inputs", r"2 inputs \(x, age\)"),
+    ("dynamic-size", "dynamic size"),
+    ("unsupported-op", "HardSwish cannot be converted"),
+    ("segmentation", "expected class scores"),
+])
+def test_models_that_cannot_be_converted_are_refused_with_the_reason(tmp_path, kind, message):
+    path = broken(kind, tmp_path / f"{kind}.onnx")
+    with pytest.raises(ModelError, match=message):
+        egide.Classifier.load(path)
+
+
+def test_not_an_onnx_file_is_refused(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"not a protobuf at all")
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
+        egide.Classifier.load(path)
+
+
+def test_standardisation_the_model_expects_happens_inside_the_classifier(tmp_path, phantom):
+    """A PyTorch-style model that expects (v - mean) / std: budgets stay in image units."""
+    path = batchnorm_residual(tmp_path / "std.onnx", size=64, channels=1)
+    plain = egide.Classifier.load(path)
+    standardized = egide.Classifier.load(path, normalize=([0.5], [0.25]))
+    x = phantom.x[:4]
+    assert standardized.describe()["conversion"]["max_abs_difference"] < 1e-4
+    np.testing.assert_allclose(np.asarray(standardized.model(x)), np.asarray(plain.model((x - 0.5) / 0.25)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_an_attack_and_an_evaluation_with_a_detector_run_on_an_onnx_model(demo_onnx, phantom, tmp_path):
+    from egide.lab.cli import main
+
+    path, demo = demo_onnx
+    clf = egide.Classifier.load(path)
+    x, y = phantom.x[:16], phantom.y[:16]
+    pgd = egide.registry().create("attack", "pgd", eps=4 / 255, steps=10)
+    on_onnx, on_keras = pgd.run(clf, x, y, seed=0), pgd.run(demo, x, y, seed=0)
+    assert np.abs(on_onnx.x_adv - x).max() <= 4 / 255 + 1e-6
+    assert on_onnx.robust_accuracy <= on_onnx.clean_accuracy
+    # The same network: the same adversarial outcome as its Keras original, image by image.
+    assert (on_onnx.y_pred_adv == on_keras.y_pred_adv).mean() >= 0.9
+
+    out = tmp_path / "report"
+    assert main(["evaluate", "--model", str(path), "--limit", "24", "--attacks", "fgsm,pgd", "--eps", "4/255",
+                 "--detectors", "feature-squeezing", "--no-adaptive", "--no-progress", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["conversion"]["from"] == "onnx"
+    assert report["detectors"][0]["runs"]
