@@ -167,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --certify: noisy copies per image that bound its vote (default 1000)")
     p.add_argument("--certify-sigma", type=float, metavar="SIGMA",
                    help="with --certify: the noise level (default: the evaluated randomized-smoothing defense's, "
-                   "else the plugin's default)")
+                   "else 0.25, Cohen et al.'s smallest)")
     _evaluation_options(p)
     p.set_defaults(handler=_cmd_card)
 

@@ -136,7 +136,8 @@ def test_certified_lower_bound_sits_below_the_attacks_upper_bound(tmp_path):
     assert radius.key == "0.5" and radius.radius == 0.5  # an L2 budget is its own radius
     assert radius.attack_bound is not None and radius.certified.k <= radius.attack_bound.k
     card = build_card(report, certification=cert)
-    assert any(line.startswith("Certified lower bound (randomized-smoothing with sigma = 0.25") for line in card.summary)
+    assert any(line.startswith("Certified lower bound, for the smoothed model (randomized smoothing, σ = 0.25")
+               for line in card.summary)
     tables = [b for b in layout(card) if isinstance(b, Table) and "Lower bound: certified" in b.header]
     assert len(tables) == 1 and tables[0].rows[0][0] == "0.5"
 

@@ -102,3 +102,14 @@ def test_an_attack_and_an_evaluation_with_a_detector_run_on_an_onnx_model(demo_o
     report = json.loads((out / "report.json").read_text())
     assert report["model"]["conversion"]["from"] == "onnx"
     assert report["detectors"][0]["runs"]
+
+
+def test_trainers_refuse_a_converted_model_and_say_why(demo_onnx, tmp_path, capsys):
+    from egide.lab.cli import main
+
+    path, _ = demo_onnx
+    code = main(["defend", "--defense", "adversarial-training", "--model", str(path), "--data", "brain-tumor-phantom",
+                 "--out", str(tmp_path / "at.keras"), "--no-progress"])
+    assert code == 2
+    assert "trainers fine-tune Keras models" in capsys.readouterr().err
+    assert not (tmp_path / "at.keras").exists()

@@ -29,6 +29,8 @@ from egide.lab.report.identity import images_sha256
 from egide.lab.report.intervals import clopper_pearson
 from egide.lab.report.model import eps_key
 
+DEFAULT_SIGMA = 0.25
+
 
 def certify_evaluation(report: dict, *, samples: int = 1000, n0: int = 100, alpha: float = 0.001,
                        sigma: float | None = None, registry: Registry | None = None) -> Certification:
@@ -79,5 +81,6 @@ def _certifying_defense(reg: Registry, report: dict, sigma: float | None):
         plugin, params = d["defense"]["plugin"], d["defense"].get("params", {})
         if plugin in names and (sigma is None or math.isclose(params.get("sigma", -1), sigma)):
             return reg.create("defense", plugin, **params), d
-    params = {} if sigma is None else {"sigma": sigma}
-    return reg.create("defense", able[0].name, **params), None
+    # Without an evaluated smoothing to certify, Cohen et al.'s smallest noise level (0.25): a
+    # plugin's default tuned for attacks (a few grey levels) certifies radii too small to matter.
+    return reg.create("defense", able[0].name, sigma=DEFAULT_SIGMA if sigma is None else sigma), None

@@ -202,6 +202,10 @@ class RayExecutor:
         if id(clf) not in self._shipped:
             from egide.lab.training import save_model
 
+            if clf.conversion is not None:  # its Lambda layers do not load in Keras' safe mode
+                raise InputError(f"{clf.name}: a model converted from {clf.conversion['from']} runs here, not on "
+                                 "Ray yet; drop --ray (the same results, on this machine)")
+
             with tempfile.TemporaryDirectory() as tmp:
                 blob = save_model(clf.model, Path(tmp) / "model.keras").read_bytes()
             digest = hashlib.sha256(blob).hexdigest()[:16]

@@ -64,6 +64,11 @@ def train_defended(config: DefendConfig | dict, *, classifier: Classifier, sourc
     `trainer`: the one `trainer_of(config)` made, when the caller reads its history as it goes."""
     if isinstance(config, dict):
         config = DefendConfig(**config)
+    if classifier.conversion is not None:
+        raise InputError(f"{config.model}: trainers fine-tune Keras models and save them as .keras; a model "
+                         f"converted from {classifier.conversion['from']} cannot be saved that way. Train the "
+                         "defense in the original framework and export it again (its attacks, defenses and "
+                         "detectors all run on the converted model)")
     trainer = trainer or trainer_of(config, registry)
     train_split, val_split = (match(s, source.splits) for s in ("train", "val"))
     if train_split is None:

@@ -267,8 +267,10 @@ def _summary(facts: _Facts, *, identity: Identity, threat_model: ThreatModel, ac
             f"'{flips.negative_class}' scans are called a finding (false alarms; {flips.clean.false_alarms} "
             "without attack).")
     if certification is not None:
-        parts = ", ".join(f"{r.certified.text} at L2 radius {r.radius:.3g}" for r in certification.radii)
-        lines.append(f"Certified lower bound ({certification.defense}): {parts}.")
+        parts = ", ".join(f"{r.certified.value:.1%} at L2 radius {r.radius:.3g} (CI up to {r.certified.high:.1%})"
+                          for r in certification.radii)
+        lines.append(f"Certified lower bound, for the smoothed model (randomized smoothing, σ = "
+                     f"{certification.sigma:g}; abstains on {certification.abstained.value:.0%}): {parts}.")
     for d in defenses:
         held = ", ".join(f"{k}: {v.text}" for k, v in d.adaptive.items())
         lines.append(f"Defense {d.name}, attacked adaptively: {held}.")
@@ -321,5 +323,5 @@ def _limitations(report: dict, facts: _Facts, *, identity: Identity, threat_mode
         out.append("The model was given in memory, not as a file: there is no file hash to check it against.")
     for c in checks:
         if c.state == "not applicable":
-            out.append(f"Check '{c.name}' could not run: {c.message}")
+            out.append(f"Check '{c.name}' could not run: {c.message.removeprefix('Not applicable: ')}")
     return out

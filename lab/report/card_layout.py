@@ -78,8 +78,9 @@ def _first_page(card: RobustnessCard) -> list[Block]:
         header += ["Missed findings", "False alarms"]
     if cert:
         header.append("Certified, lower bound (smoothed model)")
+    clean = card.flips.clean
     rows = [["clean", _ci(card.accuracy.clean)]
-            + ([str(card.flips.clean.missed_findings), str(card.flips.clean.false_alarms)]
+            + ([f"{clean.missed_findings} of {clean.positives}", f"{clean.false_alarms} of {clean.negatives}"]
                if card.flips.negative_class else []) + (["—"] if cert else [])]
     for b in card.accuracy.budgets:
         row = [b.key, _ci(b.robust)]
