@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_plugins)
 
     p = sub.add_parser("attack", help="run one attack on a model and data set, save the result")
-    p.add_argument("--model", required=True, help="a .keras or .h5 model file")
+    p.add_argument("--model", required=True, help="a .keras, .h5 or .onnx model file")
     p.add_argument("--data", required=True, help="an .npz file or a folder of class subfolders")
     p.add_argument("--attack", required=True, help="attack name (see `egide plugins`)")
     p.add_argument(
@@ -221,7 +221,7 @@ def _parser() -> argparse.ArgumentParser:
 def _evaluation_options(p) -> None:
     """The flags of an evaluation (egide evaluate, and egide card when it runs one)."""
     p.add_argument("--config", help="a JSON file with the evaluation settings (flags override it)")
-    p.add_argument("--model", help="named model or .keras/.h5 file (default: the installed demo model)")
+    p.add_argument("--model", help="named model, .keras/.h5 file, or .onnx file (default: the installed demo model)")
     p.add_argument("--data", help="named data set, .npz or image folder (default: the one the model declares, "
                    "the demo's)")
     p.add_argument("--split", help="data split (default test; 'all' for data without splits)")

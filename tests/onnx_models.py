@@ -94,8 +94,24 @@ def batchnorm_residual(path, size: int = 32, channels: int = 3, classes: int = 4
 
 
 def broken(kind: str, path):
-    """Models egide must refuse: 'two-inputs', 'dynamic-size', 'unsupported-op', 'segmentation'."""
+    """Models egide must refuse: 'two-inputs', 'dynamic-size', 'unsupported-op', 'segmentation',
+    'external-data' (weights in another file), 'custom-domain' (an operator needing its own library)."""
     onnx, TensorProto, helper, numpy_helper = _helpers()
+    if kind == "external-data":
+        model = onnx.load(str(batchnorm_residual(path, size=16, channels=1)))
+        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=path.name + ".weights", size_threshold=0)
+        return path
+    if kind == "custom-domain":
+        graph = helper.make_graph(
+            [helper.make_node("Scramble", ["x"], ["a"], domain="com.example"),
+             helper.make_node("GlobalAveragePool", ["a"], ["g"]), helper.make_node("Flatten", ["g"], ["y"])],
+            kind, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1, 16, 16])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                        helper.make_opsetid("com.example", 1)])
+        onnx.save(model, str(path))
+        return path
     image = [None, 1, 16, 16] if kind != "dynamic-size" else [None, 1, None, None]
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, image)]
     out_shape = [None, 2]

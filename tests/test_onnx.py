@@ -58,6 +58,8 @@ def test_batchnorm_and_a_residual_connection_convert_within_tolerance(tmp_path):
     ("dynamic-size", "dynamic size"),
     ("unsupported-op", "HardSwish cannot be converted"),
     ("segmentation", "expected class scores"),
+    ("external-data", "stored in separate files"),
+    ("custom-domain", "custom domains com.example"),
 ])
 def test_models_that_cannot_be_converted_are_refused_with_the_reason(tmp_path, kind, message):
     path = broken(kind, tmp_path / f"{kind}.onnx")

@@ -382,3 +382,36 @@ def test_your_study_with_detectors_from_the_page_and_its_result_after_a_reload(s
     assert report.status == 200 and "held out of the evaluated" in report.text()
     assert errors == []
     page.close()
+
+
+def test_an_onnx_model_is_uploaded_from_the_page_converted_and_attacked(server, browser, tmp_path):
+    """A PyTorch-style export: the demo network as an NCHW ONNX file, through the same upload form."""
+    pytest.importorskip("onnx2keras", reason="the onnx extra")
+    from onnx_models import demo_as_onnx
+
+    import egide
+
+    path = demo_as_onnx(egide.Classifier.load("brain-tumor-cnn").model, tmp_path / "exported.onnx")
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server + "/", wait_until="load")
+    page.click("#uploads summary")
+    page.fill("#model-class-names", "glioma, meningioma, notumor, pituitary")
+    page.fill("#model-normalize", "0.5/0")  # a zero std: refused at the field
+    page.set_input_files("#model-file", str(path))
+    page.click("#model-upload-run")
+    error = page.locator("#model-normalize-error")
+    error.wait_for(state="visible", timeout=60_000)
+    assert "every std positive" in error.text_content()
+    page.fill("#model-normalize", "")
+    upload(page, "model")
+    status = page.locator("#model-upload-status").text_content()
+    assert "input 64×64×1, 4 classes" in status and "converted from ONNX" in status and "onnxruntime" in status
+    page.select_option("#data", "brain-tumor-phantom")
+    page.fill("#attack-limit", "8")
+    page.click("#attack-run")
+    page.locator("#attack-state.done").wait_for(timeout=60_000)
+    assert "Robust accuracy" in page.locator("#attack-metrics").text_content()
+    assert errors == []
+    page.close()

@@ -110,7 +110,7 @@ def _uploaded(meta: dict) -> dict:
     out = {"name": meta["name"], "title": meta["title"], "description": f"uploaded as {meta['filename']}",
            "version": None, "source": "upload"}
     for key in ("input_shape", "num_classes", "input_range", "input_range_source", "class_names",
-                "image_shape", "images", "created", "data", "made_by", "mixed_sizes"):
+                "image_shape", "images", "created", "data", "made_by", "mixed_sizes", "normalize", "conversion"):
         if key in meta:
             out[key] = meta[key]
     return out
@@ -135,8 +135,9 @@ def _upload_file(limit_key: str):
 
 @api.post("/models")
 def upload_model():
-    """Multipart `file`: a .keras or .h5 model (loaded in Keras safe mode); optional `class_names`
-    and `input_range` ("0,255"; empty or "auto": read from the model, else 0,1)."""
+    """Multipart `file`: a .keras or .h5 model (loaded in Keras safe mode), or an .onnx one (converted,
+    checked against onnxruntime); optional `class_names`, `input_range` ("0,255"; empty or "auto":
+    read from the model, else 0,1) and, for ONNX, `normalize` ("0.485,0.456,0.406/0.229,0.224,0.225")."""
     file, form, limit = _upload_file("EGIDE_MAX_MODEL_BYTES")
     st = state()
     names = [n.strip() for n in (form.get("class_names") or "").split(",") if n.strip()]
@@ -145,10 +146,15 @@ def upload_model():
     except InputError as exc:
         raise validation_problem([field_error(["input_range"], str(exc).replace("--input-range", "input_range"),
                                               "value_error", form.get("input_range"))]) from None
+    try:
+        normalize = services.parse_normalize(form.get("normalize") or None)
+    except InputError as exc:
+        raise validation_problem([field_error(["normalize"], str(exc).replace("--normalize", "normalize"),
+                                              "value_error", form.get("normalize"))]) from None
     cfg = current_app.config
     meta, clf = st.resources.uploads.add_model(file, limit, input_range, {
         "input": int(cfg["EGIDE_MAX_MODEL_INPUT"]), "params": int(cfg["EGIDE_MAX_MODEL_PARAMS"]),
-        "activations": int(cfg["EGIDE_MAX_MODEL_ACTIVATIONS"])})
+        "activations": int(cfg["EGIDE_MAX_MODEL_ACTIVATIONS"])}, normalize)
     if names:
         if len(names) != clf.num_classes:
             st.resources.uploads.remove_model(meta)

@@ -28,6 +28,7 @@ from egide.core.model_file import ZIP_MAGIC, model_file_problem
 from .problems import Problem, field_error, validation_problem
 
 MODEL_SUFFIXES = (".keras", ".h5")
+CONVERTED_SUFFIXES = (".onnx",)  # read by a model-format plugin when one is installed (the onnx extra)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 REFUSED = {
     ".zip": "SavedModel folders and zips are refused: a SavedModel holds a TensorFlow graph that can "
@@ -40,6 +41,13 @@ REFUSED = {
     ".npy": "a model must be a .keras or .h5 file",
 }
 NAME = re.compile(r"^upload-[0-9a-f]{12}$")
+
+
+def _format_installed(suffix: str) -> bool:
+    """Whether an installed model-format plugin reads files with this suffix."""
+    from egide.core.registry import registry
+
+    return any(suffix in cls.suffixes for cls in registry().plugins("model-format"))
 
 
 def _invalid(loc: str, msg: str, type: str = "invalid_upload", input=None) -> Problem:
@@ -95,32 +103,35 @@ class Uploads:
         return "upload-" + uuid.uuid4().hex[:12]
 
     # ---- models -------------------------------------------------------------------------------
-    def add_model(self, upload, max_bytes: int, input_range=None, max_cost: dict | None = None) -> tuple[dict, object]:
+    def add_model(self, upload, max_bytes: int, input_range=None, max_cost: dict | None = None,
+                  normalize=None) -> tuple[dict, object]:
         """Store and load (safe mode) one uploaded model; returns its metadata and Classifier.
         input_range: the pixel range the model expects, or None to read it from the model.
         max_cost: {"input": values per image, "params": weights, "activations": values per image}
-        a model may have; a bigger one is refused (413) before anything runs on it."""
+        a model may have; a bigger one is refused (413) before anything runs on it.
+        normalize: an ONNX model's per-channel (means, stds)."""
         filename = _clean_filename(upload.filename)
         suffix = PurePosixPath(filename.lower()).suffix
-        if suffix not in MODEL_SUFFIXES:
+        accepted = MODEL_SUFFIXES + tuple(s for s in CONVERTED_SUFFIXES if _format_installed(s))
+        if suffix not in accepted:
             why = REFUSED.get(suffix, f"unsupported model format {suffix or '(no suffix)'!r}: send a "
-                              ".keras or .h5 file (model.save('model.keras'))")
+                              f"{', '.join(accepted)} file (model.save('model.keras'))")
             raise _invalid("file", why, "unsupported_format", filename)
         name = self.new_name()
         path = self.models_dir / (name + suffix)
         self._save(upload, path, max_bytes, "file")
         try:
-            problem = model_file_problem(path, filename)  # the command line's check, word for word
+            problem = model_file_problem(path, filename) if suffix in MODEL_SUFFIXES else None  # the CLI's words
             if problem:
                 raise _invalid("file", problem, "invalid_model", filename)
             if suffix == ".keras":
                 self._check_zip(path, "file", max_entries=10_000, max_total=4 * max_bytes, filename=filename)
             try:
-                clf = self.load_model_file(path, input_range)
+                clf = self.load_model_file(path, input_range, normalize)
             except Exception as exc:  # ModelError, or anything Keras raises for a hostile file
                 msg = str(exc).replace(str(path), filename)
-                raise _invalid("file", f"could not load {filename} in Keras safe mode: {msg}",
-                               "invalid_model", filename) from None
+                how = "in Keras safe mode" if suffix in MODEL_SUFFIXES else "(converted, checked against onnxruntime)"
+                raise _invalid("file", f"could not load {filename} {how}: {msg}", "invalid_model", filename) from None
             clf.name = name
             _check_cost(clf, max_cost or {}, filename)
             meta = {
@@ -128,7 +139,7 @@ class Uploads:
                 "format": suffix, "bytes": path.stat().st_size, "created": time.time(),
                 "input_shape": list(clf.input_shape), "num_classes": int(clf.num_classes),
                 "input_range": list(clf.input_range), "input_range_source": clf.range_source,
-                "source": "upload",
+                "source": "upload", "normalize": normalize, "conversion": clf.conversion,
             }
             self._write_meta(self.models_dir, meta)
             return meta, clf
@@ -296,15 +307,16 @@ class Uploads:
 
     def load_model(self, meta: dict):
         declared = meta.get("input_range") if meta.get("input_range_source") == "declared" else None
-        clf = self.load_model_file(self.model_path(meta), declared)
+        clf = self.load_model_file(self.model_path(meta), declared, meta.get("normalize"))
         clf.name = meta["name"]
         return clf
 
     @staticmethod
-    def load_model_file(path: Path, input_range=None):
+    def load_model_file(path: Path, input_range=None, normalize=None):
         from egide.core.classifier import Classifier
 
-        return Classifier.load(path, input_range=input_range)  # keras safe_mode=True, compile=False
+        # Keras: safe_mode=True, compile=False; ONNX: self-contained files only, checked against onnxruntime
+        return Classifier.load(path, input_range=input_range, normalize=normalize)
 
     def remove_model(self, meta: dict) -> None:
         self.model_path(meta).unlink(missing_ok=True)

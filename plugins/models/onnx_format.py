@@ -26,6 +26,7 @@ from egide.core import Classifier, ModelError, ModelFormat, hookimpl
 TOLERANCE = 1e-4  # largest |logit difference| against onnxruntime, relative to the logits' scale (at least 1)
 PROBES = 8  # images the conversion is checked on
 INSTALL = "pip install 'egide[onnx]'"
+STANDARD_DOMAINS = ("", "ai.onnx")
 
 
 def _modules():
@@ -54,9 +55,14 @@ class OnnxFormat(ModelFormat):
         path = Path(path)
         started = time.perf_counter()
         try:
-            graph_model = onnx.load(str(path))
+            # Never follow a tensor's pointer to another file: a file from elsewhere could name any path.
+            graph_model = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # protobuf raises many types
+            raise ModelError(f"{path}: not a valid ONNX model: {exc}") from None
+        _self_contained(path, graph_model)
+        try:
             onnx.checker.check_model(graph_model)
-        except Exception as exc:  # protobuf and the checker raise many types
+        except Exception as exc:
             raise ModelError(f"{path}: not a valid ONNX model: {exc}") from None
         name, shape = _one_image_input(path, graph_model)
         _one_class_output(path, graph_model)
@@ -95,6 +101,20 @@ def _standardize(mean, std, channels: int):
                          f"{channels} (or one for all)")
     mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     return keras.layers.Lambda(lambda v: (v - mean) / std, name="standardize")
+
+
+def _self_contained(path: Path, graph_model) -> None:
+    """Refuse what would make loading reach outside the file: weights stored in other files, and
+    operators from custom domains (which need a native library of their own)."""
+    from onnx import TensorProto
+
+    if any(t.data_location == TensorProto.EXTERNAL for t in graph_model.graph.initializer):
+        raise ModelError(f"{path}: its weights are stored in separate files (ONNX external data); save the model "
+                         "as one file (onnx.save(model, path, save_as_external_data=False), under 2 GB)")
+    custom = sorted({n.domain for n in graph_model.graph.node if n.domain not in STANDARD_DOMAINS})
+    if custom:
+        raise ModelError(f"{path}: operators from the custom domains {', '.join(custom)} need a library of their "
+                         "own and are refused; export the model with standard ONNX operators")
 
 
 def _one_image_input(path: Path, graph_model) -> tuple[str, list[int]]:

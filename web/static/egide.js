@@ -535,12 +535,15 @@
     });
   }
 
-  uploadForm("model", "/models", {file: "model-file", class_names: "model-class-names", input_range: "model-input-range"},
+  uploadForm("model", "/models", {file: "model-file", class_names: "model-class-names", input_range: "model-input-range",
+                                  normalize: "model-normalize"},
     function (m) {
       addOption($("model"), m.name, m.title); addOption($("scan-model"), m.name, m.title);
       $("model").value = m.name; $("model").dispatchEvent(new Event("change"));
+      var converted = m.conversion ? "; converted from " + m.conversion.from.toUpperCase() + ", outputs within " +
+        m.conversion.max_abs_difference.toExponential(1) + " of " + m.conversion.checked_against : "";
       return "Added: " + m.title + " (input " + m.input_shape.join("×") + ", " + m.num_classes + " classes, pixels " +
-        m.input_range.join("–") + ", " + m.input_range_source + ")";
+        m.input_range.join("–") + ", " + m.input_range_source + converted + ")";
     });
   uploadForm("data", "/datasets", {file: "data-file"}, function (d) {
     addOption($("data"), d.name, d.title, d.splits || []); addOption($("scan-reference"), d.name, d.title);
