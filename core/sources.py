@@ -42,3 +42,8 @@ class ModelFormat(Plugin):
     def load_file(self, path, input_range=None, normalize=None):
         """Return the model in `path` as an `egide.Classifier` (normalize: per-channel (means, stds))."""
         raise NotImplementedError(f"{type(self).__name__} must implement load_file()")
+
+    def check(self, clf, x) -> dict:
+        """Compare a classifier this format made with its source on images x (NHWC in [0, 1]):
+        {"images", "max_abs_difference", "tolerance"}, or a ModelError when they disagree."""
+        raise NotImplementedError(f"{type(self).__name__} must implement check()")

@@ -102,8 +102,16 @@ def test_an_attack_and_an_evaluation_with_a_detector_run_on_an_onnx_model(demo_o
     assert main(["evaluate", "--model", str(path), "--limit", "24", "--attacks", "fgsm,pgd", "--eps", "4/255",
                  "--detectors", "feature-squeezing", "--no-adaptive", "--no-progress", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["model"]["conversion"]["from"] == "onnx"
+    conversion = report["model"]["conversion"]
+    assert conversion["from"] == "onnx"
+    checked = conversion["on_evaluated_images"]  # the user's own images, not only the probes
+    assert checked["images"] == 8 and checked["max_abs_difference"] <= checked["tolerance"]
     assert report["detectors"][0]["runs"]
+    from egide.lab.report.card_build import build_card
+
+    card = build_card(report)
+    assert card.identity.conversion.startswith("converted from ONNX by onnx2keras")
+    assert "8 probe images and 8 of the evaluated images" in card.identity.conversion
 
 
 def test_trainers_refuse_a_converted_model_and_say_why(demo_onnx, tmp_path, capsys):
@@ -115,3 +123,17 @@ def test_trainers_refuse_a_converted_model_and_say_why(demo_onnx, tmp_path, caps
     assert code == 2
     assert "trainers fine-tune Keras models" in capsys.readouterr().err
     assert not (tmp_path / "at.keras").exists()
+
+
+@pytest.mark.slow
+def test_the_standard_suite_runs_on_an_onnx_model(demo_onnx, tmp_path):
+    """AutoAttack's standard protocol, every member, on the converted network."""
+    from egide.lab.evaluation.pipeline import evaluate
+
+    path, _ = demo_onnx
+    report = evaluate({"model": str(path), "limit": 8, "attacks": [{"plugin": "fgsm"}], "eps": ["4/255"],
+                       "suite": "standard", "gallery": 0, "sanity_checks": False})
+    members = [m.ran for m in report.suite.members]
+    assert members == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert report.worst_case["4/255"] <= report.clean_accuracy
+    assert report.model["conversion"]["from"] == "onnx"

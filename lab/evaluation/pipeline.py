@@ -70,6 +70,7 @@ NORM_NAMES = {"inf": "L-inf", "2": "L2", "1": "L1"}
 MAX_SEED = 2**32 - 1
 MAX_BUDGETS = 32
 MAX_PLUGINS = 16  # attacks, defenses, detectors: each list
+CONVERSION_CHECK_IMAGES = 8  # evaluated images a converted model is checked on against its source
 
 
 class AttackSpec(BaseModel):
@@ -310,6 +311,7 @@ def evaluate(
     x, y, names = images.x, images.y, images.names
     negative = evidence.negative_class(config.negative_class, _dataset_declares(reg, config.data, "negative_class"),
                                        names)
+    conversion = _conversion_checked(reg, clf, x)
     clean_pred, setup = _clean_predictions(config, clf, images)
     clean_ok = clean_pred == y
 
@@ -340,7 +342,7 @@ def evaluate(
     return Report(
         config=config.model_dump(mode="json"),
         environment=_environment(attacks, defense_reports, detector_reports),
-        model={**clf.describe(), "sha256": identity["model_sha256"]},
+        model={**clf.describe(), "sha256": identity["model_sha256"], "conversion": conversion},
         data={**images.describe(config), "images_sha256": identity["images_sha256"],
               "labels_sha256": identity["labels_sha256"], "negative_class": negative,
               "synthetic": bool(_dataset_declares(reg, config.data, "synthetic"))},
@@ -412,6 +414,15 @@ def _clean_predictions(config: EvaluationConfig, clf: Classifier, images: _Image
     if setup and config.stop_on_broken_setup:
         raise InputError(setup)
     return clean_pred, setup
+
+
+def _conversion_checked(reg: Registry, clf: Classifier, x) -> dict | None:
+    """A converted model (ONNX) compared once more with its source, on the first evaluated images:
+    a mismatch stops the evaluation before any attack; the report keeps both checks."""
+    if clf.conversion is None:
+        return None
+    on_images = reg.create("model-format", clf.conversion["format"]).check(clf, x[:CONVERSION_CHECK_IMAGES])
+    return {**clf.conversion, "on_evaluated_images": on_images}
 
 
 def _dataset_declares(reg: Registry, data: str, attribute: str):

@@ -56,6 +56,7 @@ class Identity(_Frozen):
     input_range: list[float]
     input_range_source: str
     logits: str  # where the logits came from (the model's output, or recovered before a softmax)
+    conversion: str | None = None  # a model converted from another format: how, and how it was checked
     seed: int
     versions: dict[str, str]
     plugins: dict[str, str | None]

@@ -121,9 +121,21 @@ def _identity(report: dict) -> Identity:
         labels_sha256=data.get("labels_sha256"), selection=subset,
         classes=dict(enumerate(data["class_names"])), class_counts=data["class_counts"],
         input_range=model["input_range"], input_range_source=model.get("input_range_source", "unknown"),
-        logits=model.get("logits", "model output"), seed=config["seed"],
+        logits=model.get("logits", "model output"), conversion=_conversion_text(model.get("conversion")),
+        seed=config["seed"],
         versions={k: str(v) for k, v in env.items() if k != "plugins"},
         plugins=env.get("plugins", {}), replay=config)
+
+
+def _conversion_text(conversion: dict | None) -> str | None:
+    if not conversion:
+        return None
+    on_images = conversion.get("on_evaluated_images") or {}
+    checked = f"{conversion['probe_images']} probe images" + (
+        f" and {on_images['images']} of the evaluated images" if on_images else "")
+    largest = max(conversion["max_abs_difference"], on_images.get("max_abs_difference", 0.0))
+    return (f"converted from {conversion['from'].upper()} by {conversion['converter']}; its outputs are within "
+            f"{largest:.2g} of {conversion['checked_against']} on {checked} (tolerance {conversion['tolerance']:.2g})")
 
 
 def _evaluated(report: dict, facts: _Facts) -> list[dict]:

@@ -111,7 +111,7 @@ def _identity(card: RobustnessCard) -> list[Block]:
         ["Images SHA-256", i.images_sha256 or "not recorded"], ["Labels SHA-256", i.labels_sha256 or "not recorded"],
         ["Selection", i.selection or "every image of the split"],
         ["Input range", f"[{i.input_range[0]:g}, {i.input_range[1]:g}] ({i.input_range_source})"],
-        ["Logits", i.logits], ["Seed", str(i.seed)],
+        ["Logits", i.logits], *([["Conversion", i.conversion]] if i.conversion else []), ["Seed", str(i.seed)],
         ["Versions", ", ".join(f"{k} {v}" for k, v in i.versions.items() if k != "platform")],
         ["Platform", i.versions.get("platform", "unknown")],
         ["Plugins", ", ".join(f"{k} {v}" for k, v in i.plugins.items()) or "none"],

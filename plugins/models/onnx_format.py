@@ -8,7 +8,8 @@ CPUs (TensorFlow's CPU convolutions are NHWC only). A per-channel standardisatio
 (`input_range`) is the Classifier's as for any model: budgets stay in image units.
 
 Nothing is trusted: the converted model's logits are compared with onnxruntime's on probe images
-spread over the input range; a difference above TOLERANCE refuses the model and names it. What
+spread over the input range at load, and again on the first images of every evaluation (`check`);
+a difference above TOLERANCE refuses the model and names it. What
 cannot be converted is refused before any work, each with its reason: an operator the converter
 lacks, several inputs or outputs, a shape that is not one image (N, C, H, W) of fixed size, an
 output that is not one score per class.
@@ -91,6 +92,12 @@ class OnnxFormat(ModelFormat):
         clf.conversion["seconds"] = round(time.perf_counter() - started, 3)
         return clf
 
+    def check(self, clf: Classifier, x) -> dict:
+        """Compare the converted model with onnxruntime on the user's own images x."""
+        difference, tolerance = _compare(Path(clf.source_file), clf, x, clf.conversion["input_name"],
+                                         clf.conversion["normalize"])
+        return {"images": len(x), "max_abs_difference": difference, "tolerance": tolerance}
+
 
 def _standardize(mean, std, channels: int):
     """(v - mean) / std per channel, as a Keras layer in front of the converted model."""
@@ -147,30 +154,44 @@ def _one_class_output(path: Path, graph_model) -> None:
                          "(N, classes), e.g. not a segmentation map")
 
 
-def _checked(path: Path, clf: Classifier, ort, input_name: str, normalize) -> dict:
-    """Compare the converted model's logits with onnxruntime's on probe images; refuse a mismatch."""
-    h, w, c = clf.input_shape
+def _probes(shape) -> np.ndarray:
+    """Images spread over the whole input range: seeded noise, black, mid-grey."""
+    h, w, c = shape
     rng = np.random.default_rng(0)
-    probes = np.concatenate([rng.uniform(0, 1, (PROBES - 2, h, w, c)), np.zeros((1, h, w, c)),
-                             np.full((1, h, w, c), 0.5)]).astype(np.float32)
+    return np.concatenate([rng.uniform(0, 1, (PROBES - 2, h, w, c)), np.zeros((1, h, w, c)),
+                           np.full((1, h, w, c), 0.5)]).astype(np.float32)
+
+
+def _compare(path: Path, clf: Classifier, x: np.ndarray, input_name: str, normalize) -> tuple[float, float]:
+    """(largest |output difference| between the converted model and onnxruntime on x, the tolerance);
+    a ModelError when it is above the tolerance."""
+    import onnxruntime as ort
+
     low, high = clf.input_range
-    pixels = low + probes * (high - low)
+    pixels = low + np.asarray(x, np.float32) * (high - low)
     if normalize is not None:
         pixels = (pixels - np.asarray(normalize[0], np.float32)) / np.asarray(normalize[1], np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     reference = session.run(None, {input_name: pixels.transpose(0, 3, 1, 2).astype(np.float32)})[0]
-    ours = np.asarray(clf.model(probes))  # the model's own output, as onnxruntime computes it
+    ours = np.asarray(clf.model(np.asarray(x, np.float32)))  # the model's own output, as onnxruntime's
     difference = float(np.max(np.abs(ours - reference)))
-    scale = max(1.0, float(np.max(np.abs(reference))))
-    if not difference <= TOLERANCE * scale:
+    tolerance = TOLERANCE * max(1.0, float(np.max(np.abs(reference))))
+    if not difference <= tolerance:
         raise ModelError(f"{path}: the converted model disagrees with onnxruntime by up to {difference:.3g} in its "
-                         f"outputs (tolerance {TOLERANCE * scale:.3g}): refused, its gradients would not be the "
-                         "model's")
+                         f"outputs (tolerance {tolerance:.3g}): refused, its gradients would not be the model's")
+    return difference, tolerance
+
+
+def _checked(path: Path, clf: Classifier, ort, input_name: str, normalize) -> dict:
+    """The conversion's record, after comparing it with onnxruntime on probe images."""
     import onnx2keras
 
-    return {"from": "onnx", "converter": f"onnx2keras {getattr(onnx2keras, '__version__', '')}".strip(),
+    difference, tolerance = _compare(path, clf, _probes(clf.input_shape), input_name, normalize)
+    return {"from": "onnx", "format": OnnxFormat.name,
+            "converter": f"onnx2keras {getattr(onnx2keras, '__version__', '')}".strip(),
             "checked_against": f"onnxruntime {ort.__version__}", "probe_images": PROBES,
-            "max_abs_difference": difference, "tolerance": TOLERANCE * scale}
+            "max_abs_difference": difference, "tolerance": tolerance,
+            "input_name": input_name, "normalize": normalize}
 
 
 @hookimpl
