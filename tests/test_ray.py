@@ -246,3 +246,16 @@ def test_what_cannot_travel_as_a_saved_model_and_plugin_names_runs_on_the_driver
     assert _views(own, own) is None
     assert _views(registry.create("defense", "jpeg").apply(own), None) is None
     assert _views(defended, registry.create("defense", "jpeg").apply(clf).adaptive()) is None
+
+
+def test_an_onnx_model_travels_as_its_file_and_gives_the_local_result(cluster, tmp_path):
+    pytest.importorskip("onnx2keras", reason="the onnx extra")
+    from onnx_models import demo_as_onnx
+
+    path = demo_as_onnx(egide.Classifier.load("brain-tumor-cnn").model, tmp_path / "demo.onnx")
+    config = EvaluationConfig(model=str(path), data="brain-tumor-phantom", limit=16, eps=[4 / 255], gallery=0,
+                              attacks=[{"plugin": "pgd", "params": {"steps": 5}}], sanity_checks=False, batch_size=8)
+    local = evaluate(config)
+    on_ray = evaluate(config.model_copy(update={"executor": RayExecutorConfig(ray=cluster)}))
+    assert _per_image(on_ray) == _per_image(local)
+    assert on_ray.model["conversion"]["from"] == "onnx"

@@ -88,10 +88,10 @@ class RayExecutor:
             if views is None or not len(job.x):
                 stay.append(j)
                 continue
-            model_ref, digest, input_range = self._model(views[0])
+            model_ref, digest, loading = self._model(views[0])
             for index, start in enumerate(range(0, len(job.x), batch_size)):
                 stop = min(start + batch_size, len(job.x))
-                ref = self._task.remote(model_ref, digest, input_range, views[1], job.attack.name,
+                ref = self._task.remote(model_ref, digest, loading, views[1], job.attack.name,
                                         job.attack.params.model_dump(mode="json"),
                                         self._shard(job.x, job.y, job.target, start, stop),
                                         batch_size, seed, index, self.threads)
@@ -125,7 +125,7 @@ class RayExecutor:
             return LocalExecutor().run_guard_attacks(attacks, clf, det, surrogate, x, y,
                                                      batch_size=batch_size, seed=seed, progress=progress)
         batch_size = batch_size or DEFAULT_BATCH
-        model_ref, digest, input_range = self._model(clf)
+        model_ref, digest, loading = self._model(clf)
         shipped = [(self.ray.put(blob), key) for blob, key in detectors]
         shipped += [(None, None)] * (2 - len(shipped))
         shards = [self._shard(x, y, None, start, min(start + batch_size, len(x)))
@@ -133,7 +133,7 @@ class RayExecutor:
         pending = {}
         for a, attack in enumerate(attacks):
             for index, shard in enumerate(shards):
-                ref = self._guard_task.remote(model_ref, digest, input_range, *shipped[0], *shipped[1],
+                ref = self._guard_task.remote(model_ref, digest, loading, *shipped[0], *shipped[1],
                                               attack.params.model_dump(mode="json"), shard, batch_size,
                                               seed, index, self.threads)
                 pending[ref] = (a, index)
@@ -198,18 +198,21 @@ class RayExecutor:
             self._shards.pop(key, None)
 
     def _model(self, clf: Classifier):
-        """The model's saved file in the object store, put there once per evaluation."""
+        """The model's file in the object store, put there once per evaluation, and how to load it:
+        a saved .keras file, or the file a converted model came from (an ONNX one is converted
+        again in each worker: its Lambda layers do not load back in Keras' safe mode)."""
         if id(clf) not in self._shipped:
             from egide.lab.training import save_model
 
-            if clf.conversion is not None:  # its Lambda layers do not load in Keras' safe mode
-                raise InputError(f"{clf.name}: a model converted from {clf.conversion['from']} runs here, not on "
-                                 "Ray yet; drop --ray (the same results, on this machine)")
-
-            with tempfile.TemporaryDirectory() as tmp:
-                blob = save_model(clf.model, Path(tmp) / "model.keras").read_bytes()
+            if clf.conversion is not None:
+                blob, suffix = Path(clf.source_file).read_bytes(), Path(clf.source_file).suffix
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    blob, suffix = save_model(clf.model, Path(tmp) / "model.keras").read_bytes(), ".keras"
             digest = hashlib.sha256(blob).hexdigest()[:16]
-            self._shipped[id(clf)] = (self.ray.put(blob), digest, tuple(clf.input_range))
+            loading = {"input_range": tuple(clf.input_range), "suffix": suffix,
+                       "normalize": clf.conversion["normalize"] if clf.conversion else None}
+            self._shipped[id(clf)] = (self.ray.put(blob), digest, loading)
         return self._shipped[id(clf)]
 
 
@@ -278,14 +281,14 @@ def _cached(key, build):
     return value
 
 
-def _attack_batch(model_blob, digest, input_range, view, attack_name, params, shard, batch_size,
+def _attack_batch(model_blob, digest, loading, view, attack_name, params, shard, batch_size,
                   seed, index, threads):
     """In a worker: attack one batch's images as batch `index` of the whole run."""
     from egide.core.registry import registry
     from egide.lab.services import measured_on
 
     started = time.perf_counter()
-    base = _cached(("model", digest), lambda: _load_model(model_blob, input_range, threads))
+    base = _cached(("model", digest), lambda: _load_model(model_blob, loading, threads))
     real = attacked = base
     if view is not None:
         # One defended classifier per defense, shared by its plain and adaptive jobs.
@@ -305,13 +308,13 @@ def _attack_batch(model_blob, digest, input_range, view, attack_name, params, sh
             "l2": result.l2, "linf": result.linf, "l1": result.l1, "seconds": time.perf_counter() - started}
 
 
-def _guard_batch(model_blob, digest, input_range, det_blob, det_key, surrogate_blob, surrogate_key,
+def _guard_batch(model_blob, digest, loading, det_blob, det_key, surrogate_blob, surrogate_key,
                  params, shard, batch_size, seed, index, threads):
     """In a worker: the detector-aware attack on one batch, as batch `index` of the whole run."""
     from egide.lab.guard.attack import GuardAttack
 
     started = time.perf_counter()
-    clf = _cached(("model", digest), lambda: _load_model(model_blob, input_range, threads))
+    clf = _cached(("model", digest), lambda: _load_model(model_blob, loading, threads))
     det = _cached(("detector", digest, det_key), lambda: _load_detector(det_blob, clf))
     surrogate = (None if surrogate_blob is None else
                  _cached(("detector", digest, surrogate_key), lambda: _load_detector(surrogate_blob, clf)))
@@ -344,8 +347,9 @@ def _load_detector(blob, clf):
         return load_detector(path, clf)
 
 
-def _load_model(model_blob, input_range, threads) -> Classifier:
-    """The model from its saved file (TensorFlow held to `threads` threads in this process)."""
+def _load_model(model_blob, loading: dict, threads) -> Classifier:
+    """The model from its file (TensorFlow held to `threads` threads in this process); `loading`:
+    the file's suffix, the input range and an ONNX model's normalisation."""
     import tensorflow as tf
 
     try:  # only possible before TensorFlow runs anything in this process
@@ -358,6 +362,6 @@ def _load_model(model_blob, input_range, threads) -> Classifier:
     except RuntimeError:
         pass
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
+        path = Path(tmp) / ("model" + loading["suffix"])
         path.write_bytes(model_blob)
-        return Classifier.load(path, input_range=input_range)
+        return Classifier.load(path, input_range=loading["input_range"], normalize=loading["normalize"])
