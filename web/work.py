@@ -5,6 +5,7 @@ Runs in a worker thread; never touches Flask."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +17,8 @@ from egide.lab.report.format import detector_fit_text, eps_text
 from egide.lab.report.model import eps_key
 
 from .resources import Resources
+
+log = logging.getLogger("egide.web")
 
 EXAMPLES = 6  # clean / adversarial / perturbation triples written as PNGs for an attack job
 CHECKPOINT = "checkpoint.npz"  # a trainer's resumable state; a re-run starts from a copy
@@ -103,6 +106,16 @@ def _amplified(delta: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * delta / scale
 
 
+def _card(report, out: Path) -> list[str]:
+    """Every finished evaluation gets its robustness card beside the report (under a second more).
+    A card that cannot be made is logged and left out: it never fails the evaluation it describes."""
+    try:
+        return list(write_card(build_card(json_safe(report.to_dict())), out))
+    except Exception:
+        log.exception("could not make the robustness card of %s", out)
+        return []
+
+
 def _evaluate(res: Resources, out: Path, req: dict, progress):
     from egide.lab.evaluation.pipeline import EvaluationConfig, evaluate
 
@@ -116,10 +129,7 @@ def _evaluate(res: Resources, out: Path, req: dict, progress):
     if meta and meta.get("mixed_sizes"):  # resized to the model's input when loaded: the report says so
         report.data["mixed_sizes"] = meta["mixed_sizes"]
     write_report(report, out)
-    # Every finished evaluation has its robustness card beside the report (under a second more).
-    card = build_card(json_safe(report.to_dict()))
-    write_card(card, out)
-    artifacts = ["report.html", "report.json", "card.html", "card.pdf", "card.json", *write_figures(report, out)]
+    artifacts = ["report.html", "report.json", *_card(report, out), *write_figures(report, out)]
     defenses, detectors = report.defenses, report.detectors
     headline = {
         "norm": report.config.get("norm", "inf"),
