@@ -32,10 +32,10 @@ from .card import (
     ThreatModel,
 )
 from .flips import flip_matrix
+from .format import norm_name
 from .intervals import SMALL_SAMPLE, clopper_pearson
 from .model import eps_key
 
-NORM_NAMES = {"inf": "L∞", "2": "L2", "1": "L1"}
 CHECK_ORDER = {"failed": 0, "not applicable": 1, "passed": 2}
 
 
@@ -174,7 +174,7 @@ def _threat_model(report: dict, facts: _Facts) -> ThreatModel:
     attacker.append(f"Randomness is drawn per image from seed {facts.config['seed']}: the same config gives "
                     "the same result for any batch size.")
     budgets = [Budget(eps=e, key=k, words=facts.words(e)) for e, k in zip(facts.eps, facts.keys)]
-    return ThreatModel(norm=facts.norm, norm_name=NORM_NAMES.get(facts.norm, facts.norm), budgets=budgets,
+    return ThreatModel(norm=facts.norm, norm_name=norm_name(facts.norm), budgets=budgets,
                        attacker=attacker, attacks=named)
 
 
