@@ -106,7 +106,8 @@ class Classifier:
 
     # ---- what it is --------------------------------------------------------------------
     @property
-    def input_shape(self) -> tuple[int, int, int]:
+    def input_shape(self) -> tuple[int, ...]:
+        """(H, W, C) for images, (D, H, W, C) for volumes."""
         return tuple(int(d) for d in self.model.input_shape[1:])
 
     @property
@@ -159,13 +160,12 @@ class Classifier:
         if not inputs or len(inputs) != 1:
             raise ModelError(
                 f"{self.name}: the model must be built with exactly one image input "
-                "(add keras.Input(shape=(H, W, C)) as its first layer)"
+                "(add keras.Input(shape=(H, W, C)), or (D, H, W, C) for volumes, as its first layer)"
             )
         shape = self.model.input_shape
-        if len(shape) != 4 or any(d is None for d in shape[1:]):
-            raise ModelError(
-                f"{self.name}: expected an image input of shape (batch, H, W, C), got {shape}"
-            )
+        if len(shape) not in (4, 5) or any(d is None for d in shape[1:]):
+            raise ModelError(f"{self.name}: expected an image input of shape (batch, H, W, C) or a volume "
+                             f"(batch, D, H, W, C), with every size fixed; got {shape}")
         out = self.model.output_shape
         if isinstance(out, list) or len(getattr(self.model, "outputs", [])) > 1:
             names = [_producer(t) for t in self.model.outputs]
@@ -190,9 +190,9 @@ class Classifier:
             )
         if x.dtype.kind != "f":
             raise InputError(f"{what} must be a float array, got dtype {x.dtype}")
-        if x.ndim == 3 and self.input_shape[-1] == 1 and x.shape[1:] == self.input_shape[:2]:
-            x = x[..., None]  # a stack of grayscale images without the channel axis
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
+        if self.input_shape[-1] == 1 and x.shape[1:] == self.input_shape[:-1]:
+            x = x[..., None]  # a stack of grayscale images (or volumes) without the channel axis
+        if tuple(x.shape[1:]) != self.input_shape:
             raise InputError(
                 f"{what} have shape {tuple(x.shape)} but the model expects "
                 f"(N, {', '.join(map(str, self.input_shape))})"

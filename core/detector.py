@@ -51,6 +51,7 @@ class Detector(Plugin):
 
     # ---- the public API ----------------------------------------------------------------
     def fit(self, clf: Classifier, x_clean, x_adv=None) -> "Detector":
+        self.check_rank(clf)
         x_clean = clf.check_inputs(x_clean, "clean images")
         if self.supervised and x_adv is None:
             raise InputError(

@@ -1,21 +1,31 @@
 """Per-sample norm primitives shared by attacks: normalise a direction, project onto a ball, and
 the one projected-gradient step that every gradient attack and trainer takes.
 
-All functions take and return NHWC tensors and work per sample (reducing over H, W, C).
+All functions take and return batches of images (N, H, W, C) or volumes (N, D, H, W, C) and work
+per sample, reducing over every axis but the first.
 """
 
 import tensorflow as tf
 
 _TINY = 1e-12
-_AXES = [1, 2, 3]
+
+
+def sample_axes(t) -> list[int]:
+    """The axes of one sample: all but the batch axis (the rank is static in every graph)."""
+    return list(range(1, t.shape.rank))
+
+
+def per_sample(v, like):
+    """A value per sample (B,) shaped to broadcast against a batch like `like`."""
+    return v[(...,) + (None,) * (like.shape.rank - 1)]
 
 
 def per_sample_l2(t):
-    return tf.sqrt(tf.reduce_sum(tf.square(t), axis=_AXES, keepdims=True))
+    return tf.sqrt(tf.reduce_sum(tf.square(t), axis=sample_axes(t), keepdims=True))
 
 
 def per_sample_l1(t):
-    return tf.reduce_sum(tf.abs(t), axis=_AXES, keepdims=True)
+    return tf.reduce_sum(tf.abs(t), axis=sample_axes(t), keepdims=True)
 
 
 def steepest_direction(grad, norm: str):

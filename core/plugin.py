@@ -15,7 +15,7 @@ from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import ParameterError
+from .errors import InputError, ParameterError
 
 KINDS = ("attack", "defense", "detector", "dataset", "model", "model-format")
 _NAME_RULE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -36,6 +36,8 @@ class Plugin:
     description: ClassVar[str] = ""
     version: ClassVar[str | None] = None  # filled from the providing distribution when unset
     Params: ClassVar[type[BaseModel]] = NoParams
+    # Why the plugin cannot take volumes (N, D, H, W, C), if it cannot; None: any image rank.
+    no_volumes: ClassVar[str | None] = None
 
     def __init__(self, **params: Any):
         self.params = self.validate_params(params)
@@ -104,6 +106,12 @@ class Plugin:
             "version": self.version,
             "params": self.params.model_dump(mode="json"),
         }
+
+    def check_rank(self, clf) -> None:
+        """Refuse, by name and with the reason, a volume model this plugin cannot handle."""
+        if self.no_volumes and len(clf.input_shape) == 4:
+            raise InputError(f"{self.kind} '{self.name}' cannot run on volumes (N, D, H, W, C) like "
+                             f"{clf.name}'s: {self.no_volumes}")
 
     # ---- compiled functions, cached per classifier --------------------------------------
     def compiled(self, clf, build: Callable[[], Callable], name: str = "default", *,

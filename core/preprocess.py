@@ -57,7 +57,7 @@ class Preprocessor(Defense):
         import tensorflow as tf
 
         draws = eot_samples if self.randomized else 1
-        tiled = tf.tile(x, [draws, 1, 1, 1]) if draws > 1 else x
+        tiled = tf.tile(x, [draws] + [1] * (x.shape.rank - 1)) if draws > 1 else x
         z = self.transform(tiled, rng, clf.clip)
         if not self.differentiable:
             approx = self.approximation(tiled, clf.clip)
@@ -71,6 +71,7 @@ class Preprocessor(Defense):
         return tf.reduce_logsumexp(logp, axis=0) - tf.math.log(float(draws))
 
     def apply(self, clf: Classifier, train=None, val=None, *, seed: int = 0) -> "PreprocessedClassifier":
+        self.check_rank(clf)
         return PreprocessedClassifier(clf, self, seed=seed)
 
 

@@ -78,8 +78,9 @@ def in_ball(shape, eps, norm: str, seed):
         return uniform(shape, draw(seed, 0), -eps, eps)
     direction = normal(shape, draw(seed, 0))
     direction = direction / tf.maximum(per_sample_l2(direction), 1e-12)
-    dims = tf.cast(tf.reduce_prod(tf.convert_to_tensor(shape)[1:]), tf.float32)
-    radius = uniform(tf.stack([tf.convert_to_tensor(shape)[0], 1, 1, 1]), draw(seed, 1)) ** (1.0 / dims)
+    shape = tf.convert_to_tensor(shape)
+    dims = tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
+    radius = uniform(tf.concat([shape[:1], tf.ones_like(shape[1:])], 0), draw(seed, 1)) ** (1.0 / dims)
     return direction * radius * eps
 
 

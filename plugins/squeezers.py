@@ -11,7 +11,12 @@
   almost everywhere: the gradient goes to the selected pixel, as for max-pooling.
 """
 
+import itertools
+
 import tensorflow as tf
+
+
+SORTING_NETWORK_LIMIT = 27  # up to a 3x3x3 cube: the sorting network; beyond it, tf.sort
 
 
 def bit_depth(x, bits: int, lo: float, hi: float, straight_through: bool = False):
@@ -36,14 +41,19 @@ def median_margins(window: int) -> tuple[int, int]:
 
 
 def median(x, window: int):
-    """The median over a window x window neighbourhood of each pixel and channel (NHWC)."""
+    """The median over a window x window neighbourhood of each pixel and channel (NHWC), or over a
+    window^3 cube of each voxel of a volume (NDHWC)."""
     before, after = median_margins(window)
-    padded = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]], mode="SYMMETRIC")
-    h, w = tf.shape(x)[1], tf.shape(x)[2]
-    values = [padded[:, i:i + h, j:j + w, :] for i in range(window) for j in range(window)]
+    spatial = len(x.shape) - 2
+    padded = tf.pad(x, [[0, 0]] + [[before, after]] * spatial + [[0, 0]], mode="SYMMETRIC")
+    sizes = [tf.shape(x)[1 + a] for a in range(spatial)]
+    values = [padded[(slice(None),) + tuple(slice(o, o + size) for o, size in zip(offset, sizes))]
+              for offset in itertools.product(range(window), repeat=spatial)]
+    n = len(values)
+    if n > SORTING_NETWORK_LIMIT:  # a network of n^2 / 2 steps would be too large a graph
+        return tf.sort(tf.stack(values, -1), axis=-1)[..., n // 2]
     # Sort the window's values pixel-wise with an odd-even transposition network: only
     # elementwise min/max, several times faster on CPU than tf.sort over extracted patches.
-    n = len(values)
     for rnd in range(n):
         for i in range(rnd % 2, n - 1, 2):
             values[i], values[i + 1] = tf.minimum(values[i], values[i + 1]), tf.maximum(values[i], values[i + 1])

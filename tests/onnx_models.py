@@ -63,8 +63,9 @@ def demo_as_onnx(keras_model, path):
     return _save(graph, path)
 
 
-def batchnorm_residual(path, size: int = 32, channels: int = 3, classes: int = 4, seed: int = 0):
-    """Conv-BN-ReLU, a residual Conv block, MaxPool, global average pooling, Gemm."""
+def batchnorm_residual(path, size: int = 32, channels: int = 3, classes: int = 4, seed: int = 0, dims: int = 2):
+    """Conv-BN-ReLU, a residual Conv block, MaxPool, global average pooling, Gemm; dims=3 makes
+    it a volume network (N, C, D, H, W), as a MONAI 3-D network exports."""
     onnx, TensorProto, helper, numpy_helper = _helpers()
     rng = np.random.default_rng(seed)
 
@@ -72,23 +73,24 @@ def batchnorm_residual(path, size: int = 32, channels: int = 3, classes: int = 4
         value = rng.uniform(low, 1.5, shape) if low is not None else rng.normal(0, scale, shape)
         return numpy_helper.from_array(value.astype(np.float32), name)
 
-    inits = [w("w1", (8, channels, 3, 3)), w("b1", (8,), 0.1), w("g1", (8,), low=0.5), w("be1", (8,), 0.1),
-             w("m1", (8,), 0.1), w("v1", (8,), low=0.5), w("w2", (8, 8, 3, 3), 0.2), w("b2", (8,), 0.1),
+    kernel, pads = (3,) * dims, [1] * (2 * dims)
+    inits = [w("w1", (8, channels, *kernel)), w("b1", (8,), 0.1), w("g1", (8,), low=0.5), w("be1", (8,), 0.1),
+             w("m1", (8,), 0.1), w("v1", (8,), low=0.5), w("w2", (8, 8, *kernel), 0.2), w("b2", (8,), 0.1),
              w("wf", (8, classes), 0.5), w("bf", (classes,), 0.1)]
     nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=pads),
         helper.make_node("BatchNormalization", ["c1", "g1", "be1", "m1", "v1"], ["n1"], epsilon=1e-5),
         helper.make_node("Relu", ["n1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=pads),
         helper.make_node("Add", ["c2", "r1"], ["res"]),
         helper.make_node("Relu", ["res"], ["r2"]),
-        helper.make_node("MaxPool", ["r2"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("MaxPool", ["r2"], ["p"], kernel_shape=[2] * dims, strides=[2] * dims),
         helper.make_node("GlobalAveragePool", ["p"], ["g"]),
         helper.make_node("Flatten", ["g"], ["f"], axis=1),
         helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"]),
     ]
     graph = helper.make_graph(nodes, "bn_residual",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, channels, size, size])],
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, channels, *(size,) * dims])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, classes])], inits)
     return _save(graph, path)
 

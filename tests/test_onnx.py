@@ -53,6 +53,14 @@ def test_batchnorm_and_a_residual_connection_convert_within_tolerance(tmp_path):
     assert clf.describe()["conversion"]["max_abs_difference"] < 1e-4
 
 
+def test_a_volume_network_is_refused_with_the_reason(tmp_path):
+    """(N, C, D, H, W) as MONAI's 3-D networks export: refused by name until the converter's
+    channels-last rebuild handles 5-D tensors (docs/decisions.md, "Volumes")."""
+    path = batchnorm_residual(tmp_path / "volume.onnx", size=12, channels=1, dims=3)
+    with pytest.raises(ModelError, match=r"volume network \(N, C, D, H, W\).*\.keras"):
+        egide.Classifier.load(path)
+
+
 @pytest.mark.parametrize("kind, message", [
     ("two-inputs", r"2 inputs \(x, age\)"),
     ("dynamic-size", "dynamic size"),

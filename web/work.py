@@ -204,8 +204,10 @@ def _defend(res: Resources, out: Path, job: dict, progress):
 def _png(image: np.ndarray, clip, path: Path) -> None:
     from PIL import Image
 
+    from egide.lab.report.volume_views import as_picture
+
     lo, hi = clip
-    pixels = np.clip((np.asarray(image, np.float32) - lo) / (hi - lo), 0, 1)
+    pixels = np.clip((as_picture(np.asarray(image, np.float32)) - lo) / (hi - lo), 0, 1)
     pixels = (pixels * 255 + 0.5).astype(np.uint8)
     if pixels.shape[-1] == 1:
         Image.fromarray(pixels[..., 0]).save(path)

@@ -23,17 +23,21 @@ def for_classifier(data: Dataset, clf) -> Dataset:
             f"expected an egide.Classifier, got {type(clf).__name__}; wrap a Keras model "
             "with egide.Classifier.from_keras(model)"
         )
-    h, w, c = clf.input_shape
+    *size, c = clf.input_shape  # (H, W) of an image, (D, H, W) of a volume
     own = data.image_shape
-    if own != (h, w, c):
-        mismatch = f"the images are {shape_text(own)} but {clf.name} expects {shape_text((h, w, c))}"
+    if len(own) != len(clf.input_shape):
+        kinds = {3: "images (H, W, C)", 4: "volumes (D, H, W, C)"}
+        raise DataError(f"the data holds {kinds.get(len(own), shape_text(own))} but {clf.name} takes "
+                        f"{kinds[len(clf.input_shape)]}: give it data of its kind")
+    if own != clf.input_shape:
+        mismatch = f"the images are {shape_text(own)} but {clf.name} expects {shape_text(clf.input_shape)}"
         if not data.from_images:
             raise DataError(
                 f"{mismatch}; arrays are not resampled silently: load them with "
-                f"image_size=({h}, {w}), channels={c} to convert them, or save arrays of "
+                f"image_size={tuple(size)}, channels={c} to convert them, or save arrays of "
                 "that shape"
             )
-        if own[2] != c and not {own[2], c} <= {1, 3}:
+        if own[-1] != c and not {own[-1], c} <= {1, 3}:
             raise DataError(f"{mismatch}: only grayscale (1) <-> RGB (3) conversions are done")
     names = data.class_names
     if names == index_names(len(names)) and len(names) < clf.num_classes:
@@ -44,10 +48,28 @@ def for_classifier(data: Dataset, clf) -> Dataset:
             + ("has one sigmoid output: two classes" if clf.model.output_shape[-1] == 1
                else f"outputs {clf.num_classes}")
         )
-    x = fit_images(data.x, (h, w), c)
+    x = fit_images(data.x, tuple(size), c) if len(size) == 2 else fit_volumes(data.x, tuple(size), c)
     if x is data.x and names == data.class_names:
         return data
     return replace(data, x=x, class_names=names)
+
+
+def fit_volumes(x: np.ndarray, size: tuple[int, int, int], channels: int) -> np.ndarray:
+    """Volumes (N, D, H, W, C) resampled to size=(D, H, W) by trilinear interpolation (voxel
+    centres to voxel centres, each axis stretched to fill the new grid; the loaders have already
+    brought every volume to one orientation) and converted to `channels`."""
+    n, *own, c = x.shape
+    if tuple(own) == tuple(size) and c == channels:
+        return x
+    from scipy import ndimage
+
+    if c != channels:  # gray <-> RGB, before resampling: fewer channels to resample
+        x = (x @ LUMA)[..., None] if c == 3 else np.repeat(x, channels, axis=-1)
+    out = np.empty((n, *size, channels), np.float32)
+    factors = [new / old for new, old in zip(size, own)] + [1]
+    for i in range(n):
+        out[i] = ndimage.zoom(x[i], factors, order=1, mode="nearest", grid_mode=True)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def fit_images(x: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:

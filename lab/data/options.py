@@ -39,6 +39,8 @@ def drawn(ds: Dataset, draw) -> Dataset:
 def finish(ds: Dataset, size, channels, draw) -> Dataset:
     """Apply the draw, then image_size and channels, to a loaded data set."""
     ds = drawn(ds, draw)
+    if len(ds.image_shape) == 4:  # volumes: fitted to the model that reads them (fitting.fit_volumes)
+        return ds
     h, w, c = ds.image_shape
     if channels is not None and c != channels and c not in (1, 3):
         raise DataError(f"cannot convert {c}-channel images to {channels} channels")

@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 from egide.core.classifier import Classifier
 from egide.core.detector import Detector
 from egide.core.errors import InputError
+from egide.core.norms import per_sample, sample_axes
 
 Mode = Literal["orthogonal", "selective"]
 
@@ -147,8 +148,8 @@ class GuardAttack:
 
         def without(g, other):
             """g minus its component along `other`, per image."""
-            dot = tf.reduce_sum(g * other, axis=[1, 2, 3], keepdims=True)
-            sq = tf.reduce_sum(other * other, axis=[1, 2, 3], keepdims=True)
+            dot = tf.reduce_sum(g * other, axis=sample_axes(g), keepdims=True)
+            sq = tf.reduce_sum(other * other, axis=sample_axes(other), keepdims=True)
             return g - dot / tf.maximum(sq, 1e-30) * other
 
         def one_restart(x0, y, seed, found, best):
@@ -161,13 +162,13 @@ class GuardAttack:
                 fooled = m < 0
                 success = fooled & (d <= 0)
                 newly = success & ~found
-                best = tf.where(newly[:, None, None, None], x, best)
+                best = tf.where(per_sample(newly, x), x, best)
                 found = found | success
                 if orthogonal:
                     gm, gd = without(gm, gd), without(gd, gm)
-                descend = tf.where(fooled[:, None, None, None], gd, gm)
+                descend = tf.where(per_sample(fooled, gd), gd, gm)
                 moved = projected_gradient_step(x, x0, -descend, alpha, eps, norm, lo, hi)
-                x = tf.where(found[:, None, None, None], x, moved)  # a success stays as it is
+                x = tf.where(per_sample(found, x), x, moved)  # a success stays as it is
                 return t + 1, x, found, best
 
             _, x, found, best = tf.while_loop(
@@ -175,9 +176,9 @@ class GuardAttack:
                 (tf.constant(0), x, found, best))
             m, d, _, _ = margins(x, y)  # the last step's point is judged too
             success = (m < 0) & (d <= 0)
-            best = tf.where((success & ~found)[:, None, None, None], x, best)
+            best = tf.where(per_sample(success & ~found, x), x, best)
             # Images never successful keep this restart's last point (or an earlier restart's).
-            last = tf.where(found[:, None, None, None] | success[:, None, None, None], best, x)
+            last = tf.where(per_sample(found, x) | per_sample(success, x), best, x)
             return found | success, last
 
         def attack(x0, y, seed):

@@ -150,7 +150,7 @@ def evaluate_guard(clf: Classifier, det: Detector, x, y, eps, *, norm: str = "in
         adaptive_run = _judged(clf, det, x, y, found[e].x_adv, clean_ok, clean_scores)
         # The worst case per image: where only the non-adaptive example passes the guard, take it.
         take_plain = run["evaded"] & ~adaptive_run["evaded"]
-        worst = np.where(take_plain[:, None, None, None], plain_adv, found[e].x_adv)
+        worst = np.where(take_plain.reshape((-1,) + (1,) * (plain_adv.ndim - 1)), plain_adv, found[e].x_adv)
         numbers = _judged(clf, det, x, y, worst, clean_ok, clean_scores)["numbers"]
         result.runs.append(GuardRun(attack=f"adaptive ({mode})", adaptive=True, eps=e, norm=norm,
                                     images=len(x), seconds=found[e].seconds + time.perf_counter() - started,

@@ -29,10 +29,11 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def images_sha256(x: np.ndarray) -> str:
-    """SHA-256 of images (N, H, W, C) in the given order, as float32 (see the module's note)."""
+    """SHA-256 of images (N, H, W, C) or volumes (N, D, H, W, C) in the given order, as float32
+    (see the module's note)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim != 4:
-        raise ValueError(f"images must be (N, H, W, C); got shape {x.shape}")
+    if x.ndim not in (4, 5):
+        raise ValueError(f"images must be (N, H, W, C) or (N, D, H, W, C); got shape {x.shape}")
     digest = hashlib.sha256(f"{IMAGES_LAYOUT} {'x'.join(map(str, x.shape))}\n".encode())
     for image in x:  # one image at a time: no second copy of the whole set
         digest.update(image.tobytes())

@@ -55,10 +55,13 @@ def mpl_text(text: str) -> str:
 
 
 def png_uri(image: np.ndarray) -> str:
-    """A PNG data URI of an image with values in [0, 1] (HxW, HxWx1 or HxWx3)."""
+    """A PNG data URI of an image with values in [0, 1] (HxW, HxWx1 or HxWx3), or of a volume
+    (DxHxWxC) as its three mid-slices."""
     from PIL import Image
 
-    a = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0), 0.0, 1.0)
+    from egide.lab.report.volume_views import as_picture
+
+    a = np.clip(np.nan_to_num(as_picture(np.asarray(image, dtype=np.float64)), nan=0.0), 0.0, 1.0)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
     elif a.ndim == 3 and a.shape[-1] != 3:

@@ -21,6 +21,7 @@ import math
 import tensorflow as tf
 
 from egide.core import randomness
+from egide.core.norms import per_sample, sample_axes
 
 from ._l1 import nonzero_count, project_l1_box
 
@@ -56,19 +57,19 @@ def l1_run(model_pass, succeeded, eps: float, steps: int, lo: float, hi: float, 
         def sparse_step(s):
             magnitude = tf.sort(tf.reshape(tf.abs(s["grad"]), [n, -1]), axis=1)
             at = tf.cast(tf.clip_by_value(tf.floor((1.0 - s["topk"]) * dims), 0.0, dims - 1.0), tf.int32)
-            threshold = tf.reshape(tf.gather(magnitude, at, batch_dims=1), [n, 1, 1, 1])
+            threshold = per_sample(tf.gather(magnitude, at, batch_dims=1), s["grad"])
             direction = tf.sign(s["grad"]) * tf.cast(tf.abs(s["grad"]) >= threshold, tf.float32)
-            size = tf.reduce_sum(tf.abs(direction), axis=[1, 2, 3], keepdims=True) + 1e-10
-            return project_l1_box(x0, s["x"] + tf.reshape(s["eta"], [n, 1, 1, 1]) * direction / size,
+            size = tf.reduce_sum(tf.abs(direction), axis=sample_axes(direction), keepdims=True) + 1e-10
+            return project_l1_box(x0, s["x"] + per_sample(s["eta"], direction) * direction / size,
                                   radius, lo, hi)
 
         def iteration(s):
             x = sparse_step(s)
             logits, value, grad = model_pass(x, y, goal)
             hit = succeeded(logits, y, goal)
-            first_hit = tf.logical_and(hit, tf.logical_not(s["broken"]))[:, None, None, None]
+            first_hit = per_sample(tf.logical_and(hit, tf.logical_not(s["broken"])), x)
             improved = value > s["best"]
-            i4 = improved[:, None, None, None]
+            i4 = per_sample(improved, x)
             out = dict(s, i=s["i"] + 1, x=x, grad=grad, broken=tf.logical_or(s["broken"], hit),
                        x_found=tf.where(first_hit, x, s["x_found"]), best=tf.where(improved, value, s["best"]),
                        x_best=tf.where(i4, x, s["x_best"]), grad_best=tf.where(i4, grad, s["grad_best"]))
@@ -77,7 +78,7 @@ def l1_run(model_pass, succeeded, eps: float, steps: int, lo: float, hi: float, 
         def checkpoint(s):
             count = nonzero_count(s["x_best"] - x0)
             sparser = count / s["sparsity"] < SPARSITY_DROP
-            s4 = sparser[:, None, None, None]
+            s4 = per_sample(sparser, x0)
             eta = tf.clip_by_value(tf.where(sparser, radius, s["eta"] / STEP_DECAY), radius / SMALLEST_STEP, radius)
             return dict(s, topk=count / dims / SPARSITY_MARGIN, sparsity=count, eta=eta,
                         x=tf.where(s4, s["x_best"], s["x"]), grad=tf.where(s4, s["grad_best"], s["grad"]))
@@ -101,7 +102,7 @@ def l1_run(model_pass, succeeded, eps: float, steps: int, lo: float, hi: float, 
                 topk = sparsity / dims / SPARSITY_MARGIN
             final = single(x0, y, goal, x, radius, iterations, topk, sparsity)
             x = final["x_best"]
-        b4 = final["broken"][:, None, None, None]
+        b4 = per_sample(final["broken"], x0)
         return tf.where(b4, final["x_found"], final["x_best"]), final["broken"], final["best"]
 
     return one_run

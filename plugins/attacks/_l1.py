@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from egide.core.norms import per_sample
+
 
 def project_l1_box(x0, x, eps, lo, hi):
     """The point of {||delta||_1 <= eps} ∩ [lo, hi] around x0 nearest to x (NHWC, per image)."""
@@ -63,7 +65,7 @@ def l1_hyperplane_step(w, c, low, high):
     reached: one sort per image, exact."""
     shape = tf.shape(w)
     n = shape[0]
-    a = tf.reshape(w * tf.sign(c)[:, None, None, None], [n, -1])  # the useful direction of each coordinate
+    a = tf.reshape(w * per_sample(tf.sign(c), w), [n, -1])  # the useful direction of each coordinate
     room = tf.maximum(tf.where(a > 0, tf.reshape(high, [n, -1]), -tf.reshape(low, [n, -1])), 0.0)
     order = tf.argsort(tf.abs(a), axis=1, direction="DESCENDING", stable=True)
     gain = tf.gather(tf.abs(a), order, batch_dims=1)

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from egide.core import Attack, randomness
 from egide.core.gradients import cross_entropy_pass
-from egide.core.norms import per_sample_l1, projected_gradient_step
+from egide.core.norms import per_sample, per_sample_l1, projected_gradient_step
 
 _TINY = 1e-12
 
@@ -80,7 +80,7 @@ class ProjectedGradient(Attack):
                 moved = projected_gradient_step(x, x0, grad, alpha, eps, norm, lo, hi)
                 if early_stop:
                     frozen = tf.logical_or(frozen, succeeded(logits, labels))
-                    moved = tf.where(frozen[:, None, None, None], x, moved)
+                    moved = tf.where(per_sample(frozen, x), x, moved)
                 return t + 1, moved, velocity, frozen
 
             _, x, _, _ = tf.while_loop(more, step, (tf.constant(0), x, tf.zeros_like(x0), frozen))
@@ -104,7 +104,7 @@ class ProjectedGradient(Attack):
                 # Per sample: the first restart that breaks it wins and is kept; until then,
                 # the restart with the highest objective.
                 better = tf.logical_and(tf.logical_not(broken), tf.logical_or(hit, value > best_value))
-                best = tf.where(better[:, None, None, None], x, best)
+                best = tf.where(per_sample(better, x), x, best)
                 best_value = tf.where(better, value, best_value)
                 return r + 1, best, best_value, tf.logical_or(broken, hit)
 

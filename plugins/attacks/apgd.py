@@ -49,7 +49,7 @@ from pydantic import BaseModel, Field
 
 from egide.core import Attack, InputError, hookimpl, randomness
 from egide.core.gradients import objective_pass
-from egide.core.norms import clip_to_ball, per_sample_l2, steepest_direction
+from egide.core.norms import clip_to_ball, per_sample, per_sample_l2, sample_axes, steepest_direction
 from egide.core.params import Budget, NormWithL1
 from egide.plugins.attacks._apgd_l1 import l1_run
 from egide.plugins.attacks._params import eps_field, norm_field, targeted_field
@@ -170,7 +170,7 @@ class APGD(Attack):
             # What each sample ends with, written as it leaves: its first adversarial point (the
             # start, for those broken from it), else its best point; and its best objective.
             out = dict(x=x_k, broken=broken, best=value)
-            eta = tf.fill([n, 1, 1, 1], tf.constant(2.0 * eps, tf.float32))
+            eta = per_sample(tf.fill([n], tf.constant(2.0 * eps, tf.float32)), x0)
             active = dict(pos=tf.range(n), x0=x0, y=y, goal=goal, x_k=x_k, x_prev=x_k, grad=grad, eta=eta,
                           x_best=x_k, best=value, grad_best=grad, broken=broken, last=value,
                           rises=tf.zeros([n]), best_at_check=value, reduced_at_check=tf.ones([n], tf.bool))
@@ -190,7 +190,7 @@ class APGD(Attack):
                 logits, value, grad = model_pass(x_next, a["y"], a["goal"])
                 hit = succeeded(logits, a["y"], a["goal"])
                 first_hit = tf.logical_and(hit, tf.logical_not(a["broken"]))
-                i4 = (value > a["best"])[:, None, None, None]
+                i4 = per_sample(value > a["best"], x_next)
                 a = dict(a, x_k=x_next, x_prev=a["x_k"], grad=grad, broken=tf.logical_or(a["broken"], hit),
                          x_best=tf.where(i4, x_next, a["x_best"]), grad_best=tf.where(i4, grad, a["grad_best"]),
                          best=tf.maximum(value, a["best"]), last=value,
@@ -207,7 +207,7 @@ class APGD(Attack):
                            active=a if record else _rows_of(a, tf.logical_not(hit)))
                 if record:
                     nxt["history"] = s["history"].write(i + 1, value)
-                    nxt["etas"] = s["etas"].write(i + 1, a["eta"][:, 0, 0, 0])
+                    nxt["etas"] = s["etas"].write(i + 1, tf.reshape(a["eta"], [-1]))
                 return nxt
 
             def checkpoint(a, since, interval):
@@ -217,7 +217,7 @@ class APGD(Attack):
                 # Condition 2: not halved last time, and no better point since.
                 stalled = tf.logical_and(tf.logical_not(a["reduced_at_check"]), a["best_at_check"] >= a["best"])
                 halve = tf.logical_or(oscillating, stalled)
-                h4 = halve[:, None, None, None]
+                h4 = per_sample(halve, a["x_k"])
                 a = dict(a, eta=tf.where(h4, a["eta"] / 2.0, a["eta"]), x_k=tf.where(h4, a["x_best"], a["x_k"]),
                          grad=tf.where(h4, a["grad_best"], a["grad"]), reduced_at_check=halve,
                          best_at_check=a["best"], rises=tf.zeros_like(a["rises"]))
@@ -351,7 +351,7 @@ def _random_direction(shape, norm: str, seed, rows=None):
 
     u = make(shape, seed) if rows is None else randomness.for_rows(seed, rows)(make, shape[1:])
     if norm == "inf":
-        return u / (tf.reduce_max(tf.abs(u), axis=[1, 2, 3], keepdims=True) + _TINY)
+        return u / (tf.reduce_max(tf.abs(u), axis=sample_axes(u), keepdims=True) + _TINY)
     return u / (per_sample_l2(u) + _TINY)
 
 

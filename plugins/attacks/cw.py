@@ -49,6 +49,7 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl
+from egide.core.norms import per_sample, sample_axes
 
 _SHRINK = 0.999999  # keeps arctanh of a pixel at the range's edge finite
 _MAX_CONST = 1e10  # c is never raised above this (float32 headroom for c * f)
@@ -184,11 +185,11 @@ class CarliniWagnerL2(Attack):
                 z_label = tf.reduce_sum(label_hot * z, axis=1)
                 z_other = tf.reduce_max(tf.where(label_hot > 0, -np.inf, z), axis=1)
                 margin = z_label - z_other if targeted else z_other - z_label
-                l2sq = tf.reduce_sum(tf.square(x_adv - x), axis=[1, 2, 3])
+                l2sq = tf.reduce_sum(tf.square(x_adv - x), axis=sample_axes(x))
                 success = margin > kappa
                 better = success & (l2sq < best_l2)
                 return (broken | success, tf.where(better, l2sq, best_l2),
-                        tf.where(better[:, None, None, None], x_adv, best_adv))
+                        tf.where(per_sample(better, x_adv), x_adv, best_adv))
 
             def iteration(i, w, m, v, moving, const, loss, broken, best_l2, best_adv):
                 """One Adam step on w; bookkeeping on the iterate before the step."""
@@ -196,7 +197,7 @@ class CarliniWagnerL2(Attack):
                 x_adv = mid + half_span * tanh_w
                 margin, grad_f = model_pass(x_adv, label_hot, const)
                 diff = x_adv - x
-                l2sq = tf.reduce_sum(tf.square(diff), axis=[1, 2, 3])
+                l2sq = tf.reduce_sum(tf.square(diff), axis=sample_axes(diff))
                 if abort_early:  # the objective itself is only needed for the checks
                     loss = l2sq + const * tf.maximum(-margin, -kappa)
 
@@ -204,7 +205,7 @@ class CarliniWagnerL2(Attack):
                 broken = broken | success
                 better = success & (l2sq < best_l2)
                 best_l2 = tf.where(better, l2sq, best_l2)
-                best_adv = tf.where(better[:, None, None, None], x_adv, best_adv)
+                best_adv = tf.where(per_sample(better, x_adv), x_adv, best_adv)
 
                 # Gradient of the objective w.r.t. w: d/dx ||x'-x||^2 = 2(x'-x), plus c * df/dx'
                 # from the model pass, times dx'/dw = half_span * (1 - tanh^2 w).
@@ -218,7 +219,7 @@ class CarliniWagnerL2(Attack):
 
             def chunk(k, i, w, m, v, active, prev_loss, const, broken, best_l2, best_adv):
                 """Up to `period` iterations; then freeze images whose objective stalled."""
-                moving = tf.cast(active, tf.float32)[:, None, None, None]  # frozen: step 0
+                moving = per_sample(tf.cast(active, tf.float32), w)  # frozen: step 0
                 stop = tf.minimum(i + period, steps)
                 i, w, m, v, _, _, loss, broken, best_l2, best_adv = tf.while_loop(
                     lambda i, *_: i < stop,

@@ -22,6 +22,7 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl
+from egide.core.norms import per_sample
 from egide.core.params import Norm
 
 _TINY = 1e-8
@@ -88,22 +89,23 @@ class DeepFool(Attack):
                 label = tf.argmax(z, axis=1, output_type=y.dtype)
                 flipped = tf.not_equal(label, tf.gather(original, todo))
                 f = picked[:, 1:] - picked[:, :1]  # (n, k-1): z_k - z_orig
-                w = grads[:, 1:] - grads[:, :1]  # (n, k-1, H, W, C)
+                w = grads[:, 1:] - grads[:, :1]  # (n, k-1, H, W, C), or (n, k-1, D, H, W, C)
+                image_axes = list(range(2, w.shape.rank))
                 if l2:
-                    size = tf.sqrt(tf.reduce_sum(tf.square(w), axis=[2, 3, 4]))
+                    size = tf.sqrt(tf.reduce_sum(tf.square(w), axis=image_axes))
                 else:
-                    size = tf.reduce_sum(tf.abs(w), axis=[2, 3, 4])
+                    size = tf.reduce_sum(tf.abs(w), axis=image_axes)
                 distance = tf.abs(f) / (size + _TINY)
                 nearest = tf.argmin(distance, axis=1, output_type=tf.int32)
                 w_k = tf.gather(w, nearest, batch_dims=1)
                 f_k = tf.abs(tf.gather(f, nearest, batch_dims=1)) + _NUDGE
                 size_k = tf.gather(size, nearest, batch_dims=1)
                 if l2:
-                    r = (f_k / (tf.square(size_k) + _TINY))[:, None, None, None] * w_k
+                    r = per_sample(f_k / (tf.square(size_k) + _TINY), w_k) * w_k
                 else:
-                    r = (f_k / (size_k + _TINY))[:, None, None, None] * tf.sign(w_k)
+                    r = per_sample(f_k / (size_k + _TINY), w_k) * tf.sign(w_k)
                 # A sample that already flipped keeps its perturbation.
-                r = tf.where(flipped[:, None, None, None], tf.zeros_like(r), r)
+                r = tf.where(per_sample(flipped, r), tf.zeros_like(r), r)
                 r_total = tf.tensor_scatter_nd_add(r_total, todo[:, None], r)
                 broken = tf.tensor_scatter_nd_update(broken, todo[:, None], flipped)
                 return i + 1, r_total, broken

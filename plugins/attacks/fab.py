@@ -33,6 +33,7 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl, randomness
+from egide.core.norms import per_sample, sample_axes
 from egide.core.params import BUDGET_UI, Budget, NormWithL1
 from egide.plugins.attacks._l1 import l1_hyperplane_step
 
@@ -79,13 +80,13 @@ class FAB(Attack):
 
         def size(d):
             if norm == "inf":
-                return tf.reduce_max(tf.abs(d), axis=[1, 2, 3])
+                return tf.reduce_max(tf.abs(d), axis=sample_axes(d))
             if norm == "1":
-                return tf.reduce_sum(tf.abs(d), axis=[1, 2, 3])
-            return tf.sqrt(tf.reduce_sum(tf.square(d), axis=[1, 2, 3]))
+                return tf.reduce_sum(tf.abs(d), axis=sample_axes(d))
+            return tf.sqrt(tf.reduce_sum(tf.square(d), axis=sample_axes(d)))
 
-        def dual(w):  # over the last axes (H, W, C)
-            axes = [-3, -2, -1]
+        def dual(w):  # over an image's axes, the last ones of w (B, K, ...)
+            axes = list(range(2, w.shape.rank))
             if norm == "inf":
                 return tf.reduce_sum(tf.abs(w), axis=axes)
             if norm == "1":
@@ -119,23 +120,23 @@ class FAB(Attack):
             per sample; the closest the box allows when the hyperplane misses it."""
             if norm == "1":
                 return l1_hyperplane_step(w, c, low, high)
-            direction = tf.sign(w) * tf.sign(c)[:, None, None, None]
+            direction = tf.sign(w) * per_sample(tf.sign(c), w)
             if norm == "inf":
                 def at(t):
-                    return tf.clip_by_value(t[:, None, None, None] * direction, low, high)
+                    return tf.clip_by_value(per_sample(t, direction) * direction, low, high)
                 top = tf.fill(tf.shape(c), float(hi - lo))
             else:
-                a = w * tf.sign(c)[:, None, None, None]
+                a = w * per_sample(tf.sign(c), w)
                 def at(t):
-                    return tf.clip_by_value(t[:, None, None, None] * a, low, high)
+                    return tf.clip_by_value(per_sample(t, a) * a, low, high)
                 # Past the last breakpoint every coordinate is clipped.
                 bounds = tf.maximum(tf.abs(low), tf.abs(high)) / (tf.abs(w) + _TINY)
-                top = tf.reduce_max(bounds, axis=[1, 2, 3])
+                top = tf.reduce_max(bounds, axis=sample_axes(bounds))
             target = tf.abs(c)
             bottom = tf.zeros_like(top)
             for _ in range(_HALVINGS):  # <w, delta(t)> grows with t towards sign(c)
                 mid = (bottom + top) / 2.0
-                reached = tf.abs(tf.reduce_sum(w * at(mid), axis=[1, 2, 3])) >= target
+                reached = tf.abs(tf.reduce_sum(w * at(mid), axis=sample_axes(w))) >= target
                 top, bottom = tf.where(reached, mid, top), tf.where(reached, bottom, mid)
             return at(top)
 
@@ -148,10 +149,10 @@ class FAB(Attack):
             def step(i, x, best, x_best):
                 f, w = linearise(x, y, goal)
                 delta = project(w, -f, lo - x, hi - x)
-                c_orig = -(f + tf.reduce_sum(w * (x0 - x), axis=[1, 2, 3]))
+                c_orig = -(f + tf.reduce_sum(w * (x0 - x), axis=sample_axes(w)))
                 delta_orig = project(w, c_orig, lo - x0, hi - x0)
                 d1, d2 = size(delta), size(delta_orig)
-                alpha = tf.minimum(d1 / (d1 + d2 + _TINY), p.alpha_max)[:, None, None, None]
+                alpha = per_sample(tf.minimum(d1 / (d1 + d2 + _TINY), p.alpha_max), x0)
                 x_new = tf.clip_by_value(
                     (1.0 - alpha) * (x + p.overshoot * delta) + alpha * (x0 + p.overshoot * delta_orig),
                     lo, hi)
@@ -159,9 +160,9 @@ class FAB(Attack):
                 distance = size(x_new - x0)
                 closer = tf.logical_and(hit, distance < best)
                 best = tf.where(closer, distance, best)
-                x_best = tf.where(closer[:, None, None, None], x_new, x_best)
+                x_best = tf.where(per_sample(closer, x_new), x_new, x_best)
                 back = (1.0 - p.backward) * x0 + p.backward * x_new
-                x_new = tf.where(hit[:, None, None, None], back, x_new)
+                x_new = tf.where(per_sample(hit, x_new), back, x_new)
                 return i + 1, x_new, best, x_best
 
             best = tf.fill([n], float("inf"))
@@ -174,7 +175,7 @@ class FAB(Attack):
                 return x0
             u = randomness.for_rows(seed, rows)(lambda shape, s: randomness.uniform(shape, s, -1.0, 1.0),
                                                 tf.shape(x0)[1:])
-            u = u / (size(u)[:, None, None, None] + _TINY)  # on the unit sphere of the norm
+            u = u / (per_sample(size(u), u) + _TINY)  # on the unit sphere of the norm
             return tf.clip_by_value(x0 + 0.5 * eps * u, lo, hi)
 
         def attack(x0, y, seed):
@@ -200,7 +201,7 @@ class FAB(Attack):
                 done = tf.logical_or(done, within)
             if eps is not None:
                 # An adversarial beyond eps is not an answer at this budget: the image stays clean.
-                x_out = tf.where((best > eps)[:, None, None, None], x0, x_out)
+                x_out = tf.where(per_sample(best > eps, x0), x0, x_out)
             return x_out
 
         return attack

@@ -18,6 +18,11 @@ of 10,000, rescaled to `queries` unless `rescale_schedule` is off).
   weight 1/(k+1)^4 (more mass at the centre: sparser), and each new point projected onto the L1
   ball inside the input box (`_l1.project_l1_box`) instead of rescaled to the sphere.
 
+Volumes (N, D, H, W, C) get cubes instead of squares: the side is the cube root of p times the
+voxel count, the L-inf start has stripes along the last axis, and the L2/L1 pattern is concentric
+cubes, split in two halves of opposite sign across a random one of the three axes (the 2-D
+pattern is split across a random one of its two, which is the reference's transposition).
+
 Departures from the reference code, both toward the paper: the window and signs are drawn for
 each image (the reference draws one window and one sign per batch and iteration), and a
 window may sit at the last row and column.
@@ -27,6 +32,7 @@ Cost: one forward pass per query, on the samples still unbroken only.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Literal
 
@@ -35,6 +41,7 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from egide.core import Attack, hookimpl, randomness
+from egide.core.norms import per_sample
 from egide.core.params import Budget, NormWithL1
 from egide.plugins.attacks._l1 import project_l1_box
 from egide.plugins.attacks._params import eps_field, norm_field, targeted_field
@@ -74,28 +81,32 @@ class Square(Attack):
         attack = self.compiled(clf, lambda: self._attack_function(clf))
         return attack(x, labels, seed)
 
-    def side(self, query: int, h: int, w: int) -> int:
-        """The square's side at a query (0-based), as the schedule sets it."""
+    def side(self, query: int, *sizes: int) -> int:
+        """The square's (or cube's) side at a query (0-based), as the schedule sets it; sizes:
+        the image's (H, W) or the volume's (D, H, W)."""
         p = self.params
         at = int(query / p.queries * 10000) if p.rescale_schedule else query
         halvings = sum(at > mark for mark in SCHEDULE)
         share = p.p_init / 2**halvings
         smallest = 1 if p.norm == "inf" else 3
-        s = max(int(round(math.sqrt(share * h * w))), smallest)
+        area = share * math.prod(sizes)
+        s = max(int(round(math.sqrt(area) if len(sizes) == 2 else area ** (1 / len(sizes)))), smallest)
         if p.norm != "inf" and s % 2 == 0:
             s += 1
-        return min(s, h, w)
+        return min(s, *sizes)
 
     # ---- the search ---------------------------------------------------------------------------
     def _attack_function(self, clf):
         p = self.params
         eps, targeted = p.eps, p.targeted
         lo, hi = clf.clip
-        h, w, c = clf.input_shape
+        *sizes, c = clf.input_shape  # (H, W) of an image, (D, H, W) of a volume
+        dims = len(sizes)  # 2 for images, 3 for volumes
+        axes, spatial = list(range(1, dims + 2)), list(range(1, dims + 1))  # all of an image's axes; per channel
         # Stages: runs of queries with the same square side (static shapes inside each loop).
         stages = []
         for q in range(p.queries):
-            s = self.side(q, h, w)
+            s = self.side(q, *sizes)
             if stages and stages[-1][2] == s:
                 stages[-1][1] = q + 1
             else:
@@ -121,25 +132,22 @@ class Square(Attack):
         def clip_linf(x_new, x0):
             return tf.clip_by_value(tf.clip_by_value(x_new, x0 - eps, x0 + eps), lo, hi)
 
-        def place(n, s, seed, rows):
+        def place(s, seed, rows):
             """Per image (rows: its place in the batch): a random window of side s, as a boolean
-            mask (n, H, W, 1), and its offsets."""
-            def offset(k, room):
-                u = randomness.for_rows(randomness.draw(seed, k), rows)(randomness.uniform, [1])[:, 0]
+            mask (n, H, W, 1) (or (n, D, H, W, 1)), and its offsets along each axis."""
+            def offset(axis, room):
+                u = randomness.for_rows(randomness.draw(seed, axis), rows)(randomness.uniform, [1])[:, 0]
                 return tf.minimum(tf.cast(tf.floor(u * room), tf.int32), room - 1)
 
-            vh, vw = offset(0, h - s + 1), offset(1, w - s + 1)
-            grid_h, grid_w = tf.range(h)[None, :], tf.range(w)[None, :]
-            in_h = tf.logical_and(grid_h >= vh[:, None], grid_h < vh[:, None] + s)
-            in_w = tf.logical_and(grid_w >= vw[:, None], grid_w < vw[:, None] + s)
-            return tf.logical_and(in_h[:, :, None, None], in_w[:, None, :, None]), vh, vw
+            offsets = [offset(axis, size - s + 1) for axis, size in enumerate(sizes)]
+            return _window_mask(offsets, s, sizes), offsets
 
         def signs(row_shape, seed, rows):
             return randomness.for_rows(seed, rows)(randomness.signs, row_shape)
 
         def linf_update(x0, x_best, s, seed, rows):
-            mask, _, _ = place(tf.shape(x0)[0], s, randomness.draw(seed, 0), rows)
-            window = 2.0 * eps * signs([1, 1, c], randomness.draw(seed, 1), rows)
+            mask, _ = place(s, randomness.draw(seed, 0), rows)
+            window = 2.0 * eps * signs([1] * dims + [c], randomness.draw(seed, 1), rows)
             return clip_linf(x_best + tf.cast(mask, tf.float32) * window, x0)
 
         def size(t, axes):
@@ -152,45 +160,43 @@ class Square(Attack):
             the L1 ball inside the box."""
             if p.norm == "1":
                 return project_l1_box(x0, x0 + delta, eps * (1.0 - 1e-6), lo, hi)
-            return tf.clip_by_value(x0 + eps * delta / (size(delta, [1, 2, 3]) + _TINY), lo, hi)
+            return tf.clip_by_value(x0 + eps * delta / (size(delta, axes) + _TINY), lo, hi)
 
-        def mass_update(x0, x_best, s, pattern, seed, rows):
-            n = tf.shape(x0)[0]
+        def mass_update(x0, x_best, s, patterns, seed, rows):
             delta = x_best - x0
-            mask1, vh, vw = place(n, s, randomness.draw(seed, 0), rows)
-            mask2, _, _ = place(n, s, randomness.draw(seed, 1), rows)
+            mask1, offsets = place(s, randomness.draw(seed, 0), rows)
+            mask2, _ = place(s, randomness.draw(seed, 1), rows)
             m1, either = tf.cast(mask1, tf.float32), tf.cast(tf.logical_or(mask1, mask2), tf.float32)
-            norm_image = size(delta, [1, 2, 3])
-            norm_window1 = size(delta * m1, [1, 2])  # per channel
-            norm_windows = size(delta * either, [1, 2])
+            norm_image = size(delta, axes)
+            norm_window1 = size(delta * m1, spatial)  # per channel
+            norm_windows = size(delta * either, spatial)
             # The new window: a fresh +-eta pattern plus the old window's direction, rescaled to
-            # carry the mass of both windows and what the budget has left. The pattern is
-            # transposed for half of the queries, drawn per image.
-            flip = randomness.for_rows(randomness.draw(seed, 2), rows)(randomness.uniform, [1])[:, 0] > 0.5
-            eta = tf.where(flip[:, None, None], tf.transpose(pattern)[None], pattern[None])
-            fresh = _at_window(eta[:, :, :, None], vh, vw, h, w) * signs([1, 1, c], randomness.draw(seed, 3), rows)
+            # carry the mass of both windows and what the budget has left. The pattern's split
+            # runs across a random axis (in 2-D: transposed for half of the queries), per image.
+            u = randomness.for_rows(randomness.draw(seed, 2), rows)(randomness.uniform, [1])[:, 0]
+            split = tf.minimum(tf.cast(tf.floor(u * dims), tf.int32), dims - 1)
+            eta = tf.gather(patterns, split)[..., None]
+            fresh = _at_window(eta, offsets, sizes) * signs([1] * dims + [c], randomness.draw(seed, 3), rows)
             new = m1 * (fresh + delta / (norm_window1 + _TINY))
             if p.norm == "1":  # the reference's L1 rule (the projection below keeps the budget)
                 mass = (tf.maximum(eps - norm_image, 0.0) / c + norm_windows) * c
             else:
                 mass = tf.sqrt(tf.maximum(eps**2 - tf.square(norm_image), 0.0) / c + tf.square(norm_windows))
-            new = new / (size(new, [1, 2]) + _TINY) * mass
+            new = new / (size(new, spatial) + _TINY) * mass
             return onto_budget(x0, delta * (1.0 - either) + new)
 
         def start(x0, seed, rows):
             n = tf.shape(x0)[0]
-            if p.norm == "inf":
-                return clip_linf(x0 + eps * signs([1, w, c], seed, rows), x0)
-            s = max(h // 5, 1)
-            block = tf.constant(_eta(s, p.norm), tf.float32)[None, :, :, None]
+            if p.norm == "inf":  # stripes: one sign per column (and channel), the same down it
+                return clip_linf(x0 + eps * signs([1] * (dims - 1) + [sizes[-1], c], seed, rows), x0)
+            s = max(sizes[0] // 5, 1)
+            block = tf.constant(_eta(s, p.norm, dims)[0], tf.float32)[None, ..., None]
             delta = tf.zeros_like(x0)
-            k, top = 0, (h - 5 * s) // 2
-            for bh in range(h // s):
-                for bw in range(w // s):
-                    vh = tf.fill([n], top + bh * s)
-                    vw = tf.fill([n], top + bw * s)
-                    delta += _at_window(block, vh, vw, h, w) * signs([1, 1, c], randomness.draw(seed, k), rows)
-                    k += 1
+            top = (sizes[0] - 5 * s) // 2
+            blocks = itertools.product(*(range(size // s) for size in sizes))  # a grid of blocks
+            for index, at in enumerate(blocks):
+                offsets = [tf.fill([n], top + b * s) for b in at]
+                delta += _at_window(block, offsets, sizes) * signs([1] * dims + [c], randomness.draw(seed, index), rows)
             return onto_budget(x0, delta)
 
         def search(x0, labels, seed, batch_rows):
@@ -199,20 +205,20 @@ class Square(Attack):
             x_best = start(x0, randomness.draw(seed, 0), batch_rows)
             margin, loss = scores(x_best, labels)
             for k, (first, last, s) in enumerate(stages):
-                pattern = tf.constant(_eta(s, p.norm), tf.float32) if p.norm != "inf" else None
+                patterns = tf.constant(_eta(s, p.norm, dims), tf.float32) if p.norm != "inf" else None
                 stage_seed = randomness.draw(seed, k + 1)
 
                 def more(q, x_best, margin, loss, last=last):
                     return tf.logical_and(q < last, tf.reduce_any(margin > 0))
 
-                def query(q, x_best, margin, loss, s=s, pattern=pattern, stage_seed=stage_seed):
+                def query(q, x_best, margin, loss, s=s, patterns=patterns, stage_seed=stage_seed):
                     todo = tf.where(margin > 0)[:, 0]
                     x0_t, best_t = tf.gather(x0, todo), tf.gather(x_best, todo)
                     q_seed, rows = randomness.draw(stage_seed, q), tf.gather(batch_rows, todo)
                     if p.norm == "inf":
                         x_new = linf_update(x0_t, best_t, s, q_seed, rows)
                     else:
-                        x_new = mass_update(x0_t, best_t, s, pattern, q_seed, rows)
+                        x_new = mass_update(x0_t, best_t, s, patterns, q_seed, rows)
                     m_new, l_new = scores(x_new, tf.gather(labels, todo))
                     lower = l_new < tf.gather(loss, todo)
                     keep = tf.logical_or(lower, m_new <= 0)
@@ -221,7 +227,7 @@ class Square(Attack):
                     margin = tf.tensor_scatter_nd_update(
                         margin, at, tf.where(keep, m_new, tf.gather(margin, todo)))
                     x_best = tf.tensor_scatter_nd_update(
-                        x_best, at, tf.where(keep[:, None, None, None], x_new, best_t))
+                        x_best, at, tf.where(per_sample(keep, x_new), x_new, best_t))
                     return q + 1, x_best, margin, loss
 
                 _, x_best, margin, loss = tf.while_loop(
@@ -242,38 +248,49 @@ class Square(Attack):
         return attack
 
 
-def _at_window(block, vh, vw, h: int, w: int):
-    """An (1 or n, s, s, 1 or C) block placed at rows vh.., columns vw.. of an (n, h, w, .) zero image."""
+def _window_mask(offsets, s: int, sizes):
+    """(n, *sizes, 1) booleans: True inside the window of side s starting at `offsets` (one
+    (n,) tensor per axis)."""
+    k, inside = len(sizes), None
+    for axis, (v, size) in enumerate(zip(offsets, sizes)):
+        grid = tf.range(size)[None, :]
+        here = tf.logical_and(grid >= v[:, None], grid < v[:, None] + s)
+        here = tf.reshape(here, [-1] + [1] * axis + [size] + [1] * (k - axis - 1) + [1])
+        inside = here if inside is None else tf.logical_and(inside, here)
+    return inside
+
+
+def _at_window(block, offsets, sizes):
+    """A (1 or n, s, .., s, 1 or C) block placed at `offsets` (one (n,) tensor per axis) of an
+    (n, *sizes, .) zero image."""
     s = block.shape[1]
-    n = tf.shape(vh)[0]
-    block = tf.broadcast_to(block, tf.concat([[n], tf.shape(block)[1:]], 0))
-    rel_h = tf.clip_by_value(tf.range(h)[None, :] - vh[:, None], 0, s - 1)
-    rel_w = tf.clip_by_value(tf.range(w)[None, :] - vw[:, None], 0, s - 1)
-    full = tf.gather(tf.gather(block, rel_h, axis=1, batch_dims=1), rel_w, axis=2, batch_dims=1)
-    inside_h = tf.logical_and(tf.range(h)[None, :] >= vh[:, None], tf.range(h)[None, :] < vh[:, None] + s)
-    inside_w = tf.logical_and(tf.range(w)[None, :] >= vw[:, None], tf.range(w)[None, :] < vw[:, None] + s)
-    inside = tf.logical_and(inside_h[:, :, None, None], inside_w[:, None, :, None])
-    return full * tf.cast(inside, full.dtype)
+    full = tf.broadcast_to(block, tf.concat([[tf.shape(offsets[0])[0]], tf.shape(block)[1:]], 0))
+    for axis, (v, size) in enumerate(zip(offsets, sizes), start=1):
+        relative = tf.clip_by_value(tf.range(size)[None, :] - v[:, None], 0, s - 1)
+        full = tf.gather(full, relative, axis=axis, batch_dims=1)
+    return full * tf.cast(_window_mask(offsets, s, sizes), full.dtype)
 
 
-def _rings(rows: int, cols: int, norm: str) -> np.ndarray:
-    """Concentric rectangles around the centre, each adding 1/(k+1)^2 (L2) or 1/(k+1)^4 (L1),
-    of unit norm."""
+def _rings(shape: tuple, norm: str) -> np.ndarray:
+    """Concentric boxes around the centre, each adding 1/(k+1)^2 (L2) or 1/(k+1)^4 (L1), of unit norm."""
     power = 4 if norm == "1" else 2
-    out = np.zeros((rows, cols))
-    top, left = rows // 2, cols // 2
-    for k in range(max(rows // 2 + 1, cols // 2 + 1)):
-        out[max(top, 0):min(top + 2 * k + 1, rows), max(left, 0):min(left + 2 * k + 1, cols)] += 1.0 / (k + 1) ** power
-        top, left = top - 1, left - 1
+    out = np.zeros(shape)
+    starts = [d // 2 for d in shape]
+    for k in range(max(d // 2 + 1 for d in shape)):
+        out[tuple(slice(max(a, 0), min(a + 2 * k + 1, d)) for a, d in zip(starts, shape))] += 1.0 / (k + 1) ** power
+        starts = [a - 1 for a in starts]
     return out / _size(out, norm)
 
 
-def _eta(s: int, norm: str) -> np.ndarray:
-    """The update pattern of side s: rings of one sign on the top half, the other below."""
-    out = np.zeros((s, s))
-    out[: s // 2] = _rings(s // 2, s, norm) if s // 2 else 0.0
-    out[s // 2 :] = -_rings(s - s // 2, s, norm)
-    return out / _size(out, norm)
+def _eta(s: int, norm: str, k: int = 2) -> np.ndarray:
+    """The update patterns of side s in k dimensions: rings of one sign on one half, the other sign
+    on the other half; one pattern per axis the halves are split across (k, s, .., s)."""
+    rest = (s,) * (k - 1)
+    out = np.zeros((s,) + rest)
+    out[: s // 2] = _rings((s // 2,) + rest, norm) if s // 2 else 0.0
+    out[s // 2 :] = -_rings((s - s // 2,) + rest, norm)
+    out /= _size(out, norm)
+    return np.stack([np.moveaxis(out, 0, axis) for axis in range(k)])
 
 
 def _size(a: np.ndarray, norm: str) -> float:

@@ -22,6 +22,7 @@ class JPEG(Preprocessor):
 
     name = "jpeg"
     title = "JPEG compression"
+    no_volumes = "JPEG codes 2-D pictures; a volume has no JPEG round trip (median-filter or bit-depth work on volumes)"
 
     class Params(BaseModel, extra="forbid", frozen=True):
         quality: int = Field(

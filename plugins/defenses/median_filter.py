@@ -34,11 +34,11 @@ class MedianFilter(Preprocessor):
     def transform(self, x, rng, clip):
         k = self.params.size
         reach = max(median_margins(k))
-        height, width = x.shape[1], x.shape[2]
-        if height is not None and width is not None and reach > min(height, width):
+        sides = x.shape[1:-1]  # (H, W), or (D, H, W) for volumes: a window^3 cube
+        if None not in sides and reach > min(sides):
             raise InputError(
-                f"median-filter: a {k}x{k} window needs images of at least {reach} pixels a side "
-                f"for its border; got {height}x{width}; use a smaller size"
+                f"median-filter: a window of {k} needs images of at least {reach} pixels a side "
+                f"for its border; got {'x'.join(map(str, sides))}; use a smaller size"
             )
         return tf.clip_by_value(median(x, k), *clip)
 

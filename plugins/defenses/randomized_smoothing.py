@@ -91,7 +91,7 @@ class RandomizedSmoothing(Preprocessor):
 
         def vote(done, counts):
             m = tf.minimum(copies_per_pass, samples - done)
-            noisy = self.transform(tf.tile(x, [m, 1, 1, 1]), rng, clf.clip)
+            noisy = self.transform(tf.tile(x, tf.concat([[m], tf.ones([x.shape.rank - 1], tf.int32)], 0)), rng, clf.clip)
             pred = tf.argmax(clf.logits(noisy), axis=1, output_type=tf.int32)
             votes = tf.reduce_sum(tf.one_hot(tf.reshape(pred, [m, images]), classes), axis=0)
             return done + m, counts + votes

@@ -69,15 +69,18 @@ class Learned(Detector):
 
         f, seed = self.params.filters, self.params.seed
         init = _nets.initializer
-        if len(shape) == 3:
+        if len(shape) in (3, 4):  # feature maps of an image (H, W, C) or of a volume (D, H, W, C)
+            conv, pool, average = ((layers.Conv2D, layers.MaxPooling2D, layers.GlobalAveragePooling2D)
+                                   if len(shape) == 3 else
+                                   (layers.Conv3D, layers.MaxPooling3D, layers.GlobalAveragePooling3D))
             body = [
-                layers.Conv2D(f, 3, padding="same", activation="relu", kernel_initializer=init(seed)),
-                layers.MaxPooling2D(2, padding="same"),
-                layers.Conv2D(2 * f, 3, padding="same", activation="relu", kernel_initializer=init(seed + 1)),
-                layers.MaxPooling2D(2, padding="same"),
-                layers.Conv2D(2 * f, 3, padding="same", activation="relu", kernel_initializer=init(seed + 2)),
-                layers.Conv2D(1, 1, kernel_initializer=init(seed + 3)),
-                layers.GlobalAveragePooling2D(),
+                conv(f, 3, padding="same", activation="relu", kernel_initializer=init(seed)),
+                pool(2, padding="same"),
+                conv(2 * f, 3, padding="same", activation="relu", kernel_initializer=init(seed + 1)),
+                pool(2, padding="same"),
+                conv(2 * f, 3, padding="same", activation="relu", kernel_initializer=init(seed + 2)),
+                conv(1, 1, kernel_initializer=init(seed + 3)),
+                average(),
             ]
         else:  # a vector layer: the same depth as dense layers
             body = [

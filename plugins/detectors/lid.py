@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from egide.core import Detector, InputError, hookimpl
 from egide.core.features import feature_function, feature_layers
+from egide.core.norms import sample_axes
 
 from . import _nets
 
@@ -131,8 +132,8 @@ class LID(Detector):
         """Each source image plus Gaussian noise of its adversarial perturbation's L2 norm."""
         size = np.sqrt(((x_adv - x_clean) ** 2).reshape(len(x_clean), -1).sum(axis=1))
         noise = rng.standard_normal(x_clean.shape).astype(np.float32)
-        noise *= (size / np.maximum(np.sqrt((noise ** 2).reshape(len(noise), -1).sum(axis=1)),
-                                    _TINY))[:, None, None, None].astype(np.float32)
+        scale = size / np.maximum(np.sqrt((noise ** 2).reshape(len(noise), -1).sum(axis=1)), _TINY)
+        noise *= scale.reshape((-1,) + (1,) * (noise.ndim - 1)).astype(np.float32)
         return np.clip(x_clean + noise, *clf.clip).astype(np.float32)
 
     # ---- the estimate ------------------------------------------------------------------
@@ -204,7 +205,7 @@ class LID(Detector):
             # A reference identical to x is x itself (a clean image of the fit set, as when the
             # threshold is set): never its own neighbour, as in fitting.
             itself = _squared_distances(tf.reshape(x, (tf.shape(x)[0], -1)), flat_refs)
-            norms = tf.reduce_sum(x ** 2, axis=[1, 2, 3])[:, None] + tf.reduce_sum(flat_refs ** 2, 1)
+            norms = tf.reduce_sum(x ** 2, axis=sample_axes(x))[:, None] + tf.reduce_sum(flat_refs ** 2, 1)
             others = itself > 1e-6 * norms
             feats = tf.stack([_mle(a, r, others, k) for a, r in zip(activations(x), references)],
                              axis=1)

@@ -35,6 +35,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from egide.core import Detector, hookimpl
+from egide.core.norms import sample_axes
 
 from . import _nets
 
@@ -77,9 +78,10 @@ class MagNet(Detector):
         from keras import layers
 
         f, seed = self.params.filters, self.params.seed
+        convolution = layers.Conv3D if len(input_shape) == 4 else layers.Conv2D  # volumes: 3x3x3
 
         def conv(channels, i, activation="relu"):
-            return layers.Conv2D(channels, 3, padding="same", activation=activation,
+            return convolution(channels, 3, padding="same", activation=activation,
                                  kernel_initializer=_nets.initializer(seed + i))
 
         return keras.Sequential(
@@ -162,7 +164,7 @@ class MagNet(Detector):
         def scores(x):
             unit = (x - lo) / (hi - lo)
             rebuilt = ae(unit, training=False)
-            error = tf.reduce_mean(tf.abs(unit - rebuilt) ** power, axis=[1, 2, 3])
+            error = tf.reduce_mean(tf.abs(unit - rebuilt) ** power, axis=sample_axes(unit))
             if not divergence:
                 return tf.stack([error, tf.zeros_like(error)], axis=1)
             p = tf.nn.softmax(clf.logits(x) / temperature)

@@ -13,6 +13,10 @@ a difference above TOLERANCE refuses the model and names it. What
 cannot be converted is refused before any work, each with its reason: an operator the converter
 lacks, several inputs or outputs, a shape that is not one image (N, C, H, W) of fixed size, an
 output that is not one score per class.
+
+Volume networks (N, C, D, H, W) are refused for now: onnx2keras's channels-last rebuild maps axes
+for 4-D tensors only (a BatchNormalization of a 5-D tensor would normalise the wrong axis), and
+TensorFlow's CPU convolutions cannot run the channels-first graph (docs/decisions.md, "Volumes").
 """
 
 from __future__ import annotations
@@ -82,8 +86,8 @@ class OnnxFormat(ModelFormat):
             raise ModelError(f"{path}: onnx2keras could not convert the model: {type(exc).__name__}: {exc}") from None
         finally:  # the converter switches Keras' global layout while it works, even when it fails
             keras.backend.set_image_data_format(layout)
-        channels, height, width = shape[1:]
-        inputs = keras.Input((height, width, channels))
+        channels, *spatial = shape[1:]
+        inputs = keras.Input((*spatial, channels))
         x = inputs if normalize is None else _standardize(*normalize, channels)(inputs)
         model = keras.Model(inputs, converted(x), name=path.stem.replace(" ", "_"))
         clf = Classifier(model, input_range=input_range, name=path.stem)
@@ -125,7 +129,7 @@ def _self_contained(path: Path, graph_model) -> None:
 
 
 def _one_image_input(path: Path, graph_model) -> tuple[str, list[int]]:
-    """The image input's name and its (N, C, H, W) shape with H, W, C fixed."""
+    """The image input's name and its (N, C, H, W) shape (N, C, D, H, W for volumes) with all but N fixed."""
     initialized = {t.name for t in graph_model.graph.initializer}
     inputs = [i for i in graph_model.graph.input if i.name not in initialized]
     if len(inputs) != 1:
@@ -133,7 +137,8 @@ def _one_image_input(path: Path, graph_model) -> tuple[str, list[int]]:
                          "egide attacks image classifiers with one image input")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
     if len(dims) == 5:
-        raise ModelError(f"{path}: a 3-D (N, C, D, H, W) input: volumes are not supported yet")
+        raise ModelError(f"{path}: a volume network (N, C, D, H, W): not convertible yet (onnx2keras rebuilds "
+                         "channels-last for 2-D images only); save the 3-D model as .keras, or evaluate it slice-wise")
     if len(dims) != 4:
         raise ModelError(f"{path}: the input '{inputs[0].name}' has shape {dims}; expected one image batch "
                          "(N, C, H, W)")
@@ -156,10 +161,9 @@ def _one_class_output(path: Path, graph_model) -> None:
 
 def _probes(shape) -> np.ndarray:
     """Images spread over the whole input range: seeded noise, black, mid-grey."""
-    h, w, c = shape
     rng = np.random.default_rng(0)
-    return np.concatenate([rng.uniform(0, 1, (PROBES - 2, h, w, c)), np.zeros((1, h, w, c)),
-                           np.full((1, h, w, c), 0.5)]).astype(np.float32)
+    return np.concatenate([rng.uniform(0, 1, (PROBES - 2, *shape)), np.zeros((1, *shape)),
+                           np.full((1, *shape), 0.5)]).astype(np.float32)
 
 
 def _compare(path: Path, clf: Classifier, x: np.ndarray, input_name: str, normalize) -> tuple[float, float]:
@@ -172,7 +176,8 @@ def _compare(path: Path, clf: Classifier, x: np.ndarray, input_name: str, normal
     if normalize is not None:
         pixels = (pixels - np.asarray(normalize[0], np.float32)) / np.asarray(normalize[1], np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    reference = session.run(None, {input_name: pixels.transpose(0, 3, 1, 2).astype(np.float32)})[0]
+    channels_first = np.moveaxis(pixels, -1, 1)  # NHWC -> NCHW, NDHWC -> NCDHW
+    reference = session.run(None, {input_name: np.ascontiguousarray(channels_first, np.float32)})[0]
     ours = np.asarray(clf.model(np.asarray(x, np.float32)))  # the model's own output, as onnxruntime's
     difference = float(np.max(np.abs(ours - reference)))
     tolerance = TOLERANCE * max(1.0, float(np.max(np.abs(reference))))

@@ -1,0 +1,170 @@
+"""Volumes (N, D, H, W, C): a Conv3D classifier attacked, defended and guarded as volumes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import egide
+from egide.core.errors import DataError, InputError
+from examples.rods import SHAPE, make_rods, train_conv3d
+
+ATTACKS = [("fgsm", "inf"), ("pgd", "inf"), ("pgd", "2"), ("bim", "inf"), ("mim", "2"), ("apgd", "inf"),
+           ("apgd", "2"), ("apgd", "1"), ("square", "inf"), ("square", "2"), ("square", "1"), ("fab", "inf"),
+           ("fab", "2")]
+EPS = {"inf": 0.1, "2": 0.8, "1": 6.0}
+
+
+@pytest.fixture(scope="session")
+def rods():
+    x_train, y_train = make_rods(600, seed=1)
+    x_test, y_test = make_rods(60, seed=2)
+    return x_train, y_train, x_test, y_test
+
+
+@pytest.fixture(scope="session")
+def volume_clf(rods):
+    x_train, y_train, _, _ = rods
+    return egide.Classifier.from_keras(train_conv3d(x_train, y_train), clip=(0.0, 1.0))
+
+
+@pytest.fixture(scope="session")
+def volume_batch(rods, volume_clf):
+    _, _, x, y = rods
+    keep = volume_clf.predict(x) == y
+    assert keep.mean() > 0.9, "the rods network did not learn its task"
+    return x[keep][:24], y[keep][:24]
+
+
+def sizes(delta):
+    flat = delta.reshape(len(delta), -1)
+    return {"inf": np.abs(flat).max(1), "2": np.sqrt((flat**2).sum(1)), "1": np.abs(flat).sum(1)}
+
+
+def test_a_conv3d_model_takes_volumes_and_says_what_shape_it_wants(volume_clf, volume_batch):
+    x, _ = volume_batch
+    assert volume_clf.input_shape == SHAPE
+    assert volume_clf.check_inputs(x[..., 0]).shape == x.shape  # the channel axis may be left out
+    with pytest.raises(InputError, match=r"\(N, 10, 10, 10, 1\)"):
+        volume_clf.check_inputs(x[:, :8])
+    with pytest.raises(InputError, match=r"\(N, 10, 10, 10, 1\)"):
+        volume_clf.check_inputs(np.zeros((2, 10, 10, 1), np.float32))
+
+
+def test_a_dataset_holds_volumes():
+    x, y = make_rods(6, seed=3)
+    data = egide.Dataset(x, y, ("a", "b", "c"))
+    assert data.image_shape == SHAPE
+    with pytest.raises(DataError, match=r"\(N, D, H, W, C\)"):
+        egide.Dataset(x[..., 0, 0], y, ("a", "b", "c"))
+
+
+@pytest.mark.parametrize("name,norm", ATTACKS)
+def test_every_attack_holds_its_budget_on_volumes_and_breaks_some(registry, volume_clf, volume_batch, name, norm):
+    x, y = volume_batch
+    params = {"eps": EPS[norm], "norm": norm} if name not in ("fgsm", "bim") else {"eps": EPS[norm]}
+    if name == "square":
+        params["queries"] = 300
+    attack = registry.create("attack", name, **params)
+    result = attack.run(volume_clf, x, y, seed=0)
+    assert result.x_adv.shape == x.shape
+    assert result.x_adv.min() >= 0.0 and result.x_adv.max() <= 1.0
+    assert sizes(result.x_adv - x)[norm].max() <= EPS[norm] * (1 + 1e-4) + 1e-6
+    assert result.robust_accuracy < 1.0, f"{name} ({norm}) broke no volume at all"
+    again = attack.run(volume_clf, x, y, seed=0, batch_size=7)  # another batching, the same result
+    # TensorFlow's CPU Conv3D sums in an order that depends on the batch (logits ~2e-6 apart);
+    # FAB's bisections follow those differences further (docs/decisions.md, "Volumes").
+    np.testing.assert_allclose(again.x_adv, result.x_adv, atol=2e-3 if name == "fab" else 1e-4)
+    assert np.array_equal(again.y_pred_adv, result.y_pred_adv)
+
+
+@pytest.mark.parametrize("name", ["cw", "deepfool"])
+def test_minimal_attacks_find_small_perturbations_of_volumes(registry, volume_clf, volume_batch, name):
+    x, y = volume_batch
+    params = {"steps": 30, "binary_search_steps": 3} if name == "cw" else {}
+    result = registry.create("attack", name, **params).run(volume_clf, x[:8], y[:8], seed=0)
+    assert result.x_adv.shape == x[:8].shape
+    assert result.robust_accuracy < 0.5
+
+
+def test_square_uses_cubes_on_volumes(registry):
+    square = registry.create("attack", "square", eps=0.1, queries=1000)
+    assert square.side(0, 10, 10, 10) == round((0.8 * 1000) ** (1 / 3))
+    assert square.side(0, 64, 64) == round((0.8 * 64 * 64) ** 0.5)  # images keep their squares
+    from egide.plugins.attacks.square import _eta
+
+    patterns = _eta(5, "2", 3)
+    assert patterns.shape == (3, 5, 5, 5)
+    for axis, pattern in enumerate(patterns):  # unit L2 mass, split in opposite halves across `axis`
+        assert np.isclose(np.sqrt((pattern**2).sum()), 1.0)
+        halves = np.split(pattern, [2], axis=axis)
+        assert (halves[0] >= 0).all() and (halves[1] <= 0).all()
+
+
+def test_the_median_filter_is_scipys_on_volumes(registry, volume_clf, volume_batch):
+    from scipy import ndimage
+
+    x, _ = volume_batch
+    for size in (2, 3):
+        defense = registry.create("defense", "median-filter", size=size)
+        filtered = defense.transform(x[:3], None, (0.0, 1.0)).numpy()
+        expected = np.stack([ndimage.median_filter(v[..., 0], size=size, mode="reflect") for v in x[:3]])[..., None]
+        np.testing.assert_allclose(filtered, expected, atol=1e-7)
+    defended = registry.create("defense", "median-filter", size=3).apply(volume_clf)
+    assert defended.predict(x).shape == (len(x),)
+
+
+def test_a_plugin_that_cannot_take_volumes_is_refused_by_name(registry, volume_clf):
+    with pytest.raises(InputError, match="defense 'jpeg' cannot run on volumes.*JPEG codes 2-D"):
+        registry.create("defense", "jpeg").apply(volume_clf)
+
+
+@pytest.mark.parametrize("name", ["bit-depth", "gaussian-noise"])
+def test_elementwise_defenses_work_on_volumes(registry, volume_clf, volume_batch, name):
+    x, y = volume_batch
+    defended = registry.create("defense", name).apply(volume_clf)
+    assert (defended.predict(x) == y).mean() > 0.8
+    result = registry.create("attack", "pgd", eps=0.1, steps=5).run(defended.adaptive(), x[:6], y[:6], seed=0)
+    assert np.abs(result.x_adv - x[:6]).max() <= 0.1 + 1e-6
+
+
+@pytest.mark.parametrize("name", ["magnet", "kernel-density", "feature-squeezing", "learned"])
+def test_detectors_fit_and_score_volumes(registry, volume_clf, volume_batch, rods, name):
+    _, _, x_all, y_all = rods
+    x, y = volume_batch
+    adv = registry.create("attack", "pgd", eps=0.15, steps=10).run(volume_clf, x, y, seed=0).x_adv
+    params = {"steps": 300} if name == "magnet" else {"epochs": 3} if name == "learned" else {}
+    detector = registry.create("detector", name, **params)
+    detector.fit(volume_clf, x_all, adv if name == "learned" else None)
+    scores = detector.score(volume_clf, np.concatenate([x, adv]))
+    assert scores.shape == (2 * len(x),) and np.isfinite(scores).all()
+
+
+def test_volumes_are_shown_as_three_mid_slices():
+    from egide.lab.report.volume_views import GAP, as_picture
+
+    volume = np.zeros((6, 8, 10, 1), np.float32)
+    volume[3, 4, 5] = 1.0  # the centre voxel lies on all three mid-slices
+    picture = as_picture(volume)
+    assert picture.shape == (8, 10 + 10 + 8 + 2 * GAP, 1)  # axial (8x10), coronal (6x10), sagittal (6x8)
+    assert picture.sum() == 3.0
+    image = np.zeros((8, 8, 1))
+    assert as_picture(image) is image
+
+
+def test_volumes_from_files_are_resampled_to_the_model(volume_clf):
+    from dataclasses import replace
+
+    from egide.lab.data.fitting import for_classifier
+
+    x, y = make_rods(4, seed=5)
+    big = np.repeat(np.repeat(np.repeat(x, 2, axis=1), 2, axis=2), 2, axis=3)  # 20^3
+    data = replace(egide.Dataset(big, y, ("a", "b", "c")), from_images=True)
+    fitted = for_classifier(data, volume_clf)
+    assert fitted.x.shape == (4, *SHAPE)
+    assert np.abs(fitted.x - x).mean() < 0.05
+    with pytest.raises(DataError, match="resampled|image_size"):
+        for_classifier(egide.Dataset(big, y, ("a", "b", "c")), volume_clf)  # arrays: never silently
+    flat = egide.Dataset(np.zeros((4, 10, 10, 1), np.float32), y, ("a", "b", "c"))
+    with pytest.raises(DataError, match=r"takes volumes \(D, H, W, C\)"):
+        for_classifier(flat, volume_clf)
