@@ -168,3 +168,57 @@ def test_volumes_from_files_are_resampled_to_the_model(volume_clf):
     flat = egide.Dataset(np.zeros((4, 10, 10, 1), np.float32), y, ("a", "b", "c"))
     with pytest.raises(DataError, match=r"takes volumes \(D, H, W, C\)"):
         for_classifier(flat, volume_clf)
+
+
+def _nifti(path, data, affine):
+    import nibabel
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nibabel.save(nibabel.Nifti1Image(np.asarray(data, np.float32), affine), str(path))
+    return path
+
+
+def test_a_nifti_volume_is_read_whole_in_display_order_whatever_its_stored_orientation(tmp_path):
+    """A marker at the patient's anterior-superior-right lands first row, first column, last slice,
+    from a file stored RAS and from one stored LPS (as DICOM converters often write)."""
+    from egide.lab.data.nifti import read_volume
+
+    ras = np.zeros((6, 8, 10), np.float32)  # (x: left -> right, y: posterior -> anterior, z: up)
+    ras[...] = 10.0
+    ras[5, 7, 9] = 100.0  # right, anterior, superior corner
+    lps = ras[::-1, ::-1, :]  # the same voxels stored with x and y the other way
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip[:3, 3] = [5.0, 7.0, 0.0]
+    for name, data, affine in (("ras", ras, np.diag([2.0, 1.5, 3.0, 1.0])), ("lps", lps, flip @ np.diag([2.0, 1.5, 3.0, 1.0]))):
+        volume, spacing = read_volume(_nifti(tmp_path / f"{name}.nii.gz", data, affine))
+        assert volume.shape == (10, 8, 6, 1), name  # (D: z, H: y, W: x)
+        assert spacing == (3.0, 1.5, 2.0), name
+        assert np.unravel_index(volume[..., 0].argmax(), volume.shape[:3]) == (9, 0, 0), name
+
+
+def test_a_volume_model_reads_a_nifti_tree_whole_resampled_to_its_grid(tmp_path, volume_clf):
+    """Volumes of several shapes and voxel sizes come out on the model's 10^3 grid, proportions kept."""
+    from egide.lab.data import load, load_for_model
+
+    rng = np.random.default_rng(0)
+    shapes = {"along-depth": [(20, 20, 20), (10, 10, 10)], "along-height": [(30, 20, 10)],
+              "along-width": [(16, 16, 16)]}
+    for label, items in shapes.items():
+        for i, shape in enumerate(items):
+            _nifti(tmp_path / label / f"{i}.nii.gz", rng.uniform(0, 100, shape), np.diag([1.0, 1.0, 2.0, 1.0]))
+    data, _ = load_for_model(tmp_path, volume_clf)
+    assert data.x.shape == (4, 10, 10, 10, 1) and data.class_names == ("along-depth", "along-height", "along-width")
+    assert volume_clf.predict(data.x).shape == (4,)
+    with pytest.raises(DataError, match=r"several shapes .*image_size=\(D, H, W\)"):
+        load(tmp_path, slice_axis="volume")
+    assert load(tmp_path, image_size=(12, 12)).x.shape[1:] == (12, 12, 1)  # without a volume model: slices
+
+
+def test_fitting_a_volume_keeps_its_proportions():
+    from egide.lab.data.nifti import fit_volume
+
+    volume = np.ones((10, 40, 20, 1), np.float32)  # 10 slices of 4 mm, 40x20 voxels of 1 mm: 40x40x20 mm
+    fitted = fit_volume(volume, (4.0, 1.0, 1.0), (8, 8, 8))  # 5 mm voxels: 8 x 8 x 4 of tissue
+    assert fitted.shape == (8, 8, 8, 1)
+    filled = fitted[..., 0] > 0.5
+    assert filled[:, :, 2:6].all() and not filled[:, :, :1].any() and not filled[:, :, 7:].any()

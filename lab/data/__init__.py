@@ -15,6 +15,7 @@ from egide.core.errors import DataError
 
 from .fitting import for_classifier
 from .folders import MixedSizesError, ScanOptions, load_folder, split_folders
+from .nifti import VOLUME
 from .npz import load_npz, npz_splits
 from .options import checked_options, drawn, finish
 from .sampling import SAMPLINGS, Draw, Subset
@@ -46,7 +47,8 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
     by class (default), 'random', or 'first' (read order: classes by name, files by name); or
     pass a `Draw`, whose `subset` then says what was taken. DICOM: window=(centre, width)
     replaces the stored VOI window. NIfTI: slice_axis 'axial' (default), 'coronal' or
-    'sagittal'; skip_empty_slices drops slices without tissue.
+    'sagittal'; skip_empty_slices drops slices without tissue; slice_axis 'volume' reads each file
+    as one volume (N, D, H, W, 1), resampled to image_size=(D, H, W) when given.
     """
     size, channels, limit = checked_options(image_size, channels, limit)
     if draw is None and limit is not None:
@@ -90,7 +92,11 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
 
 def load_for_model(name_or_path, clf, **options) -> tuple[Dataset, str | None]:
     """`load` for a model's evaluation: scans of several sizes (which `load` alone refuses) are
-    each resized to the model's input. Returns the data set and, then, which sizes there were."""
+    each resized to the model's input. Returns the data set and, then, which sizes there were.
+    A model of volumes reads each NIfTI file whole, resampled to its grid."""
+    if len(clf.input_shape) == 4:
+        options.update(slice_axis=VOLUME, image_size=clf.input_shape[:3])
+        return load(name_or_path, **options), None
     try:
         return load(name_or_path, **options), None
     except MixedSizesError as exc:
@@ -130,6 +136,6 @@ def _scan_options(window, slice_axis, skip_empty_slices) -> ScanOptions:
         if not width > 0:
             raise DataError(f"the window's width must be positive, got {width:g}")
         window = (centre, width)
-    if slice_axis not in AXES:
-        raise DataError(f"slice_axis must be one of {', '.join(AXES)}, got {slice_axis!r}")
+    if slice_axis not in (*AXES, VOLUME):
+        raise DataError(f"slice_axis must be one of {', '.join(AXES)} or {VOLUME}, got {slice_axis!r}")
     return ScanOptions(window, slice_axis, bool(skip_empty_slices))

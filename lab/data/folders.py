@@ -122,6 +122,8 @@ def load_folder(base: Path, split, size, channels, draw=None, scans: ScanOptions
 
 def _load_scans(files, kind: str, base: Path, names, size, channels, draw, scans: ScanOptions) -> Dataset:
     """DICOM or NIfTI files: every frame or slice an image of its file's class."""
+    if scans.slice_axis == nifti.VOLUME:
+        return _load_volumes(files, kind, base, names, size, draw)
     cuts, labels, origin, bad = [], [], [], {}
     for i, (path, label) in enumerate(files):
         try:
@@ -152,6 +154,35 @@ def _load_scans(files, kind: str, base: Path, names, size, channels, draw, scans
     for i, c in enumerate(cuts):
         x[i] = fit_images(c[None], size, channels)[0]
     return Dataset(x, np.asarray(labels, np.int64), names, from_images=True)
+
+
+def _load_volumes(files, kind: str, base: Path, names, size, draw) -> Dataset:
+    """NIfTI files, each one volume of its file's class. With `size` (D, H, W), a volume of another
+    shape is resampled onto it keeping its physical proportions (`nifti.fit_volume`); one already of
+    that shape is taken voxel for voxel."""
+    if kind != "nifti":
+        raise DataError(f"these are {KINDS[kind]}, read as 2-D images; a model of volumes reads NIfTI files, "
+                        "one volume per file")
+    if draw is not None:
+        files = [files[i] for i in draw.indices([label for _, label in files], names)]
+    read, bad = {}, {}
+    for i, (path, _) in enumerate(files):
+        try:
+            read[i] = nifti.read_volume(path)
+        except ValueError as exc:
+            bad[i] = str(exc)
+    if bad:
+        _refuse(bad, files, base, f"of the {KINDS[kind]}")
+    shapes = Counter(volume.shape[:3] for volume, _ in read.values())
+    if size is None and len(shapes) > 1:
+        shown = ", ".join(f"{'x'.join(map(str, shape))}: {count}" for shape, count in shapes.most_common(5))
+        raise DataError(f"the volumes have several shapes ({shown}); give the grid to resample them to, "
+                        "image_size=(D, H, W) (an evaluation uses the model's)")
+    size = tuple(size or next(iter(shapes)))
+    x = np.stack([volume if volume.shape[:3] == size else nifti.fit_volume(volume, spacing, size)
+                  for volume, spacing in (read[i] for i in range(len(files)))])
+    y = np.fromiter((label for _, label in files), np.int64, len(files))
+    return Dataset(x, y, names, from_images=True)
 
 
 def _refuse(bad: dict, files, base: Path, what: str):

@@ -37,9 +37,10 @@ def load_npz(path: Path, split, size, channels, draw) -> Dataset:
 
     if x.ndim == 3:
         x = x[..., None]  # a stack of grayscale images
-    if x.ndim != 4:
-        raise DataError(f"'{x_key}' must hold images (N, H, W) or (N, H, W, C), got shape {x.shape}")
-    if x.shape[1] in (1, 3) and x.shape[3] > 4:
+    if x.ndim not in (4, 5):
+        raise DataError(f"'{x_key}' must hold images (N, H, W) or (N, H, W, C), or volumes (N, D, H, W, C); "
+                        f"got shape {x.shape}")
+    if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[3] > 4:
         raise DataError(
             f"'{x_key}' has shape {x.shape}, which looks channels-first (N, C, H, W); "
             "save it channels-last with x.transpose(0, 2, 3, 1)"

@@ -15,12 +15,13 @@ def checked_options(image_size, channels, limit):
     if image_size is not None:
         dims = (image_size, image_size) if is_int(image_size) else image_size
         try:
-            ok = len(dims) == 2 and all(is_int(d) and d > 0 for d in dims)
+            ok = len(dims) in (2, 3) and all(is_int(d) and d > 0 for d in dims)
         except TypeError:
             ok = False
         if not ok:
-            raise DataError(f"image_size must be (height, width) in pixels, got {image_size!r}")
-        size = (int(dims[0]), int(dims[1]))
+            raise DataError(f"image_size must be (height, width) in pixels, or (depth, height, width) for "
+                            f"volumes; got {image_size!r}")
+        size = tuple(int(d) for d in dims)
     if channels not in (None, 1, 3) or isinstance(channels, bool):
         raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
     if limit is not None and not (is_int(limit) and limit > 0):
