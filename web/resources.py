@@ -140,10 +140,13 @@ class Resources:
 
     def dataset(self, name: str, split: str | None, clf=None):
         """A data set's split. An upload of scans of several sizes is resized to `clf`'s input
-        (without one, to the size most of them have), as an evaluation from the command line does."""
+        (without one, to the size most of them have), as an evaluation from the command line does;
+        for a model of volumes, its NIfTI files are read whole onto the model's grid."""
         meta = self.uploads.dataset(name) if self.uploads else None
-        size = None
-        if meta is not None and meta.get("mixed_sizes"):
+        size, cut = None, {}
+        if meta is not None and clf is not None and len(clf.input_shape) == 4:
+            size, cut = tuple(clf.input_shape[:3]), {"slice_axis": "volume"}  # NIfTI files read whole
+        elif meta is not None and meta.get("mixed_sizes"):
             size = tuple(clf.input_shape[:2]) if clf is not None else tuple(meta["image_shape"][:2])
 
         def load():
@@ -152,7 +155,7 @@ class Resources:
 
                 # One set of images (no splits): the job's split (default 'test') is moot.
                 return load_file(self.uploads.dataset_path(meta), split=split if meta.get("splits") else None,
-                                 image_size=size)
+                                 image_size=size, **cut)
             return self.registry.create("dataset", name).load(split=split)
 
         return self._once(self._data, (name, split, size), load)
