@@ -76,8 +76,8 @@ class Attack(Plugin):
     def perturb(self, clf: Classifier, x, y, target, seed):
         """Return adversarial versions of one batch.
 
-        x: float32 tensor (B, H, W, C), or (B, D, H, W, C) for volumes; y: int64 true labels; target: int64 target labels, or
-        None when untargeted; seed: int64 tensor [run seed, index in the run of the batch's first
+        x: float32 tensor (B, H, W, C), or (B, D, H, W, C) for volumes; y: int64 true labels;
+        target: int64 target labels, or None when untargeted; seed: int64 tensor [run seed, index in the run of the batch's first
         image]: draw through `egide.core.randomness`, so each image's randomness is its own,
         whatever the batch size.
         """

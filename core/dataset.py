@@ -18,7 +18,8 @@ MAX_LISTED = 20  # problems named in one message; the rest are counted, not prin
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
-    """Images and labels: x float32 (N, H, W, C), or volumes (N, D, H, W, C), in [0, 1]; y int64 (N,) indexing class_names.
+    """Images and labels: x float32 (N, H, W, C), or volumes (N, D, H, W, C), in [0, 1]; y int64
+    (N,) indexing class_names.
 
     from_images: decoded from image files, so for_classifier may resample them as a viewer
     would; arrays (False) are data as given and are never resampled without being asked.
@@ -102,7 +103,8 @@ def checked_images(x) -> np.ndarray:
         raise DataError(f"images must be floats in [0, 1], got dtype {x.dtype}{hint}")
     if x.ndim not in (4, 5):
         hint = "; add a channel axis with x[..., None]" if x.ndim == 3 else ""
-        raise DataError(f"images must have shape (N, H, W, C), or (N, D, H, W, C) for volumes; got {x.shape}{hint}")
+        raise DataError(f"images must have shape (N, H, W, C), or (N, D, H, W, C) for volumes; got "
+                        f"{x.shape}{hint}")
     if len(x) == 0:
         raise DataError("the data set is empty")
     x = x.astype(np.float32, copy=False)

@@ -64,6 +64,7 @@ class Plugin:
             "title": cls.title,
             "description": cls.summary(),
             "version": cls.version,
+            "no_volumes": cls.no_volumes,
             "schema": cls.schema(),
         }
 

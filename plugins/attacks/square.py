@@ -189,14 +189,11 @@ class Square(Attack):
             n = tf.shape(x0)[0]
             if p.norm == "inf":  # stripes: one sign per column (and channel), the same down it
                 return clip_linf(x0 + eps * signs([1] * (dims - 1) + [sizes[-1], c], seed, rows), x0)
-            s = max(sizes[0] // 5, 1)
-            block = tf.constant(_eta(s, p.norm, dims)[0], tf.float32)[None, ..., None]
-            delta = tf.zeros_like(x0)
-            top = (sizes[0] - 5 * s) // 2
-            blocks = itertools.product(*(range(size // s) for size in sizes))  # a grid of blocks
-            for index, at in enumerate(blocks):
-                offsets = [tf.fill([n], top + b * s) for b in at]
-                delta += _at_window(block, offsets, sizes) * signs([1] * dims + [c], randomness.draw(seed, index), rows)
+            pattern, block, count = _start_layout(sizes, p.norm)
+            # One sign per block (and channel), each block's own draw; every voxel takes its block's.
+            drawn = tf.stack([tf.reshape(signs([1] * dims + [c], randomness.draw(seed, k), rows), [n, c])
+                              for k in range(count)], axis=1)  # (n, blocks, C)
+            delta = tf.gather(drawn, block, axis=1) * tf.constant(pattern)[None, ..., None]
             return onto_budget(x0, delta)
 
         def search(x0, labels, seed, batch_rows):
@@ -269,6 +266,22 @@ def _at_window(block, offsets, sizes):
         relative = tf.clip_by_value(tf.range(size)[None, :] - v[:, None], 0, s - 1)
         full = tf.gather(full, relative, axis=axis, batch_dims=1)
     return full * tf.cast(_window_mask(offsets, s, sizes), full.dtype)
+
+
+def _start_layout(sizes, norm: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """The L2/L1 start's grid: blocks of side s = sizes[0] // 5 from an offset that centres five of
+    them, each holding the +-eta pattern. Returns the pattern value and the block index of every
+    pixel (or voxel), and the number of blocks."""
+    s = max(sizes[0] // 5, 1)
+    top = (sizes[0] - 5 * s) // 2
+    eta = _eta(s, norm, len(sizes))[0]
+    pattern, block = np.zeros(sizes, np.float32), np.zeros(sizes, np.int32)
+    blocks = list(itertools.product(*(range(size // s) for size in sizes)))
+    for index, at in enumerate(blocks):
+        region = tuple(slice(top + b * s, min(top + (b + 1) * s, size)) for b, size in zip(at, sizes))
+        pattern[region] = eta[tuple(slice(0, r.stop - r.start) for r in region)]
+        block[region] = index
+    return pattern, block, len(blocks)
 
 
 def _rings(shape: tuple, norm: str) -> np.ndarray:
