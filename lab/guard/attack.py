@@ -35,7 +35,6 @@ from pydantic import BaseModel, Field
 from egide.core.classifier import Classifier
 from egide.core.detector import Detector
 from egide.core.errors import InputError
-from egide.core.norms import per_sample, sample_axes
 
 Mode = Literal["orthogonal", "selective"]
 
@@ -123,7 +122,7 @@ class GuardAttack:
         import tensorflow as tf
 
         from egide.core import randomness
-        from egide.core.norms import clip_to_ball, projected_gradient_step
+        from egide.core.norms import clip_to_ball, per_sample, projected_gradient_step, sample_axes
 
         p = self.params
         lo, hi = clf.clip

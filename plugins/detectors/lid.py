@@ -27,7 +27,6 @@ from pydantic import BaseModel, Field
 
 from egide.core import Detector, InputError, hookimpl
 from egide.core.features import feature_function, feature_layers
-from egide.core.norms import sample_axes
 
 from . import _nets
 
@@ -189,6 +188,8 @@ class LID(Detector):
 
     def _score_function(self, clf):
         import tensorflow as tf
+
+        from egide.core.norms import sample_axes
 
         activations = self._activations(clf)
         # The reference activations are computed once, then held as constants of the graph.

@@ -35,7 +35,6 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from egide.core import Detector, hookimpl
-from egide.core.norms import sample_axes
 
 from . import _nets
 
@@ -154,6 +153,8 @@ class MagNet(Detector):
 
     def _score_function(self, clf):
         import tensorflow as tf
+
+        from egide.core.norms import sample_axes
 
         lo, hi = clf.clip
         power = float(self.params.norm)
