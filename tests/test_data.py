@@ -414,7 +414,7 @@ def test_unsupported_file_type_is_refused(tmp_path):
     "options, message",
     [
         ({"image_size": (0, 4)}, "image_size"),
-        ({"image_size": (4, 4, 1)}, "image_size"),
+        ({"image_size": (4, 4, 4, 1)}, "image_size"),
         ({"image_size": "big"}, "image_size"),
         ({"channels": 2}, "channels"),
         ({"limit": 0}, "limit"),

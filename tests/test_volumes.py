@@ -136,7 +136,7 @@ def test_detectors_fit_and_score_volumes(registry, volume_clf, volume_batch, rod
     _, _, x_all, y_all = rods
     x, y = volume_batch
     adv = registry.create("attack", "pgd", eps=0.15, steps=10).run(volume_clf, x, y, seed=0).x_adv
-    params = {"steps": 300} if name == "magnet" else {"epochs": 3} if name == "learned" else {}
+    params = {"steps": 100} if name == "magnet" else {"epochs": 3} if name == "learned" else {}
     detector = registry.create("detector", name, **params)
     detector.fit(volume_clf, x_all, adv if name == "learned" else None)
     scores = detector.score(volume_clf, np.concatenate([x, adv]))
