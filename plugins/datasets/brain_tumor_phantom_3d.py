@@ -40,6 +40,7 @@ from egide.plugins.datasets.brain_tumor_phantom import (
     PITUITARY,
     SPLIT_FRACTIONS,
     WM,
+    _split_counts,
 )
 
 TEMPLATE_FILE = "mni152_t1_volume.npz"
@@ -100,8 +101,7 @@ def render_all(size: int, per_class: int, seed: int, truth: bool = False):
     """(x, y, bounds, lesion): the volumes as `generate` makes them, not cached; with truth=True
     also each volume's lesion opacity (N, D, H, W) in 0..1 (the volumes are the same either way)."""
     rng = np.random.default_rng([seed, 0x3D_4567])
-    counts = {split: int(round(per_class * f)) for split, f in SPLIT_FRACTIONS.items() if split != "train"}
-    counts = {"train": per_class - sum(counts.values()), **counts}
+    counts = _split_counts(per_class)
     labels = np.concatenate([
         rng.permutation(np.repeat(np.arange(len(CLASS_NAMES)), counts[split])) for split in SPLIT_FRACTIONS
     ]).astype(np.int64)
