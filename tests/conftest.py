@@ -55,6 +55,22 @@ def softmax_model(cnn_model):
 
 
 @pytest.fixture(scope="session")
+def rods_model():
+    """A small Conv3D network (logits) trained on the rods volume task (examples/rods.py)."""
+    from examples.rods import make_rods, train_conv3d
+
+    return train_conv3d(*make_rods(600, seed=1))
+
+
+@pytest.fixture(scope="session")
+def rods_model_file(rods_model, tmp_path_factory):
+    """`rods_model` saved as a .keras file, as a user uploads it."""
+    path = tmp_path_factory.mktemp("rods-model") / "rods.keras"
+    rods_model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def clf(cnn_model):
     return egide.Classifier.from_keras(cnn_model, clip=(0.0, 1.0))
 

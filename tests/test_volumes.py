@@ -7,7 +7,7 @@ import pytest
 
 import egide
 from egide.core.errors import DataError, InputError
-from examples.rods import SHAPE, make_rods, train_conv3d
+from examples.rods import SHAPE, make_rods
 
 ATTACKS = [("fgsm", "inf"), ("pgd", "inf"), ("pgd", "2"), ("bim", "inf"), ("mim", "2"), ("apgd", "inf"),
            ("apgd", "2"), ("apgd", "1"), ("square", "inf"), ("square", "2"), ("square", "1"), ("fab", "inf"),
@@ -18,15 +18,14 @@ REPLAYED = {("pgd", "inf"), ("apgd", "2"), ("square", "inf"), ("fab", "2")}  # a
 
 @pytest.fixture(scope="session")
 def rods():
-    x_train, y_train = make_rods(600, seed=1)
+    x_train, y_train = make_rods(600, seed=1)  # what conftest's rods_model was trained on
     x_test, y_test = make_rods(60, seed=2)
     return x_train, y_train, x_test, y_test
 
 
 @pytest.fixture(scope="session")
-def volume_clf(rods):
-    x_train, y_train, _, _ = rods
-    return egide.Classifier.from_keras(train_conv3d(x_train, y_train), clip=(0.0, 1.0))
+def volume_clf(rods_model):
+    return egide.Classifier.from_keras(rods_model, clip=(0.0, 1.0))
 
 
 @pytest.fixture(scope="session")

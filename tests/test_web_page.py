@@ -415,3 +415,62 @@ def test_an_onnx_model_is_uploaded_from_the_page_converted_and_attacked(server, 
     assert "Robust accuracy" in page.locator("#attack-metrics").text_content()
     assert errors == []
     page.close()
+
+
+def test_a_volume_model_and_a_zip_of_nifti_volumes_are_uploaded_attacked_and_a_volume_classified(
+        server, browser, rods_model_file, tmp_path):
+    """Whole volumes from the page: a Conv3D .keras model and a zip of NIfTI volumes (one class
+    folder each, another grid than the model's) are uploaded and attacked, the pictures being each
+    volume's three mid-slices; then one NIfTI volume is classified from the scan form."""
+    import zipfile
+
+    import nibabel
+    import numpy as np
+
+    from examples.rods import CLASSES, SIZE, make_rods
+
+    x, y = make_rods(8, seed=4)
+    fine = np.repeat(np.repeat(np.repeat(x[..., 0], 2, 1), 2, 2), 2, 3)  # 20^3 voxels of 0.5 mm
+    scans = tmp_path / "rods-volumes.zip"
+    with zipfile.ZipFile(scans, "w") as archive:
+        for i, (volume, label) in enumerate(zip(fine, y)):
+            data = volume[:, ::-1, ::-1].transpose(2, 1, 0) * 1000.0  # display (z, y, x) -> NIfTI (x, y, z)
+            path = tmp_path / f"{i}.nii.gz"
+            nibabel.save(nibabel.Nifti1Image(data.astype(np.float32), np.diag([0.5, 0.5, 0.5, 1.0])), str(path))
+            archive.write(path, f"{CLASSES[label]}/{i}.nii.gz")
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server + "/", wait_until="load")
+    page.click("#uploads summary")
+    page.fill("#model-class-names", ", ".join(CLASSES))
+    upload(page, "model", rods_model_file)
+    assert f"input {SIZE}×{SIZE}×{SIZE}×1, 3 classes" in page.locator("#model-upload-status").text_content()
+    upload(page, "data", scans)
+    assert page.locator("#data").input_value().startswith("upload-")
+
+    page.select_option("#attack", "pgd")
+    page.locator("#attack-form").get_by_role("textbox", name="Eps", exact=True).fill("0.1")
+    page.fill("#attack-limit", "8")
+    page.click("#attack-run")
+    page.locator("#attack-state.done").wait_for(timeout=120_000)
+    assert "Robust accuracy" in page.locator("#attack-metrics").text_content()
+    picture = page.locator("#attack-result img").first
+    picture.wait_for(state="visible", timeout=10_000)
+    # Axial, coronal and sagittal mid-slices side by side: three squares and two gaps wide.
+    width, height = picture.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    assert (width, height) == (3 * SIZE + 4, SIZE)
+    shown = picture.bounding_box()  # shown at its own proportions, not squeezed into a square
+    assert abs(shown["width"] / shown["height"] - width / height) < 0.05
+
+    page.select_option("#scan-model", page.locator("#model").input_value())
+    page.set_input_files("#scan-file", str(tmp_path / "0.nii.gz"))
+    page.click("#scan-run")
+    page.locator("#scan-result").wait_for(state="visible", timeout=60_000)
+    assert page.locator("#scan-class").text_content() in CLASSES
+    assert page.locator("#scan-resized").text_content().startswith(f"Resized from 20×20×20 to {SIZE}×{SIZE}×{SIZE}")
+    page.locator("#attack-result").screenshot(path=str(Path(os.environ.get("EGIDE_SCREENSHOT_DIR", tmp_path))
+                                                       / "web-volumes.png"))
+    assert errors == []
+    page.close()

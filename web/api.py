@@ -228,7 +228,8 @@ def docs():
 # ---- predict -----------------------------------------------------------------------------------
 @api.post("/predict")
 def predict():
-    """Multipart: one or more `image` files (PNG, JPEG, DICOM, NIfTI or .npy floats in [0, 1]) and a `model`."""
+    """Multipart: one or more `image` files (PNG, JPEG, DICOM, NIfTI or .npy floats in [0, 1]) and a `model`;
+    a model of volumes takes NIfTI volumes or .npy arrays (D, H, W[, C]), each read whole."""
     from werkzeug.exceptions import RequestEntityTooLarge
 
     cfg = current_app.config
@@ -325,7 +326,7 @@ def predict():
             "confidences": {c: float(p) for c, p in zip(class_names, probs[i])},
             "logits": [float(v) for v in logits[i]],
             "resized_from": sizes[i],
-            "resized": sizes[i] != list(shape[:2]),
+            "resized": sizes[i] != list(shape[:-1]),
         }
         if guarded is not None:
             row["adversarial_score"] = float(guarded.scores[i])
@@ -365,18 +366,23 @@ def _decoded(files, clf, model: str, cfg) -> tuple[np.ndarray, list, list]:
                                     "pixels allowed together (EGIDE_MAX_PREDICT_PIXELS); send fewer per request")
         if limit <= 0:
             raise over_budget
+        volumes = len(shape) == 4  # a model of volumes: each upload is one whole volume
         try:
-            pixels = pred.decode(data, filename, i, shape[-1], limit)
+            if volumes:
+                pixels, spacing = pred.decode_volume(data, filename, i, shape[-1], limit)
+            else:
+                pixels = pred.decode(data, filename, i, shape[-1], limit)
         except Problem as exc:
             if exc.status == 413 and limit < per_image:  # the request's budget bound, not the image's
                 raise over_budget from None
             raise
-        used += int(pixels.shape[0]) * int(pixels.shape[1])
+        size = [int(d) for d in pixels.shape[:-1]]  # (H, W) or (D, H, W): pixels or voxels count alike
+        used += int(np.prod(size))
         try:
-            batch.append(pred.fit(pixels, shape))
+            batch.append(pred.fit_volume(pixels, spacing, shape) if volumes else pred.fit(pixels, shape))
         except ValueError as exc:
             raise pred._bad(i, filename, f"{exc} for {model}", "invalid_channels") from None
-        sizes.append([int(pixels.shape[0]), int(pixels.shape[1])])
+        sizes.append(size)
         names.append(filename)
         del pixels  # only the fitted copy stays
     return np.stack(batch), sizes, names

@@ -157,7 +157,9 @@ def document(registry, version: str = "0.1.0", extra_paths: dict | None = None,
             tag="predict", changes=True,
             description="Images are converted like the data loaders convert files: grayscale/RGB to "
                         "the model's channels, resized to its input size (each prediction gives "
-                        "`resized_from`), scaled to [0, 1]. Bounded in bytes, pixels and images. "
+                        "`resized_from`), scaled to [0, 1]. A model of volumes reads each NIfTI "
+                        "volume (or .npy array (D, H, W[, C])) whole onto its grid, proportions kept. "
+                        "Bounded in bytes, pixels (voxels) and images. "
                         "With a `detector`, each prediction also has the detector's "
                         "`adversarial_score` and `flagged`; the detector is fitted to the model the "
                         "first time it is asked for (that request waits), then kept.",

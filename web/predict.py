@@ -1,8 +1,9 @@
 """Synchronous prediction on uploaded images: decode (PNG, JPEG, a .npy float array, a DICOM
 file or a NIfTI volume) within bounds, convert like the data loaders do (grayscale/RGB to the
 model's channels, resized to its input, scaled to [0, 1]), and answer the label and softmax
-confidences per image. A multi-frame DICOM is predicted on its middle frame, a NIfTI volume on
-its middle axial slice.
+confidences per image. For a model of 2-D images a multi-frame DICOM is predicted on its middle
+frame, a NIfTI volume on its middle axial slice; a model of volumes reads a NIfTI volume whole
+(or a .npy array (D, H, W[, C])) onto its grid, proportions kept, as the data loaders do.
 
 Every bad upload is a 4xx problem naming the file; nothing here may become a 500."""
 
@@ -87,6 +88,46 @@ def _decode_scan(data: bytes, filename: str, index: int, max_pixels: int, kind: 
     return stack[len(stack) // 2]
 
 
+def decode_volume(data: bytes, filename: str, index: int, channels: int,
+                  max_voxels: int) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """One upload for a model of volumes: float32 (D, H, W, C) in [0, 1] and its voxel size in mm
+    (an array's voxels are taken as cubes). A NIfTI file or a .npy array; anything else is refused."""
+    if data.startswith(NPY_MAGIC):
+        volume = _decode_npy(data, filename, index, channels, max_voxels, dims=3)
+        return volume, (1.0, 1.0, 1.0)
+    if not filename.lower().endswith((".nii", ".nii.gz")):
+        raise _bad(index, filename, "a model of volumes takes a NIfTI volume (.nii, .nii.gz) or a .npy "
+                   "array (D, H, W) or (D, H, W, C) of floats in [0, 1]", "not_a_volume")
+    import tempfile
+    from pathlib import Path
+
+    from egide.lab.data import nifti
+
+    with tempfile.TemporaryDirectory(prefix="egide-volume-") as tmp:
+        path = Path(tmp) / ("upload.nii.gz" if filename.lower().endswith(".gz") else "upload.nii")
+        path.write_bytes(data)
+        try:
+            rows, cols, frames = nifti.nifti_size(path)
+            if rows * cols * frames > max_voxels:
+                raise _too_big(filename, f"{frames}x{rows}x{cols} voxels is more than the {max_voxels} allowed")
+            return nifti.read_volume(path)
+        except ValueError as exc:
+            raise _bad(index, filename, f"a NIfTI file that could not be read: {exc}") from None
+
+
+def fit_volume(volume: np.ndarray, spacing, input_shape: tuple[int, int, int, int]) -> np.ndarray:
+    """volume (D, H, W, C) onto the model's (d, h, w, c) grid, proportions kept (`nifti.fit_volume`)."""
+    from egide.lab.data.fitting import fit_volumes
+    from egide.lab.data.nifti import fit_volume as onto_grid
+
+    *size, c = input_shape
+    if volume.shape[-1] != c and not {volume.shape[-1], c} <= {1, 3}:
+        raise ValueError(f"cannot convert {volume.shape[-1]} channels to {c}")
+    if volume.shape[:3] != tuple(size):
+        volume = onto_grid(volume, spacing, tuple(size))
+    return fit_volumes(volume[None], tuple(size), c)[0]  # the channels only: the grid fits
+
+
 def _check_scan_size(path, kind: str, max_pixels: int, filename: str) -> None:
     """Refuse before decoding: a slice above the pixel budget, or a volume above 256 slices' worth."""
     from egide.lab.data import dicom, nifti
@@ -98,7 +139,8 @@ def _check_scan_size(path, kind: str, max_pixels: int, filename: str) -> None:
         raise _too_big(filename, f"{frames} slices of {rows}x{cols} pixels is more than 256 slices' worth")
 
 
-def _decode_npy(data: bytes, filename: str, index: int, channels: int, max_pixels: int) -> np.ndarray:
+def _decode_npy(data: bytes, filename: str, index: int, channels: int, max_pixels: int, dims: int = 2) -> np.ndarray:
+    """An image (H, W[, C]) or, with dims=3, a volume (D, H, W[, C]); max_pixels bounds its pixels or voxels."""
     from numpy.lib import format as npy
 
     buf = io.BytesIO(data)
@@ -110,13 +152,15 @@ def _decode_npy(data: bytes, filename: str, index: int, channels: int, max_pixel
         shape, _, dtype = read_header(buf)  # the header only: the shape before any data
     except Exception as exc:
         raise _bad(index, filename, f"a corrupt .npy file ({exc})") from None
-    if len(shape) == 2:
+    if len(shape) == dims:
         shape = (*shape, 1)
-    if len(shape) != 3 or shape[2] not in (1, 3):
-        raise _bad(index, filename, f"an array image must be (H, W), (H, W, 1) or (H, W, 3), got {shape}",
-                   "invalid_shape")
-    if shape[0] * shape[1] > max_pixels:
-        raise _too_big(filename, f"{shape[0]}x{shape[1]} pixels is more than the {max_pixels} allowed")
+    axes = "(H, W)" if dims == 2 else "(D, H, W)"
+    if len(shape) != dims + 1 or shape[-1] not in (1, 3):
+        raise _bad(index, filename, f"an array {'image' if dims == 2 else 'volume'} must be {axes}, "
+                   f"{axes[:-1]}, 1) or {axes[:-1]}, 3), got {shape}", "invalid_shape")
+    if np.prod(shape[:-1]) > max_pixels:
+        raise _too_big(filename, f"{'x'.join(map(str, shape[:-1]))} {'pixels' if dims == 2 else 'voxels'} is more "
+                       f"than the {max_pixels} allowed")
     if dtype.kind != "f":
         raise _bad(index, filename, f"an array image must hold floats in [0, 1], got dtype {dtype}",
                    "invalid_dtype")

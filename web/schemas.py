@@ -221,7 +221,7 @@ class Prediction(BaseModel):
     confidences: dict[str, float] = Field(description="Softmax of the logits, by class name")
     logits: list[float]
     resized_from: list[int] = Field(description="[height, width] of the upload before it was resized "
-                                    "to the model's input")
+                                    "to the model's input; [depth, height, width] of a volume")
     resized: bool
     adversarial_score: float | None = Field(None, description="With a detector: its score, higher "
                                             "is more likely adversarial")

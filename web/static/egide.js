@@ -236,6 +236,9 @@
         var cell = document.createElement("div"), img = document.createElement("img"), cap = document.createElement("span");
         img.alt = it[3]; img.width = 80; img.height = 80; img.dataset.role = it[0];
         blobUrl(job.artifacts[it[1]]).then(function (u) { img.src = u; });
+        img.addEventListener("load", function () {  // a volume's mid-slices, side by side: a row each
+          if (img.naturalWidth > 2 * img.naturalHeight) { fig.classList.add("volumes"); }
+        });
         cap.textContent = it[2];
         cap.className = it[0] === "adversarial" && ex.adv_pred !== ex.label ? "pred wrong" : "pred";
         cell.appendChild(img); cell.appendChild(cap); fig.appendChild(cell);
@@ -445,10 +448,10 @@
     var p = doc.predictions[0], bars = $("scan-bars");
     $("scan-class").textContent = p.class_name;
     $("scan-confidence").textContent = pct(p.confidences[p.class_name]);
-    var shape = doc.input_shape;
+    var grid = doc.input_shape.slice(0, -1).join("×");  // H×W, or D×H×W for a model of volumes
     $("scan-resized").textContent = p.resized
-      ? "Resized from " + p.resized_from.join("×") + " to " + shape[0] + "×" + shape[1] + " for " + doc.model
-      : "Classified at " + shape[0] + "×" + shape[1] + " by " + doc.model;
+      ? "Resized from " + p.resized_from.join("×") + " to " + grid + " for " + doc.model
+      : "Classified at " + grid + " by " + doc.model;
     bars.textContent = "";
     doc.class_names.forEach(function (name) {
       var v = p.confidences[name], li = document.createElement("li");
