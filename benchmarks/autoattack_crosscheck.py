@@ -18,10 +18,15 @@ with torch and numpy. This script
      each suite leaves robust that another breaks.
 
 Both sides get the same number of CPU threads. The networks the rebuild understands: Keras
-Sequential/functional chains of Conv2D (stride 1 'same', or 'valid'), Max/AveragePooling2D
-('valid'), Flatten, Dense, Dropout, BatchNormalization, Rescaling, ReLU/Activation, Softmax and
-GlobalAveragePooling2D; anything else is refused by name. A softmax output is dropped on the
-PyTorch side: both sides attack the logits.
+Sequential/functional chains of Conv2D/Conv3D (stride 1 'same', or 'valid'), Max/AveragePooling
+2D/3D ('valid'), Flatten, Dense, Dropout, BatchNormalization, Rescaling, ReLU/Activation,
+Softmax and GlobalAverage/GlobalMaxPooling 2D/3D; anything else is refused by name. A softmax
+output is dropped on the PyTorch side: both sides attack the logits.
+
+On a model of volumes (N, D, H, W, C) the reference runs its standard version without Square,
+whose implementation is 2-D only (it reads (C, H, W) from the input's shape): APGD-CE, APGD-T and
+FAB-T, with the standard version's settings. Égide's suite runs its Square on cubes as well; its
+robust accuracy after the first three members is the like-for-like number (printed per member).
 """
 
 from __future__ import annotations
@@ -101,8 +106,8 @@ def export_layers(model, scratch: Path) -> list[dict]:
         rec = {"kind": kind}
         if kind == "InputLayer" or kind == "Dropout":
             continue
-        if kind == "Conv2D":
-            if cfg["padding"] == "same" and tuple(cfg["strides"]) != (1, 1):
+        if kind in ("Conv2D", "Conv3D"):
+            if cfg["padding"] == "same" and set(cfg["strides"]) != {1}:
                 raise SystemExit(f"layer {layer.name}: 'same' padding with strides is not rebuilt")
             kernel, *bias = layer.get_weights()
             rec.update(kernel=save(i, "kernel", kernel), bias=save(i, "bias", bias[0]) if bias else None,
@@ -112,7 +117,7 @@ def export_layers(model, scratch: Path) -> list[dict]:
             kernel, *bias = layer.get_weights()
             rec.update(kernel=save(i, "kernel", kernel), bias=save(i, "bias", bias[0]) if bias else None,
                        activation=cfg["activation"])
-        elif kind in ("MaxPooling2D", "AveragePooling2D"):
+        elif kind in ("MaxPooling2D", "AveragePooling2D", "MaxPooling3D", "AveragePooling3D"):
             if cfg["padding"] != "valid":
                 raise SystemExit(f"layer {layer.name}: only 'valid' pooling is rebuilt")
             rec.update(pool=list(cfg["pool_size"]), strides=list(cfg["strides"] or cfg["pool_size"]))
@@ -124,8 +129,10 @@ def export_layers(model, scratch: Path) -> list[dict]:
             rec.update(scale=float(cfg["scale"]), offset=float(cfg["offset"]))
         elif kind in ("Activation", "ReLU"):
             rec.update(activation=cfg.get("activation", "relu"))
-        elif kind in ("Flatten", "GlobalAveragePooling2D"):
-            pass
+        elif kind in ("Flatten", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "GlobalMaxPooling2D",
+                      "GlobalMaxPooling3D"):
+            if cfg.get("keepdims"):
+                raise SystemExit(f"layer {layer.name}: keepdims=True is not rebuilt")
         elif kind == "Softmax":
             continue  # dropped on the PyTorch side: both attack the logits
         else:
@@ -151,7 +158,7 @@ def reference_worker(scratch: Path, autoattack: str, norm: str, eps: float, thre
     model = torch.nn.Sequential(Affine(hi - lo, lo), rebuild(layers, scratch, torch)).eval()
     x = np.load(scratch / "x.npy")
     y = np.load(scratch / "y.npy")
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    xt = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))  # channels first, 2-D or 3-D
     yt = torch.from_numpy(y)
     keras_logits = np.load(scratch / "logits.npy")
     with torch.no_grad():
@@ -162,6 +169,8 @@ def reference_worker(scratch: Path, autoattack: str, norm: str, eps: float, thre
     classes = keras_logits.shape[1]
     adversary = AutoAttack(model, norm=REFERENCE_NORMS[norm], eps=eps, version="standard",
                            device="cpu", verbose=True, seed=seed)  # prints its robust accuracy per attack
+    if x.ndim == 5:  # the reference's Square reads (C, H, W) from the shape: 2-D only (see the docstring)
+        adversary.attacks_to_run = [a for a in adversary.attacks_to_run if a != "square"]
     adversary.apgd_targeted.n_target_classes = min(adversary.apgd_targeted.n_target_classes, classes - 1)
     adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, classes - 1)
     started = time.perf_counter()
@@ -173,7 +182,8 @@ def reference_worker(scratch: Path, autoattack: str, norm: str, eps: float, thre
     size = {"inf": delta.abs().amax(1), "2": delta.norm(dim=1), "1": delta.abs().sum(1)}[norm]
     np.save(scratch / "reference_robust.npy", robust)
     (scratch / "reference.json").write_text(json.dumps({"seconds": seconds, "gap": gap,
-                                                        "largest": float(size.max().item())}))
+                                                        "largest": float(size.max().item()),
+                                                        "attacks": adversary.attacks_to_run}))
 
 
 def Affine(scale, offset):
@@ -198,17 +208,33 @@ def rebuild(layers, scratch: Path, torch):
         return {"relu": nn.ReLU(), "linear": None, "softmax": None, "tanh": nn.Tanh(),
                 "sigmoid": nn.Sigmoid()}[name]  # softmax dropped: Égide attacks logits too
 
-    class ToChannelsLast(nn.Module):  # Keras flattens NHWC
+    class ToChannelsLast(nn.Module):  # Keras flattens NHWC (NDHWC)
         def forward(self, x):
-            return x.permute(0, 2, 3, 1)
+            return x.permute(0, *range(2, x.dim()), 1)
+
+    class ChannelAffine(nn.Module):
+        def __init__(self, scale, shift):
+            super().__init__()
+            self.scale, self.shift = scale, shift
+
+        def forward(self, x):
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            return x * self.scale.view(shape) + self.shift.view(shape)
+
+    class GlobalMax(nn.Module):
+        def forward(self, x):
+            return x.flatten(2).amax(2)
 
     for rec in layers:
         kind = rec["kind"]
-        if kind == "Conv2D":
-            k = load(rec["kernel"]).permute(3, 2, 0, 1).contiguous()
-            conv = nn.Conv2d(k.shape[1], k.shape[0], tuple(k.shape[2:]), stride=tuple(rec["strides"]),
-                             padding="same" if rec["padding"] == "same" else 0,
-                             dilation=tuple(rec["dilation"]), bias=rec["bias"] is not None)
+        rank = 3 if kind.endswith("3D") else 2  # spatial axes
+        if kind in ("Conv2D", "Conv3D"):
+            k = load(rec["kernel"])
+            k = k.permute(rank + 1, rank, *range(rank)).contiguous()  # (..., in, out) -> (out, in, ...)
+            conv = (nn.Conv3d if rank == 3 else nn.Conv2d)(
+                k.shape[1], k.shape[0], tuple(k.shape[2:]), stride=tuple(rec["strides"]),
+                padding="same" if rec["padding"] == "same" else 0, dilation=tuple(rec["dilation"]),
+                bias=rec["bias"] is not None)
             conv.weight.data = k
             if rec["bias"]:
                 conv.bias.data = load(rec["bias"])
@@ -220,25 +246,24 @@ def rebuild(layers, scratch: Path, torch):
             if rec["bias"]:
                 dense.bias.data = load(rec["bias"])
             mods += [dense, activation(rec["activation"])]
-        elif kind == "MaxPooling2D":
-            mods.append(nn.MaxPool2d(tuple(rec["pool"]), tuple(rec["strides"])))
-        elif kind == "AveragePooling2D":
-            mods.append(nn.AvgPool2d(tuple(rec["pool"]), tuple(rec["strides"])))
-        elif kind == "BatchNormalization":
-            bn = nn.BatchNorm2d(len(load(rec["gamma"])), eps=rec["epsilon"])
-            for attr in ("gamma", "beta", "mean", "var"):
-                target = {"gamma": bn.weight, "beta": bn.bias, "mean": bn.running_mean,
-                          "var": bn.running_var}[attr]
-                target.data = load(rec[attr])
-            mods.append(bn)
+        elif kind.startswith("MaxPooling"):
+            mods.append((nn.MaxPool3d if rank == 3 else nn.MaxPool2d)(tuple(rec["pool"]), tuple(rec["strides"])))
+        elif kind.startswith("AveragePooling"):
+            mods.append((nn.AvgPool3d if rank == 3 else nn.AvgPool2d)(tuple(rec["pool"]), tuple(rec["strides"])))
+        elif kind == "BatchNormalization":  # inference: a per-channel affine map, on axis 1 at any rank
+            gamma, beta, mean, var = (load(rec[name]) for name in ("gamma", "beta", "mean", "var"))
+            scale = gamma / torch.sqrt(var + rec["epsilon"])
+            mods.append(ChannelAffine(scale, beta - mean * scale))
         elif kind == "Rescaling":
             mods.append(Affine(rec["scale"], rec["offset"]))
         elif kind in ("Activation", "ReLU"):
             mods.append(activation(rec["activation"]))
         elif kind == "Flatten":
             mods += [ToChannelsLast(), nn.Flatten()]
-        elif kind == "GlobalAveragePooling2D":
-            mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        elif kind.startswith("GlobalAveragePooling"):
+            mods += [(nn.AdaptiveAvgPool3d if rank == 3 else nn.AdaptiveAvgPool2d)(1), nn.Flatten()]
+        elif kind.startswith("GlobalMaxPooling"):
+            mods.append(GlobalMax())
     return nn.Sequential(*[m for m in mods if m is not None])
 
 
@@ -284,7 +309,8 @@ def main(argv=None) -> int:
           f"{ours['clean'].mean():.1%}; PyTorch rebuild within {theirs['gap']:.1e} of Keras' logits; the "
           f"reference's largest {unit} perturbation {theirs['largest']:.4g}")
     print(f"{'':<26}{'robust acc':>11}{'seconds':>9}{'speed-up':>10}{'only it broke':>15}{'only ref broke':>16}")
-    print(f"{'AutoAttack (reference)':<26}{ref_robust.mean():>11.1%}{theirs['seconds']:>9.1f}")
+    print(f"{'AutoAttack (reference)':<26}{ref_robust.mean():>11.1%}{theirs['seconds']:>9.1f}"
+          f"    ({', '.join(theirs['attacks'])})")
     rows = {}
     for protocol, r in ours["suites"].items():
         only_ours = int(np.sum(~r["robust"] & ref_robust))
@@ -314,6 +340,7 @@ def main(argv=None) -> int:
             "norm": args.norm, "threads": args.threads, "seed": args.seed,
             "clean_accuracy": float(ours["clean"].mean()),
             "reference": {"robust_accuracy": float(ref_robust.mean()), "seconds": theirs["seconds"],
+                          "attacks": theirs["attacks"],
                           "largest_perturbation": theirs["largest"],
                           "robust_points": np.flatnonzero(ref_robust).tolist()},
             "egide": rows}, indent=2))

@@ -61,3 +61,4 @@ def test_the_3d_demo_is_evaluated_from_the_command_line_with_volume_views(tmp_pa
     assert report["worst_case_robust_accuracy"]["8/255"] <= report["clean_accuracy"]
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html  # the gallery shows the volumes (as their mid-slices)
+    assert "the one the attack changed most" in html  # and each card the slice it changed most

@@ -154,6 +154,16 @@ def test_volumes_are_shown_as_three_mid_slices():
     assert as_picture(image) is image
 
 
+def test_the_most_perturbed_slice_is_where_the_change_is_largest():
+    from egide.lab.report.volume_views import most_perturbed_slice
+
+    delta = np.full((6, 8, 8, 1), 0.01, np.float32)
+    delta[1, 2, 2] = -0.5  # one large change outweighs a slice of small ones
+    assert most_perturbed_slice(delta) == 1
+    delta[4] = 0.2
+    assert most_perturbed_slice(delta) == 4
+
+
 def test_volumes_from_files_are_resampled_to_the_model(volume_clf):
     from dataclasses import replace
 

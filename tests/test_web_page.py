@@ -463,6 +463,12 @@ def test_a_volume_model_and_a_zip_of_nifti_volumes_are_uploaded_attacked_and_a_v
     assert (width, height) == (3 * SIZE + 4, SIZE)
     shown = picture.bounding_box()  # shown at its own proportions, not squeezed into a square
     assert abs(shown["width"] / shown["height"] - width / height) < 0.05
+    # And the axial slice the attack changed most, on its own.
+    note = page.locator("#attack-gallery .slice-note").first
+    assert "the one the attack changed most" in note.text_content()
+    page.locator("#attack-gallery img[data-role=perturbation-slice]").first.wait_for(state="visible")
+    assert page.locator("#attack-gallery img[data-role=perturbation-slice]").first.evaluate(
+        "i => [i.naturalWidth, i.naturalHeight]") == [SIZE, SIZE]
 
     page.select_option("#scan-model", page.locator("#model").input_value())
     page.set_input_files("#scan-file", str(tmp_path / "0.nii.gz"))

@@ -15,6 +15,7 @@ from egide.lab.report.card_build import build_card
 from egide.lab.report.files import json_safe, write_card, write_figures, write_report
 from egide.lab.report.format import detector_fit_text, eps_text
 from egide.lab.report.model import eps_key
+from egide.lab.report.volume_views import most_perturbed_slice
 
 from .resources import Resources
 
@@ -76,6 +77,15 @@ def _attack(res: Resources, out: Path, req: dict, progress):
         amplified = _amplified(result.x_adv[i] - data.x[i])
         _png(amplified, (0.0, 1.0), out / files["perturbation"])
         artifacts += list(files.values())
+        worst = None
+        if data.x.ndim == 5:  # a volume: also the axial slice the attack changed most, on its own
+            k = most_perturbed_slice(result.x_adv[i] - data.x[i])
+            worst = {"slice": k + 1, "depth": int(data.x.shape[1]), "clean": f"clean-{n}-slice.png",
+                     "adversarial": f"adversarial-{n}-slice.png", "perturbation": f"perturbation-{n}-slice.png"}
+            _png(data.x[i, k], clf.clip, out / worst["clean"])
+            _png(result.x_adv[i, k], clf.clip, out / worst["adversarial"])
+            _png(amplified[k], (0.0, 1.0), out / worst["perturbation"])
+            artifacts += [worst["clean"], worst["adversarial"], worst["perturbation"]]
         clean_pred, adv_pred = int(result.y_pred[i]), int(result.y_pred_adv[i])
         examples.append({
             "index": int(i),
@@ -92,6 +102,7 @@ def _attack(res: Resources, out: Path, req: dict, progress):
             "l2": float(result.l2[i]),
             "perturbation_scale": float(np.abs(result.x_adv[i] - data.x[i]).max()),
             **files,
+            "most_perturbed_slice": worst,
         })
     summary["examples"] = examples
     return json_safe(summary), artifacts

@@ -25,6 +25,7 @@ from egide.lab.guard.evaluation import FALL_GAP
 from egide.lab.data.sampling import Subset
 
 from .model import eps_key
+from .volume_views import most_perturbed_slice
 
 IMAGE_WIDTH = 128  # CSS pixels for each gallery image, whatever its resolution
 LINF_TOLERANCE = 1e-5  # float32 rounding, relative; a larger max L-inf breaks the budget
@@ -230,8 +231,15 @@ def _card(g, lo: float, hi: float, units) -> dict:
     peak = float(np.abs(delta).max()) if delta.size else 0.0
     # Map [-peak, +peak] onto [0, 1] around mid-grey; the factor is how much it was magnified.
     factor = 0.5 / peak if peak > 0 else 0.0
+    worst = None
+    if clean.ndim == 4:  # a volume: its mid-slices above, the axial slice it was changed most in below
+        k = most_perturbed_slice(delta)
+        worst = {"slice": k + 1, "depth": clean.shape[0], "clean": plots.png_uri((clean[k] - lo) / span),
+                 "adversarial": plots.png_uri((adv[k] - lo) / span),
+                 "perturbation": plots.png_uri(0.5 + delta[k] * factor)}
     return {
         "item": g,
+        "worst": worst,
         "flipped": g.adv_pred != g.label,
         "eps": units.eps(g.eps),
         "factor": f"{factor:.3g}" if peak > 0 else None,

@@ -4,6 +4,7 @@ A volume (D, H, W, C) is stored in display order (axial slices from inferior to 
 anterior to posterior, columns from the patient's right to left, as egide's loaders and phantom
 write them). The picture is the axial, coronal and sagittal slices through the centre, the last
 two turned so that superior is up, on one canvas with a thin gap; an image (H, W, C) is itself.
+Where an attack changed a volume most is another slice: `most_perturbed_slice` finds it.
 """
 
 from __future__ import annotations
@@ -28,3 +29,10 @@ def as_picture(image: np.ndarray, gap_value: float = 0.0) -> np.ndarray:
         canvas[top:top + view.shape[0], at:at + view.shape[1]] = view
         at += view.shape[1] + GAP
     return canvas
+
+
+def most_perturbed_slice(delta: np.ndarray) -> int:
+    """The axial slice (index along D) of a volume's change (D, H, W, C) with the largest sum of
+    squares: where the attack concentrated its budget (the mid-slices may miss it)."""
+    delta = np.asarray(delta, np.float64)
+    return int(np.argmax(np.square(delta).reshape(delta.shape[0], -1).sum(1)))

@@ -243,6 +243,22 @@
         cap.className = it[0] === "adversarial" && ex.adv_pred !== ex.label ? "pred wrong" : "pred";
         cell.appendChild(img); cell.appendChild(cap); fig.appendChild(cell);
       });
+      var worst = ex.most_perturbed_slice;  // a volume: the axial slice the attack changed most
+      if (worst) {
+        var note = document.createElement("p");
+        note.className = "slice-note";
+        note.textContent = "Axial slice " + worst.slice + " of " + worst.depth + ", the one the attack changed most:";
+        var row = document.createElement("div");
+        row.className = "slice-row";
+        ["clean", "adversarial", "perturbation"].forEach(function (role) {
+          var img = document.createElement("img");
+          img.alt = role + " of image " + ex.index + ", axial slice " + worst.slice;
+          img.width = 80; img.height = 80; img.dataset.role = role + "-slice";
+          blobUrl(job.artifacts[worst[role]]).then(function (u) { img.src = u; });
+          row.appendChild(img);
+        });
+        fig.appendChild(note); fig.appendChild(row);
+      }
       var fc = document.createElement("figcaption");
       fc.textContent = "#" + ex.index + " · true: " + ex.label + (wrongBefore
         ? " · already misclassified before the attack (not counted as a success)"
