@@ -221,7 +221,7 @@ def test_a_volume_model_reads_a_nifti_tree_whole_resampled_to_its_grid(tmp_path,
     data, _ = load_for_model(tmp_path, volume_clf)
     assert data.x.shape == (4, 10, 10, 10, 1) and data.class_names == ("along-depth", "along-height", "along-width")
     assert volume_clf.predict(data.x).shape == (4,)
-    with pytest.raises(DataError, match=r"several shapes .*image_size=\(D, H, W\)"):
+    with pytest.raises(DataError, match=r"the volumes differ in size .*image_size=\(depth, height, width\)"):
         load(tmp_path, slice_axis="volume")
     assert load(tmp_path, image_size=(12, 12)).x.shape[1:] == (12, 12, 1)  # without a volume model: slices
 

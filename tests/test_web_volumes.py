@@ -115,3 +115,27 @@ def test_predict_reads_each_nifti_volume_whole_onto_the_models_grid(client, uplo
     resp = client.post("/api/v1/predict", data={"model": model_name, "image": [(io.BytesIO(png.getvalue()), "slice.png")]})
     assert resp.status_code == 422
     assert "a model of volumes takes a NIfTI volume" in resp.get_json()["detail"]
+
+
+def test_a_zip_of_dicom_series_is_uploaded_as_volumes_and_attacked(client, uploaded, tmp_path):
+    """<class>/<study>/*.dcm, one file per slice: each study one volume (not split folders of
+    slices), attacked on the volume model."""
+    from dicom_series_files import axial_series
+
+    model, _ = uploaded
+    x, y = make_rods(6, seed=31)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, (volume, label) in enumerate(zip(x[..., 0], y)):
+            study = axial_series(tmp_path / f"study-{i}", (volume * 4000).astype(np.uint16), step=1.0)
+            for path in study.iterdir():
+                zf.write(path, f"{CLASSES[label]}/study-{i}/{path.name}")
+    d = client.post("/api/v1/datasets", data={"file": (io.BytesIO(archive.getvalue()), "series.zip")})
+    assert d.status_code == 201, d.get_data(as_text=True)
+    meta = d.get_json()
+    assert meta["splits"] == [] and meta["images"] == {"all": 6} and meta["image_shape"] == [SIZE, SIZE, SIZE, 1]
+    resp = client.post("/api/v1/jobs", json={"kind": "attack", "plugin": "fgsm", "params": {"eps": 0.1},
+                                             "model": model, "data": meta["name"]})
+    job = wait(client, resp.get_json()["url"])
+    assert job["state"] == "done", job["error"]
+    assert job["result"]["images"] == 6

@@ -141,11 +141,11 @@ class Resources:
     def dataset(self, name: str, split: str | None, clf=None):
         """A data set's split. An upload of scans of several sizes is resized to `clf`'s input
         (without one, to the size most of them have), as an evaluation from the command line does;
-        for a model of volumes, its NIfTI files are read whole onto the model's grid."""
+        for a model of volumes, its NIfTI files and DICOM series are read whole onto the model's grid."""
         meta = self.uploads.dataset(name) if self.uploads else None
         size, cut = None, {}
         if meta is not None and clf is not None and len(clf.input_shape) == 4:
-            size, cut = tuple(clf.input_shape[:3]), {"slice_axis": "volume"}  # NIfTI files read whole
+            size, cut = tuple(clf.input_shape[:3]), {"slice_axis": "volume"}  # NIfTI files, DICOM series: whole
         elif meta is not None and meta.get("mixed_sizes"):
             size = tuple(clf.input_shape[:2]) if clf is not None else tuple(meta["image_shape"][:2])
 

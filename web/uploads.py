@@ -151,6 +151,7 @@ class Uploads:
     def add_dataset(self, upload, max_bytes: int, max_files: int, max_total: int, max_pixels: int,
                     max_total_pixels: int = 250_000_000) -> dict:
         from egide.lab.data import MixedSizesError, load
+        from egide.lab.data.folders import holds_series, split_folders
 
         filename = _clean_filename(upload.filename)
         suffix = PurePosixPath(filename.lower()).suffix
@@ -165,6 +166,7 @@ class Uploads:
             if not tmp.open("rb").read(4).startswith(ZIP_MAGIC):
                 raise _invalid("file", f"{filename} is not a {suffix} archive", "invalid_dataset", filename)
             entries = self._check_zip(tmp, "file", max_entries=max_files, max_total=max_total, filename=filename)
+            series = False
             if suffix == ".npz":
                 tmp.rename(target)
                 keys = {PurePosixPath(e.filename).stem for e in entries}
@@ -172,16 +174,18 @@ class Uploads:
             else:
                 self._extract(tmp, target, entries, max_pixels, filename, max_total_pixels)
                 tmp.unlink()
-                splits = self._folder_splits(target)
+                series = holds_series(target)  # <class>/<study>/*.dcm: volumes, for a model of volumes
+                splits = split_folders(target, volumes=True) if series else self._folder_splits(target)
+            read = {"slice_axis": "volume"} if series else {}
             mixed = None
             try:
                 sizes = {}
                 for split in splits or [None]:
                     try:
-                        ds = load(target, split=split)
+                        ds = load(target, split=split, **read)
                     except MixedSizesError as exc:  # kept: each job resizes them to its model's input
                         mixed = exc.sizes
-                        ds = load(target, split=split, image_size=exc.common)
+                        ds = load(target, split=split, image_size=exc.common, **read)
                     sizes[split or "all"] = len(ds.y)
             except Exception as exc:  # DataError for a malformed set; anything else is bad input too
                 msg = str(exc).replace(str(target), filename)

@@ -47,8 +47,9 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
     by class (default), 'random', or 'first' (read order: classes by name, files by name); or
     pass a `Draw`, whose `subset` then says what was taken. DICOM: window=(centre, width)
     replaces the stored VOI window. NIfTI: slice_axis 'axial' (default), 'coronal' or
-    'sagittal'; skip_empty_slices drops slices without tissue; slice_axis 'volume' reads each file
-    as one volume (N, D, H, W, 1), resampled to image_size=(D, H, W) when given.
+    'sagittal'; skip_empty_slices drops slices without tissue; slice_axis 'volume' reads each NIfTI
+    file, and each DICOM series (a folder of slices, <class>/<study>/*.dcm), as one volume
+    (N, D, H, W, 1), resampled to image_size=(D, H, W) when given.
     """
     size, channels, limit = checked_options(image_size, channels, limit)
     if draw is None and limit is not None:
@@ -57,7 +58,7 @@ def load(name_or_path, split: str | None = None, *, image_size=None, channels=No
     if isinstance(split, str) and split.lower() == ALL:
         parts = [load(name_or_path, s, image_size=size, channels=channels, window=window,
                       slice_axis=slice_axis, skip_empty_slices=skip_empty_slices, registry=registry)
-                 for s in _splits_of(name_or_path, registry)]
+                 for s in _splits_of(name_or_path, registry, volumes=slice_axis == VOLUME)]
         return finish(concatenated(parts), None, None, draw)
     if split is not None and (not isinstance(split, str) or split in ("", ".", "..") or Path(split).name != split):
         raise DataError(f"split must be a plain name such as 'train' or 'test', got {split!r}")
@@ -103,23 +104,24 @@ def load_for_model(name_or_path, clf, **options) -> tuple[Dataset, str | None]:
         return load(name_or_path, image_size=clf.input_shape[:2], **options), exc.sizes
 
 
-def available_splits(name_or_path, registry=None) -> list[str]:
+def available_splits(name_or_path, registry=None, volumes: bool = False) -> list[str]:
     """The splits a data set has (a named one's declared `splits`, a folder's split folders, an
-    .npz's x_<split> arrays); empty for one set of images without splits."""
+    .npz's x_<split> arrays); empty for one set of images without splits. volumes: read for a
+    model of volumes (a folder's DICOM series are examples, not splits)."""
     named = _named_sources(registry)
     if isinstance(name_or_path, str) and name_or_path in named:
         return list(getattr(named[name_or_path], "splits", ()) or ())
-    return [s for s in _splits_of(name_or_path, registry) if s is not None]
+    return [s for s in _splits_of(name_or_path, registry, volumes) if s is not None]
 
 
-def _splits_of(name_or_path, registry=None) -> list[str | None]:
+def _splits_of(name_or_path, registry=None, volumes: bool = False) -> list[str | None]:
     """The splits `all` reads: each split of the source, or [None] for a source without splits."""
     named = _named_sources(registry)
     if isinstance(name_or_path, str) and name_or_path in named:
         return [None]  # a named data set's split=None is all of it
     path = Path(os.fspath(name_or_path)).expanduser()
     try:
-        found = split_folders(path) if path.is_dir() else npz_splits(path) if path.is_file() else []
+        found = split_folders(path, volumes) if path.is_dir() else npz_splits(path) if path.is_file() else []
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from None
     return found or [None]

@@ -1,6 +1,8 @@
 """Folders of images, one subfolder per class, optionally inside split folders: the layout of the
 public brain-tumour MRI collections. Images are PNG/JPEG (grayscale, RGB or 16-bit), DICOM files
-(one image per frame) or NIfTI volumes (one image per slice); one tree holds one of these kinds."""
+(one image per frame) or NIfTI volumes (one image per slice); one tree holds one of these kinds.
+For a model of volumes (slice_axis "volume") each NIfTI file is one volume, and so is each DICOM
+series: a folder of slice files inside a class folder (<class>/<study>/*.dcm)."""
 
 from __future__ import annotations
 
@@ -13,23 +15,25 @@ import numpy as np
 from egide.core.dataset import MAX_LISTED, Dataset, listing
 from egide.core.errors import DataError
 
-from . import dicom, nifti
+from . import dicom, dicom_series, nifti
 from .fitting import fit_images, is_gray, resampling
-from .splits import split_folder
+from .splits import canonical, split_folder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-KINDS = {"image": "PNG/JPEG images", "dicom": "DICOM files", "nifti": "NIfTI volumes"}
+KINDS = {"image": "PNG/JPEG images", "dicom": "DICOM files", "nifti": "NIfTI volumes",
+         "series": "DICOM series (folders of slices)"}
 
 
 class MixedSizesError(DataError):
-    """The images differ in size: `sizes` says which, with an example of each; `common` is the
-    most common (height, width). An evaluation resizes them all to the model's input; a caller of
-    `load` passes image_size."""
+    """The images (or volumes) differ in size: `sizes` says which, with an example of each;
+    `common` is the most common (height, width) or (depth, height, width). An evaluation resizes
+    them all to the model's input; a caller of `load` passes image_size."""
 
-    def __init__(self, sizes: str, common: tuple[int, int], where=None):
+    def __init__(self, sizes: str, common: tuple[int, ...], where=None):
         self.sizes, self.common = sizes, tuple(common)
-        super().__init__(f"{where}: " * bool(where) + f"the images differ in size ({sizes}); pass "
-                         "image_size=(height, width) to resize them all to one size")
+        what, axes = ("volumes", "(depth, height, width)") if len(common) == 3 else ("images", "(height, width)")
+        super().__init__(f"{where}: " * bool(where) + f"the {what} differ in size ({sizes}); pass "
+                         f"image_size={axes} to resize them all to one size")
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,8 @@ def load_folder(base: Path, split, size, channels, draw=None, scans: ScanOptions
     files are chosen before any is decoded, scans once their frames or slices are counted."""
     from PIL import Image
 
-    root = base if split is None else split_folder(base, split, _subfolders(base), _images)
+    items = _volume_items if scans.slice_axis == nifti.VOLUME else _images  # what one example is
+    root = base if split is None else split_folder(base, split, _subfolders(base), items)
     classes = _subfolders(root)
     if not classes:
         loose = " (it holds images directly: move them into one folder per class)" if _images(root) else ""
@@ -56,8 +61,11 @@ def load_folder(base: Path, split, size, channels, draw=None, scans: ScanOptions
             f"or NIfTI) per class, e.g. {root / 'glioma' / '0001.png'}, or <root>/<split>/<class>/ "
             "with split="
         )
-    per_class = [_images(folder) for folder in classes]
+    per_class = [items(folder) for folder in classes]
     empty = [folder for folder, files in zip(classes, per_class) if not files]
+    if empty and len(empty) == len(classes) and scans.slice_axis != nifti.VOLUME and holds_series(base):
+        raise DataError("it holds DICOM series, one folder of slices per study (<class>/<study>/*.dcm): "
+                        "volumes, which a model of volumes reads (slice_axis='volume')")
     if empty and len(empty) == len(classes) and all(_subfolders(f) for f in classes):
         names = listing([f.name for f in classes])
         raise DataError(f"it holds split folders ({names}): pass split='{classes[0].name}' (or another)")
@@ -123,7 +131,7 @@ def load_folder(base: Path, split, size, channels, draw=None, scans: ScanOptions
 def _load_scans(files, kind: str, base: Path, names, size, channels, draw, scans: ScanOptions) -> Dataset:
     """DICOM or NIfTI files: every frame or slice an image of its file's class."""
     if scans.slice_axis == nifti.VOLUME:
-        return _load_volumes(files, kind, base, names, size, draw)
+        return _load_volumes(files, kind, base, names, size, draw, scans.window)
     cuts, labels, origin, bad = [], [], [], {}
     for i, (path, label) in enumerate(files):
         try:
@@ -156,28 +164,28 @@ def _load_scans(files, kind: str, base: Path, names, size, channels, draw, scans
     return Dataset(x, np.asarray(labels, np.int64), names, from_images=True)
 
 
-def _load_volumes(files, kind: str, base: Path, names, size, draw) -> Dataset:
-    """NIfTI files, each one volume of its file's class. With `size` (D, H, W), a volume of another
-    shape is resampled onto it keeping its physical proportions (`nifti.fit_volume`); one already of
-    that shape is taken voxel for voxel."""
-    if kind != "nifti":
-        raise DataError(f"these are {KINDS[kind]}, read as 2-D images; a model of volumes reads NIfTI files, "
-                        "one volume per file")
+def _load_volumes(files, kind: str, base: Path, names, size, draw, window=None) -> Dataset:
+    """NIfTI files or DICOM series, each one volume of its class. With `size` (D, H, W), a volume of
+    another shape is resampled onto it keeping its physical proportions (`nifti.fit_volume`); one
+    already of that shape is taken voxel for voxel."""
+    if kind not in ("nifti", "series"):
+        raise DataError(f"these are {KINDS[kind]}, read as 2-D images; a model of volumes reads NIfTI files "
+                        "(one volume per file) or DICOM series (one folder of slice files per study: "
+                        "<class>/<study>/*.dcm)")
     if draw is not None:
         files = [files[i] for i in draw.indices([label for _, label in files], names)]
     read, bad = {}, {}
     for i, (path, _) in enumerate(files):
         try:
-            read[i] = nifti.read_volume(path)
+            read[i] = nifti.read_volume(path) if kind == "nifti" else dicom_series.read_series(path, window)
         except ValueError as exc:
             bad[i] = str(exc)
     if bad:
         _refuse(bad, files, base, f"of the {KINDS[kind]}")
     shapes = Counter(volume.shape[:3] for volume, _ in read.values())
-    if size is None and len(shapes) > 1:
+    if size is None and len(shapes) > 1:  # an evaluation passes the model's grid
         shown = ", ".join(f"{'x'.join(map(str, shape))}: {count}" for shape, count in shapes.most_common(5))
-        raise DataError(f"the volumes have several shapes ({shown}); give the grid to resample them to, "
-                        "image_size=(D, H, W) (an evaluation uses the model's)")
+        raise MixedSizesError(shown, shapes.most_common(1)[0][0])
     size = tuple(size or next(iter(shapes)))
     x = np.stack([volume if volume.shape[:3] == size else nifti.fit_volume(volume, spacing, size)
                   for volume, spacing in (read[i] for i in range(len(files)))])
@@ -194,6 +202,8 @@ def _refuse(bad: dict, files, base: Path, what: str):
 
 
 def _kind(path: Path) -> str:
+    if path.is_dir():
+        return "series"
     name = path.name.lower()
     if name.endswith(dicom.SUFFIXES):
         return "dicom"
@@ -202,12 +212,25 @@ def _kind(path: Path) -> str:
     return "image"
 
 
-def split_folders(base: Path) -> list[str]:
-    """The split folders of a tree (folders of class folders, holding no images themselves)."""
+def split_folders(base: Path, volumes: bool = False) -> list[str]:
+    """The split folders of a tree (folders of class folders, holding no images themselves; for
+    volumes, no DICOM series either: <class>/<study>/*.dcm has no splits)."""
+    items = _volume_items if volumes else _images
     folders = _subfolders(base)
-    if folders and all(_subfolders(f) and not _images(f) for f in folders):
+    if folders and all(_subfolders(f) and not items(f) for f in folders):
         return [f.name for f in folders]
     return []
+
+
+def holds_series(base: Path) -> bool:
+    """Whether a tree's examples are DICOM series (<class>/<study>/*.dcm, maybe in split folders)
+    rather than DICOM files. <a>/<b>/*.dcm is ambiguous: it is read as <split>/<class>/<file> when
+    every <a> is named like a split (train, val, test and their spellings), else as <class>/<study>."""
+    as_volumes, as_images = split_folders(base, volumes=True), split_folders(base)
+    if as_images and not as_volumes and all(canonical(s) in ("train", "val", "test") for s in as_images):
+        return False
+    roots = [base / s for s in as_volumes] or [base]
+    return any(dicom_series.is_series(study) for root in roots for cls in _subfolders(root) for study in _subfolders(cls))
 
 
 def _decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
@@ -242,6 +265,13 @@ def _images(folder: Path) -> list[Path]:
          and (p.suffix.lower() in IMAGE_SUFFIXES or _kind(p) != "image")),
         key=lambda p: p.name,
     )
+
+
+def _volume_items(folder: Path) -> list[Path]:
+    """What a class folder holds for a model of volumes: its files (NIfTI volumes, or DICOM files
+    that are refused with the reason) and its DICOM series, one folder of slices per study."""
+    return sorted(_images(folder) + [p for p in _subfolders(folder) if dicom_series.is_series(p)],
+                  key=lambda p: p.name)
 
 
 def _why(exc: Exception) -> str:

@@ -58,7 +58,7 @@ def local_source(data: str, clf, registry=None, *, window=None, slice_axis: str 
 
     source = DataSource(data, [], None)
     try:
-        source.splits = available_splits(data, registry)
+        source.splits = available_splits(data, registry, volumes=len(clf.input_shape) == 4)
     except DataError:
         source.splits = []  # the load below reports the problem with the data itself
 
