@@ -3,6 +3,8 @@
 - `demo_as_onnx`: the demo Keras CNN's own weights as an ONNX graph, so the converted model must
   classify the demo's scans exactly as the Keras one does;
 - `batchnorm_residual`: a CNN with BatchNormalization and a residual connection (random weights);
+- `volume_zoo`: a volume network (N, C, D, H, W) using every operator the volume converter knows
+  that 3-D exports are made of, in the forms PyTorch writes them (random weights);
 - small broken ones for the refusals: two inputs, a dynamic image size, an unsupported operator.
 """
 
@@ -91,6 +93,71 @@ def batchnorm_residual(path, size: int = 32, channels: int = 3, classes: int = 4
     ]
     graph = helper.make_graph(nodes, "bn_residual",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, channels, *(size,) * dims])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, classes])], inits)
+    return _save(graph, path)
+
+
+def volume_zoo(path, size: int = 12, classes: int = 3, seed: int = 0, extra: str | None = None):
+    """(x - 0.5) * 2 in the graph; a strided, padded Conv without bias; BatchNormalization;
+    LeakyRelu; a padded MaxPool; a 1x1 branch concatenated on the channels; Clip (ReLU6); an
+    AveragePool; then a Flatten of the whole (6, 3, 3, 3) map (the order of its features matters)
+    beside GlobalMaxPool and the Shape-Gather-Unsqueeze-Concat-Reshape flatten of
+    `x.view(x.size(0), -1)`, the two concatenated; MatMul and Add; Sigmoid. extra='group' makes the
+    first Conv grouped and extra='resize' adds a Resize (both refused). For size=12."""
+    onnx, TensorProto, helper, numpy_helper = _helpers()
+    rng = np.random.default_rng(seed)
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    inits: list = []
+    group = 2 if extra == "group" else 1
+    const("half", np.float32(0.5))
+    const("two", np.full((1, 2, 1, 1, 1), 2.0, np.float32))
+    const("w1", rng.normal(0, 0.4, (4, 2 // group, 3, 3, 3)).astype(np.float32))
+    const("g", rng.uniform(0.5, 1.5, 4).astype(np.float32))
+    const("b", rng.normal(0, 0.1, 4).astype(np.float32))
+    const("m", rng.normal(0, 0.1, 4).astype(np.float32))
+    const("v", rng.uniform(0.5, 1.5, 4).astype(np.float32))
+    const("w2", rng.normal(0, 0.4, (2, 4, 1, 1, 1)).astype(np.float32))
+    const("b2", rng.normal(0, 0.1, 2).astype(np.float32))
+    const("lo", np.float32(0.0))
+    const("hi", np.float32(6.0))
+    const("zero", np.int64(0))
+    const("minus_one", np.array([-1], np.int64))
+    const("wf", rng.normal(0, 0.2, (6 * 27 + 6, classes)).astype(np.float32))
+    const("bf", rng.normal(0, 0.1, classes).astype(np.float32))
+    const("axes0", np.array([0], np.int64))
+    nodes = [
+        helper.make_node("Sub", ["x", "half"], ["centred"]),
+        helper.make_node("Mul", ["centred", "two"], ["scaled"]),
+        helper.make_node("Conv", ["scaled", "w1"], ["c1"], strides=[2, 2, 2], pads=[1, 1, 1, 0, 1, 1], group=group),
+        helper.make_node("BatchNormalization", ["c1", "g", "b", "m", "v"], ["n1"], epsilon=1e-3),
+        helper.make_node("LeakyRelu", ["n1"], ["r1"], alpha=0.1),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[3, 3, 3], strides=[1, 1, 1], pads=[1] * 6),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["branch"]),
+        helper.make_node("Concat", ["p1", "branch"], ["cat"], axis=1),
+        helper.make_node("Clip", ["cat", "lo", "hi"], ["six"]),
+        helper.make_node("AveragePool", ["six"], ["a1"], kernel_shape=[2, 2, 2], strides=[2, 2, 2]),
+        helper.make_node("GlobalMaxPool", ["a1"], ["gm"]),
+        helper.make_node("Shape", ["gm"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1d"]),
+        helper.make_node("Concat", ["n1d", "minus_one"], ["target"], axis=0),
+        helper.make_node("Reshape", ["gm", "target"], ["pooled"]),
+        helper.make_node("Flatten", ["a1"], ["whole"], axis=1),
+        helper.make_node("Concat", ["whole", "pooled"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "wf"], ["mm"]),
+        helper.make_node("Add", ["mm", "bf"], ["pre"]),
+        helper.make_node("Sigmoid", ["pre"], ["logits" if extra != "resize" else "s"]),
+    ]
+    if extra == "resize":
+        nodes.insert(0, helper.make_node("Resize", ["x", "", "scales"], ["x2"], mode="nearest"))
+        const("scales", np.ones(5, np.float32))
+        nodes.append(helper.make_node("Identity", ["s"], ["logits"]))
+    graph = helper.make_graph(nodes, "volume_zoo",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2, size, size, size])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, classes])], inits)
     return _save(graph, path)
 

@@ -13,7 +13,7 @@ from egide.core.errors import ModelError
 
 pytest.importorskip("onnx2keras", reason="the onnx extra: pip install 'egide[onnx]'")
 
-from onnx_models import batchnorm_residual, broken, demo_as_onnx  # noqa: E402
+from onnx_models import batchnorm_residual, broken, demo_as_onnx, volume_zoo  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -53,12 +53,32 @@ def test_batchnorm_and_a_residual_connection_convert_within_tolerance(tmp_path):
     assert clf.describe()["conversion"]["max_abs_difference"] < 1e-4
 
 
-def test_a_volume_network_is_refused_with_the_reason(tmp_path):
-    """(N, C, D, H, W) as MONAI's 3-D networks export: refused by name until the converter's
-    channels-last rebuild handles 5-D tensors (docs/decisions.md, "Volumes")."""
-    path = batchnorm_residual(tmp_path / "volume.onnx", size=12, channels=1, dims=3)
-    with pytest.raises(ModelError, match=r"volume network \(N, C, D, H, W\).*\.keras"):
-        egide.Classifier.load(path)
+def test_volume_networks_convert_within_tolerance_and_are_attacked_as_volumes(tmp_path):
+    """(N, C, D, H, W) as MONAI's 3-D networks export, through egide's volume converter: every
+    operator it knows, checked against onnxruntime, then attacked within its budget."""
+    import onnxruntime
+
+    for path in (batchnorm_residual(tmp_path / "bn-res-3d.onnx", size=12, channels=1, dims=3),
+                 volume_zoo(tmp_path / "zoo.onnx", size=12)):
+        clf = egide.Classifier.load(path)
+        conversion = clf.describe()["conversion"]
+        assert conversion["converter"].startswith("egide's volume converter")
+        assert conversion["max_abs_difference"] <= conversion["tolerance"]
+    assert clf.input_shape == (12, 12, 12, 2)
+    x = np.random.default_rng(3).uniform(0, 1, (6, 12, 12, 12, 2)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    reference = session.run(None, {"x": np.moveaxis(x, -1, 1)})[0]
+    np.testing.assert_allclose(np.asarray(clf.model(x)), reference, atol=1e-5)
+    pgd = egide.registry().create("attack", "pgd", eps=0.05, steps=5)
+    result = pgd.run(clf, x, clf.predict(x), seed=0)
+    assert np.abs(result.x_adv - x).max() <= 0.05 + 1e-6
+
+
+@pytest.mark.parametrize("extra, message", [("resize", r"operators Resize of this volume network"),
+                                            ("group", r"Conv in 2 groups")])
+def test_what_the_volume_converter_does_not_rebuild_is_refused_by_name(tmp_path, extra, message):
+    with pytest.raises(ModelError, match=message):
+        egide.Classifier.load(volume_zoo(tmp_path / f"{extra}.onnx", extra=extra))
 
 
 @pytest.mark.parametrize("kind, message", [

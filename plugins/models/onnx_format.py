@@ -14,9 +14,10 @@ cannot be converted is refused before any work, each with its reason: an operato
 lacks, several inputs or outputs, a shape that is not one image (N, C, H, W) of fixed size, an
 output that is not one score per class.
 
-Volume networks (N, C, D, H, W) are refused for now: onnx2keras's channels-last rebuild maps axes
-for 4-D tensors only (a BatchNormalization of a 5-D tensor would normalise the wrong axis), and
-TensorFlow's CPU convolutions cannot run the channels-first graph (docs/decisions.md, "Volumes").
+Volume networks (N, C, D, H, W) go through egide's own converter (`onnx_volumes.py`) instead:
+onnx2keras's channels-last rebuild maps axes for 4-D tensors only, and TensorFlow's CPU
+convolutions cannot run the channels-first graph (docs/decisions.md, "Volumes"). The same checks
+against onnxruntime apply.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class OnnxFormat(ModelFormat):
             raise ModelError(f"{path}: not a valid ONNX model: {exc}") from None
         name, shape = _one_image_input(path, graph_model)
         _one_class_output(path, graph_model)
+        if len(shape) == 5:
+            return self._load_volume_network(path, graph_model, name, shape, input_range, normalize, started)
         missing = sorted({node.op_type for node in graph_model.graph.node} - set(converters))
         if missing:
             raise ModelError(f"{path}: the ONNX operators {', '.join(missing)} cannot be converted (onnx2keras "
@@ -86,13 +89,36 @@ class OnnxFormat(ModelFormat):
             raise ModelError(f"{path}: onnx2keras could not convert the model: {type(exc).__name__}: {exc}") from None
         finally:  # the converter switches Keras' global layout while it works, even when it fails
             keras.backend.set_image_data_format(layout)
+        import onnx2keras
+
+        converter = f"onnx2keras {getattr(onnx2keras, '__version__', '')}".strip()
+        return self._wrapped(path, converted, shape, input_range, normalize, name, started, converter)
+
+    def _load_volume_network(self, path, graph_model, name, shape, input_range, normalize, started) -> Classifier:
+        from . import onnx_volumes
+
+        missing = onnx_volumes.unsupported(graph_model)
+        if missing:
+            raise ModelError(f"{path}: the ONNX operators {', '.join(missing)} of this volume network cannot be "
+                             f"converted (egide's volume converter knows {', '.join(sorted(onnx_volumes.SUPPORTED))})")
+        try:
+            converted = onnx_volumes.convert(graph_model, name, shape)
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+        return self._wrapped(path, converted, shape, input_range, normalize, name, started, onnx_volumes.CONVERTER)
+
+    def _wrapped(self, path, converted, shape, input_range, normalize, name, started, converter) -> Classifier:
+        """The converted network behind the standardisation the model expects, as a checked Classifier."""
+        import keras
+
+        _, ort, _, _ = _modules()
         channels, *spatial = shape[1:]
         inputs = keras.Input((*spatial, channels))
         x = inputs if normalize is None else _standardize(*normalize, channels)(inputs)
         model = keras.Model(inputs, converted(x), name=path.stem.replace(" ", "_"))
         clf = Classifier(model, input_range=input_range, name=path.stem)
         clf.source_file = str(path.resolve())
-        clf.conversion = _checked(path, clf, ort, name, normalize)
+        clf.conversion = _checked(path, clf, ort, name, normalize, converter)
         clf.conversion["seconds"] = round(time.perf_counter() - started, 3)
         return clf
 
@@ -136,12 +162,9 @@ def _one_image_input(path: Path, graph_model) -> tuple[str, list[int]]:
         raise ModelError(f"{path}: the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
                          "egide attacks image classifiers with one image input")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
-    if len(dims) == 5:
-        raise ModelError(f"{path}: a volume network (N, C, D, H, W): not convertible yet (onnx2keras rebuilds "
-                         "channels-last for 2-D images only); save the 3-D model as .keras, or evaluate it slice-wise")
-    if len(dims) != 4:
+    if len(dims) not in (4, 5):
         raise ModelError(f"{path}: the input '{inputs[0].name}' has shape {dims}; expected one image batch "
-                         "(N, C, H, W)")
+                         "(N, C, H, W) or volume batch (N, C, D, H, W)")
     if any(d is None or d < 1 for d in dims[1:]):
         raise ModelError(f"{path}: the input '{inputs[0].name}' has a dynamic size {dims}; export it with a fixed "
                          "image size (torch.onnx.export with a dummy input of the size it was trained on)")
@@ -187,13 +210,10 @@ def _compare(path: Path, clf: Classifier, x: np.ndarray, input_name: str, normal
     return difference, tolerance
 
 
-def _checked(path: Path, clf: Classifier, ort, input_name: str, normalize) -> dict:
+def _checked(path: Path, clf: Classifier, ort, input_name: str, normalize, converter: str) -> dict:
     """The conversion's record, after comparing it with onnxruntime on probe images."""
-    import onnx2keras
-
     difference, tolerance = _compare(path, clf, _probes(clf.input_shape), input_name, normalize)
-    return {"from": "onnx", "format": OnnxFormat.name,
-            "converter": f"onnx2keras {getattr(onnx2keras, '__version__', '')}".strip(),
+    return {"from": "onnx", "format": OnnxFormat.name, "converter": converter,
             "checked_against": f"onnxruntime {ort.__version__}", "probe_images": PROBES,
             "max_abs_difference": difference, "tolerance": tolerance,
             "input_name": input_name, "normalize": normalize}
