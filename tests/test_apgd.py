@@ -86,7 +86,7 @@ def test_targeted_apgd_reaches_given_targets(registry, clf, bars):
 def demo():
     clf = egide.Classifier.load("brain-tumor-cnn")
     ds = egide.datasets.load("brain-tumor-phantom", split="test")
-    return clf, ds.x[:96], ds.y[:96]
+    return clf, ds.x[:64], ds.y[:64]
 
 
 def test_apgd_is_at_least_as_strong_as_pgd_with_the_same_steps(registry, demo):

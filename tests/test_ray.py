@@ -136,9 +136,10 @@ def test_4_workers_1_worker_and_a_local_run_give_the_same_per_image_results(clus
     # (The suite on a randomized defense would run the rand protocol: minutes, so apart.)
     # One budget: each worker process traces each attack at each budget once, and 4 of them
     # share this machine's 2 cores.
-    configs = [_config(suite="quick", limit=32, eps=[0.1]),
+    # 24 images in batches of 16: every job splits into tasks, a part-batch among them.
+    configs = [_config(suite="quick", limit=24, eps=[0.1]),
                _config(defenses=[{"plugin": "gaussian-noise", "params": {"sigma": 0.1}}], eot_samples=2,
-                       detectors=[{"plugin": "mahalanobis"}], guard_attack_steps=10, eps=[0.1])]
+                       detectors=[{"plugin": "mahalanobis"}], guard_attack_steps=10, eps=[0.1], limit=24)]
     four, one = RayExecutorConfig(ray=cluster), RayExecutorConfig(ray=cluster, cpus_per_task=3)
     run = functools.partial(evaluate, classifier=clf, dataset=data, detector_dataset=data)
     for config in configs:

@@ -234,3 +234,20 @@ def test_fitting_a_volume_keeps_its_proportions():
     assert fitted.shape == (8, 8, 8, 1)
     filled = fitted[..., 0] > 0.5
     assert filled[:, :, 2:6].all() and not filled[:, :, :1].any() and not filled[:, :, 7:].any()
+
+
+@pytest.mark.slow
+def test_the_standard_suite_runs_every_member_on_volumes(volume_clf, rods):
+    """AutoAttack's standard protocol on a Conv3D model, every member run (with 3 classes, the
+    variants that apply: APGD-DLR for APGD-T), Square with cubes last."""
+    from egide.lab.evaluation.pipeline import evaluate
+    from examples.rods import CLASSES
+
+    _, _, x, y = rods
+    report = evaluate({"model": "rods", "data": "rods", "attacks": [{"plugin": "fgsm"}], "eps": [0.04],
+                       "suite": "standard", "gallery": 0, "sanity_checks": False},
+                      classifier=volume_clf, dataset=egide.Dataset(x[:8], y[:8], CLASSES))
+    ran = [m.ran for m in report.suite.members]
+    assert len(ran) == 4 and None not in ran and ran[0] == "apgd-ce" and ran[-1] == "square", ran
+    (run,) = report.suite.runs
+    assert run.after[-1] <= run.after[0] <= report.clean_accuracy
