@@ -260,3 +260,17 @@ def test_an_onnx_model_travels_as_its_file_and_gives_the_local_result(cluster, t
     on_ray = evaluate(config.model_copy(update={"executor": RayExecutorConfig(ray=cluster)}))
     assert _per_image(on_ray) == _per_image(local)
     assert on_ray.model["conversion"]["from"] == "onnx"
+
+
+def test_a_model_of_volumes_runs_on_the_cluster_with_the_local_result(cluster, rods_model):
+    from examples.rods import CLASSES, make_rods
+
+    x, y = make_rods(12, seed=51)
+    clf = egide.Classifier.from_keras(rods_model, clip=(0.0, 1.0))
+    data = egide.Dataset(x, y, CLASSES)
+    config = EvaluationConfig(model="rods", data="rods", eps=[0.05], gallery=0, sanity_checks=False, batch_size=4,
+                              attacks=[{"plugin": "pgd", "params": {"steps": 5}}])
+    local = evaluate(config, classifier=clf, dataset=data)
+    on_ray = evaluate(config.model_copy(update={"executor": RayExecutorConfig(ray=cluster)}), classifier=clf,
+                      dataset=data)
+    assert _per_image(on_ray) == _per_image(local)

@@ -14,7 +14,7 @@ cannot be converted is refused before any work, each with its reason: an operato
 lacks, several inputs or outputs, a shape that is not one image (N, C, H, W) of fixed size, an
 output that is not one score per class.
 
-Volume networks (N, C, D, H, W) go through egide's own converter (`onnx_volumes.py`) instead:
+Volume networks (N, C, D, H, W) go through egide's own converter (`_onnx_volumes.py`) instead:
 onnx2keras's channels-last rebuild maps axes for 4-D tensors only, and TensorFlow's CPU
 convolutions cannot run the channels-first graph (docs/decisions.md, "Volumes"). The same checks
 against onnxruntime apply.
@@ -95,17 +95,17 @@ class OnnxFormat(ModelFormat):
         return self._wrapped(path, converted, shape, input_range, normalize, name, started, converter)
 
     def _load_volume_network(self, path, graph_model, name, shape, input_range, normalize, started) -> Classifier:
-        from . import onnx_volumes
+        from . import _onnx_volumes
 
-        missing = onnx_volumes.unsupported(graph_model)
+        missing = _onnx_volumes.unsupported(graph_model)
         if missing:
             raise ModelError(f"{path}: the ONNX operators {', '.join(missing)} of this volume network cannot be "
-                             f"converted (egide's volume converter knows {', '.join(sorted(onnx_volumes.SUPPORTED))})")
+                             f"converted (egide's volume converter knows {', '.join(sorted(_onnx_volumes.SUPPORTED))})")
         try:
-            converted = onnx_volumes.convert(graph_model, name, shape)
+            converted = _onnx_volumes.convert(graph_model, name, shape)
         except ModelError as exc:
             raise ModelError(f"{path}: {exc}") from None
-        return self._wrapped(path, converted, shape, input_range, normalize, name, started, onnx_volumes.CONVERTER)
+        return self._wrapped(path, converted, shape, input_range, normalize, name, started, _onnx_volumes.CONVERTER)
 
     def _wrapped(self, path, converted, shape, input_range, normalize, name, started, converter) -> Classifier:
         """The converted network behind the standardisation the model expects, as a checked Classifier."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from egide.core import ModelError
 
-CONVERTER = "egide's volume converter (onnx_volumes)"
+CONVERTER = "egide's volume converter"
 TO_CHANNELS_LAST = (0, 4, 1, 2, 3)  # an ONNX axis of an NCDHW tensor -> the same axis of NDHWC
 LOWEST = float(np.finfo(np.float32).min)  # max-pooling pads with this: no padded value is ever the max
 
