@@ -9,6 +9,7 @@ Every bad upload is a 4xx problem naming the file; nothing here may become a 500
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 
@@ -67,18 +68,25 @@ def decode(data: bytes, filename: str, index: int, channels: int, max_pixels: in
     return pixels.reshape(pixels.shape[0], pixels.shape[1], -1)
 
 
-def _decode_scan(data: bytes, filename: str, index: int, max_pixels: int, kind: str) -> np.ndarray:
-    """A DICOM file or NIfTI volume, read as the data loaders read them, within pixel bounds
-    checked on the header before any pixel data is decoded."""
+@contextlib.contextmanager
+def _as_file(data: bytes, filename: str, kind: str):
+    """The upload written to a temporary file named as its reader expects (.dcm, .nii, .nii.gz)."""
     import tempfile
     from pathlib import Path
-
-    from egide.lab.data import dicom, nifti
 
     suffix = ".dcm" if kind == "dicom" else (".nii.gz" if filename.lower().endswith(".gz") else ".nii")
     with tempfile.TemporaryDirectory(prefix="egide-scan-") as tmp:
         path = Path(tmp) / ("upload" + suffix)
         path.write_bytes(data)
+        yield path
+
+
+def _decode_scan(data: bytes, filename: str, index: int, max_pixels: int, kind: str) -> np.ndarray:
+    """A DICOM file or NIfTI volume, read as the data loaders read them, within pixel bounds
+    checked on the header before any pixel data is decoded."""
+    from egide.lab.data import dicom, nifti
+
+    with _as_file(data, filename, kind) as path:
         try:
             _check_scan_size(path, kind, max_pixels, filename)
             stack = dicom.read_dicom(path) if kind == "dicom" else nifti.read_nifti(path)
@@ -98,14 +106,9 @@ def decode_volume(data: bytes, filename: str, index: int, channels: int,
     if not filename.lower().endswith((".nii", ".nii.gz")):
         raise _bad(index, filename, "a model of volumes takes a NIfTI volume (.nii, .nii.gz) or a .npy "
                    "array (D, H, W) or (D, H, W, C) of floats in [0, 1]", "not_a_volume")
-    import tempfile
-    from pathlib import Path
-
     from egide.lab.data import nifti
 
-    with tempfile.TemporaryDirectory(prefix="egide-volume-") as tmp:
-        path = Path(tmp) / ("upload.nii.gz" if filename.lower().endswith(".gz") else "upload.nii")
-        path.write_bytes(data)
+    with _as_file(data, filename, "nifti") as path:
         try:
             rows, cols, frames = nifti.nifti_size(path)
             if rows * cols * frames > max_voxels:
