@@ -291,9 +291,9 @@ class Classifier:
     def _compiled_logits(self):
         fn = self.__dict__.get("_compiled")
         if fn is None:
-            import tensorflow as tf
+            from egide.core.batch_relaxed import batch_relaxed_function
 
-            fn = tf.function(self.logits, reduce_retracing=True)
+            fn = batch_relaxed_function(self.logits)
             self.__dict__["_compiled"] = fn
         return fn
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .batch_relaxed import batch_relaxed_function
 from .classifier import Classifier, batches
 from .errors import ModelError
 
@@ -87,7 +88,7 @@ def extract(clf: Classifier, x: np.ndarray, layers: list[str], *, pool: bool = T
     """Activations of `x` at `layers`, computed batch by batch: one (N, D) array per layer."""
     import tensorflow as tf
 
-    fn = tf.function(feature_function(clf, layers, pool), reduce_retracing=True)
+    fn = batch_relaxed_function(feature_function(clf, layers, pool))
     parts: list[list[np.ndarray]] = [[] for _ in layers]
     for xb in batches(x, batch_size):
         for i, f in enumerate(fn(tf.constant(xb))):

@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .batch_relaxed import batch_relaxed_function
 from .errors import InputError, ParameterError
 
 KINDS = ("attack", "defense", "detector", "dataset", "model", "model-format")
@@ -119,12 +120,10 @@ class Plugin:
                  autograph: bool = True):
         """build()'s function as a tf.function, compiled once per classifier and name (no
         retrace per batch). Attacks, detectors and defenses all keep their graphs here."""
-        import tensorflow as tf
-
         cache = self.__dict__.setdefault("_compiled_by_clf", weakref.WeakKeyDictionary())
         functions = cache.setdefault(clf, {})
         if name not in functions:
-            functions[name] = tf.function(build(), reduce_retracing=True, autograph=autograph)
+            functions[name] = batch_relaxed_function(build(), autograph=autograph)
         return functions[name]
 
     def forget_compiled(self) -> None:

@@ -21,6 +21,7 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .batch_relaxed import batch_relaxed_function
 from .classifier import Classifier
 from .defense import Defense
 from .errors import InputError
@@ -122,7 +123,7 @@ class Trainer(Defense):
 
         variables = ctx.clf.model.trainable_variables
 
-        @tf.function(reduce_retracing=True)
+        @batch_relaxed_function
         def step(x, y, eps, seed):
             x_train = tf.stop_gradient(self.adversarial(ctx, x, y, eps, seed))
             with tf.GradientTape() as tape:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from egide.core.batch_relaxed import batch_relaxed_function
 from egide.core.classifier import Classifier, batches
 from egide.core.features import feature_function, penultimate_layer
 from egide.lab.data.sampling import Draw
@@ -48,10 +49,8 @@ class OutOfDistribution:
     def compiled_features(clf: Classifier, layer: str):
         """The model's features at `layer` as one tf.function: a /predict request reuses it
         (tracing it anew costs ~40 ms on the demo, ten times the request itself)."""
-        import tensorflow as tf
-
         pass_ = feature_function(clf, [layer])
-        return tf.function(lambda x: pass_(x)[0], reduce_retracing=True)
+        return batch_relaxed_function(lambda x: pass_(x)[0])
 
     @classmethod
     def fit(cls, clf: Classifier, x: np.ndarray, y: np.ndarray, reference: dict, seed: int = 0):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from egide.core.batch_relaxed import batch_relaxed_function
 from egide.core.classifier import Classifier
 from egide.core.dataset import Dataset
 from egide.core.errors import DataError, InputError, ModelError
@@ -208,7 +209,7 @@ def _validation_function(clf: Classifier, eps: float, steps: int):
 
     model_pass = cross_entropy_pass(clf, targeted=False)
 
-    @tf.function(reduce_retracing=True)
+    @batch_relaxed_function
     def validate(x, y, seed):
         x_adv = projected_gradient_ascent(model_pass, x, y, eps, steps, 2.5 * eps / steps, seed,
                                           clf.clip)

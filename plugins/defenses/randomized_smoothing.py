@@ -28,6 +28,7 @@ import tensorflow as tf
 from pydantic import BaseModel, Field
 
 from egide.core import Classifier, InputError, PreprocessedClassifier, Preprocessor, hookimpl
+from egide.core.batch_relaxed import batch_relaxed_function
 from egide.core.classifier import batches
 
 ABSTAIN = -1
@@ -131,10 +132,8 @@ class RandomizedSmoothing(Preprocessor):
             )
         x = base.check_inputs(x)
         rng = tf.random.Generator.from_seed(seed)
-        counts = tf.function(
-            lambda xb, samples: self.vote_counts(base, xb, samples, rng, batch_size),
-            reduce_retracing=True,
-        )
+        counts = batch_relaxed_function(
+            lambda xb, samples: self.vote_counts(base, xb, samples, rng, batch_size))
 
         labels, lower = [], []
         for xb in batches(x, batch_size):

@@ -9,9 +9,12 @@ functions themselves are compiled and cached per classifier by `Plugin.compiled`
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import numpy as np
+
+from egide.core.batch_relaxed import batch_relaxed_function
 
 
 def initializer(seed: int):
@@ -33,7 +36,7 @@ def train(model, loss: Callable, batch_fn: Callable, n: int, *, steps: int, batc
     optimizer = keras.optimizers.Adam(learning_rate)
     variables = model.trainable_variables
 
-    @tf.function(reduce_retracing=True, autograph=False)
+    @partial(batch_relaxed_function, autograph=False)
     def step(xb, yb):
         with tf.GradientTape() as tape:
             value = loss(yb, model(xb, training=True))
