@@ -40,7 +40,8 @@ FRONT_END_EDGES = {("lab/cli.py", "egide.web.serve")}
 # (resampling) moved to lab/data/fitting.py, and the trainers' random start is randomness.in_ball.
 # +35 for issue 26-27: a classifier names its file (a card hashes it), and model file formats are a
 # plugin kind (ModelFormat): the kernel only asks which installed format reads a suffix (ONNX).
-KERNEL_LINES = 2505  # +25 in session 11: images of any spatial rank (volumes), the no_volumes declaration
+KERNEL_LINES = 2560  # +25 in session 11: images of any spatial rank (volumes), the no_volumes declaration;
+# +55 in session 13: batch_relaxed (every compiled function traces once for any batch size)
 
 
 def _layer_of_module(module: str) -> str | None:

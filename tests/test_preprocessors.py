@@ -320,7 +320,7 @@ class _Unseeded(_Brightens):
     differentiable = True
 
     def transform(self, x, rng, clip):
-        noise = np.random.default_rng().normal(0, 0.1, x.shape).astype(np.float32)  # not `rng`
+        noise = np.random.default_rng().normal(0, 0.1, x.shape[1:]).astype(np.float32)  # not `rng`
         return tf.clip_by_value(x + noise, *clip)
 
 

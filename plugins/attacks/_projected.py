@@ -39,7 +39,7 @@ class ProjectedGradient(Attack):
 
     def perturb(self, clf, x, y, target, seed):
         labels = y if target is None else target
-        attack = self.compiled(clf, lambda: self._attack_function(clf))
+        attack = self.compiled(clf, lambda: self._attack_function(clf), autograph=False)
         return attack(x, labels, seed)
 
     def _attack_function(self, clf):

@@ -114,7 +114,7 @@ class APGD(Attack):
                 f"{clf.num_classes}; use loss='ce'" + (" or 'dlr'" if clf.num_classes >= 3 else "")
             )
         labels = y if target is None else target
-        attack = self.compiled(clf, lambda: self._attack_function(clf))
+        attack = self.compiled(clf, lambda: self._attack_function(clf), autograph=False)
         return attack(x, y, labels, seed)
 
     def runs(self, num_classes: int) -> int:
@@ -133,7 +133,7 @@ class APGD(Attack):
         y = tf.constant(clf.check_labels(y, len(x)))
         if self.params.norm == "1":
             raise InputError("apgd: trace() follows the L-inf/L2 step-size schedule; L1 runs adapt sparsity instead")
-        run = self.compiled(clf, lambda: self._attack_function(clf, record=True), "trace")
+        run = self.compiled(clf, lambda: self._attack_function(clf, record=True), "trace", autograph=False)
         _, _, _, values, etas = run(tf.constant(x), y, y, tf.constant([seed, 0], tf.int64))
         return {"objective": values.numpy(), "step_size": etas.numpy()}
 

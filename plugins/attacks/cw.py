@@ -120,7 +120,7 @@ class CarliniWagnerL2(Attack):
 
     def perturb(self, clf, x, y, target, seed):
         labels = y if target is None else target
-        attack = self.compiled(clf, lambda: self._attack_function(clf))
+        attack = self.compiled(clf, lambda: self._attack_function(clf), autograph=False)
         x_adv, constants = attack(x, labels)
         if getattr(self, "_constants", None) is not None:
             self._constants.append(constants.numpy())

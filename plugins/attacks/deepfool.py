@@ -48,7 +48,7 @@ class DeepFool(Attack):
         )
 
     def perturb(self, clf, x, y, target, seed):
-        attack = self.compiled(clf, lambda: self._attack_function(clf))
+        attack = self.compiled(clf, lambda: self._attack_function(clf), autograph=False)
         return attack(x, y)
 
     def _attack_function(self, clf):

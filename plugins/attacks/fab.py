@@ -67,7 +67,7 @@ class FAB(Attack):
         backward: float = Field(0.9, gt=0, le=1, description="beta: the step back towards the image after a hit")
 
     def perturb(self, clf, x, y, target, seed):
-        attack = self.compiled(clf, lambda: self._attack_function(clf))
+        attack = self.compiled(clf, lambda: self._attack_function(clf), autograph=False)
         return attack(x, y, seed)
 
     def _attack_function(self, clf):

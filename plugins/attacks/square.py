@@ -78,7 +78,7 @@ class Square(Attack):
 
     def perturb(self, clf, x, y, target, seed):
         labels = y if target is None else target
-        attack = self.compiled(clf, lambda: self._attack_function(clf))
+        attack = self.compiled(clf, lambda: self._attack_function(clf), autograph=False)
         return attack(x, labels, seed)
 
     def side(self, query: int, *sizes: int) -> int:
@@ -190,9 +190,8 @@ class Square(Attack):
             if p.norm == "inf":  # stripes: one sign per column (and channel), the same down it
                 return clip_linf(x0 + eps * signs([1] * (dims - 1) + [sizes[-1], c], seed, rows), x0)
             pattern, block, count = _start_layout(sizes, p.norm)
-            # One sign per block (and channel), each block's own draw; every voxel takes its block's.
-            drawn = tf.stack([tf.reshape(signs([1] * dims + [c], randomness.draw(seed, k), rows), [n, c])
-                              for k in range(count)], axis=1)  # (n, blocks, C)
+            # One sign per block (and channel), in one draw; every voxel takes its block's.
+            drawn = signs([count, c], seed, rows)  # (n, blocks, C)
             delta = tf.gather(drawn, block, axis=1) * tf.constant(pattern)[None, ..., None]
             return onto_budget(x0, delta)
 
