@@ -186,7 +186,6 @@ class Square(Attack):
             return onto_budget(x0, delta * (1.0 - either) + new)
 
         def start(x0, seed, rows):
-            n = tf.shape(x0)[0]
             if p.norm == "inf":  # stripes: one sign per column (and channel), the same down it
                 return clip_linf(x0 + eps * signs([1] * (dims - 1) + [sizes[-1], c], seed, rows), x0)
             pattern, block, count = _start_layout(sizes, p.norm)
