@@ -103,14 +103,23 @@ class Square(Attack):
         *sizes, c = clf.input_shape  # (H, W) of an image, (D, H, W) of a volume
         dims = len(sizes)  # 2 for images, 3 for volumes
         axes, spatial = list(range(1, dims + 2)), list(range(1, dims + 1))  # all of an image's axes; per channel
-        # Stages: runs of queries with the same square side (static shapes inside each loop).
+        # Stages: runs of queries with the same square side. One loop runs them all, reading its
+        # stage's side (and L2/L1 patterns, padded to the largest side) from tables: one loop body
+        # to trace and optimise, however many stages the budget spans.
         stages = []
         for q in range(p.queries):
             s = self.side(q, *sizes)
-            if stages and stages[-1][2] == s:
-                stages[-1][1] = q + 1
-            else:
-                stages.append([q, q + 1, s])
+            if stages and stages[-1][1] == s:
+                continue
+            stages.append((q, s))
+        stage_starts = tf.constant([first for first, _ in stages], tf.int32)
+        stage_sides = tf.constant([s for _, s in stages], tf.int32)
+        if p.norm != "inf":
+            widest = max(s for _, s in stages)
+            padded = np.zeros((len(stages), dims) + (widest,) * dims, np.float32)
+            for k, (_, s) in enumerate(stages):
+                padded[(k, slice(None)) + (slice(0, s),) * dims] = _eta(s, p.norm, dims)
+            stage_patterns = tf.constant(padded)
 
         # The model's forward pass in a graph of its own (see egide.core.gradients: inlined into a
         # while loop, TensorFlow may pick slower kernels for it).
@@ -137,7 +146,7 @@ class Square(Attack):
             mask (n, H, W, 1) (or (n, D, H, W, 1)), and its offsets along each axis."""
             def offset(axis, room):
                 u = randomness.for_rows(randomness.draw(seed, axis), rows)(randomness.uniform, [1])[:, 0]
-                return tf.minimum(tf.cast(tf.floor(u * room), tf.int32), room - 1)
+                return tf.minimum(tf.cast(tf.floor(u * tf.cast(room, tf.float32)), tf.int32), room - 1)
 
             offsets = [offset(axis, size - s + 1) for axis, size in enumerate(sizes)]
             return _window_mask(offsets, s, sizes), offsets
@@ -176,7 +185,7 @@ class Square(Attack):
             u = randomness.for_rows(randomness.draw(seed, 2), rows)(randomness.uniform, [1])[:, 0]
             split = tf.minimum(tf.cast(tf.floor(u * dims), tf.int32), dims - 1)
             eta = tf.gather(patterns, split)[..., None]
-            fresh = _at_window(eta, offsets, sizes) * signs([1] * dims + [c], randomness.draw(seed, 3), rows)
+            fresh = _at_window(eta, s, offsets, sizes) * signs([1] * dims + [c], randomness.draw(seed, 3), rows)
             new = m1 * (fresh + delta / (norm_window1 + _TINY))
             if p.norm == "1":  # the reference's L1 rule (the projection below keeps the budget)
                 mass = (tf.maximum(eps - norm_image, 0.0) / c + norm_windows) * c
@@ -199,34 +208,31 @@ class Square(Attack):
             images' own draws they use); returns (best point, broken)."""
             x_best = start(x0, randomness.draw(seed, 0), batch_rows)
             margin, loss = scores(x_best, labels)
-            for k, (first, last, s) in enumerate(stages):
-                patterns = tf.constant(_eta(s, p.norm, dims), tf.float32) if p.norm != "inf" else None
-                stage_seed = randomness.draw(seed, k + 1)
+            stage_seeds = tf.stack([randomness.draw(seed, k + 1) for k in range(len(stages))])
 
-                def more(q, x_best, margin, loss, last=last):
-                    return tf.logical_and(q < last, tf.reduce_any(margin > 0))
+            def more(q, x_best, margin, loss):
+                return tf.logical_and(q < p.queries, tf.reduce_any(margin > 0))
 
-                def query(q, x_best, margin, loss, s=s, patterns=patterns, stage_seed=stage_seed):
-                    todo = tf.where(margin > 0)[:, 0]
-                    x0_t, best_t = tf.gather(x0, todo), tf.gather(x_best, todo)
-                    q_seed, rows = randomness.draw(stage_seed, q), tf.gather(batch_rows, todo)
-                    if p.norm == "inf":
-                        x_new = linf_update(x0_t, best_t, s, q_seed, rows)
-                    else:
-                        x_new = mass_update(x0_t, best_t, s, patterns, q_seed, rows)
-                    m_new, l_new = scores(x_new, tf.gather(labels, todo))
-                    lower = l_new < tf.gather(loss, todo)
-                    keep = tf.logical_or(lower, m_new <= 0)
-                    at = todo[:, None]
-                    loss = tf.tensor_scatter_nd_update(loss, at, tf.where(lower, l_new, tf.gather(loss, todo)))
-                    margin = tf.tensor_scatter_nd_update(
-                        margin, at, tf.where(keep, m_new, tf.gather(margin, todo)))
-                    x_best = tf.tensor_scatter_nd_update(
-                        x_best, at, tf.where(per_sample(keep, x_new), x_new, best_t))
-                    return q + 1, x_best, margin, loss
+            def query(q, x_best, margin, loss):
+                k = tf.reduce_sum(tf.cast(stage_starts <= q, tf.int32)) - 1  # the query's stage
+                s = stage_sides[k]
+                todo = tf.where(margin > 0)[:, 0]
+                x0_t, best_t = tf.gather(x0, todo), tf.gather(x_best, todo)
+                q_seed, rows = randomness.draw(stage_seeds[k], q), tf.gather(batch_rows, todo)
+                if p.norm == "inf":
+                    x_new = linf_update(x0_t, best_t, s, q_seed, rows)
+                else:
+                    x_new = mass_update(x0_t, best_t, s, stage_patterns[k], q_seed, rows)
+                m_new, l_new = scores(x_new, tf.gather(labels, todo))
+                lower = l_new < tf.gather(loss, todo)
+                keep = tf.logical_or(lower, m_new <= 0)
+                at = todo[:, None]
+                loss = tf.tensor_scatter_nd_update(loss, at, tf.where(lower, l_new, tf.gather(loss, todo)))
+                margin = tf.tensor_scatter_nd_update(margin, at, tf.where(keep, m_new, tf.gather(margin, todo)))
+                x_best = tf.tensor_scatter_nd_update(x_best, at, tf.where(per_sample(keep, x_new), x_new, best_t))
+                return q + 1, x_best, margin, loss
 
-                _, x_best, margin, loss = tf.while_loop(
-                    more, query, (tf.constant(first), x_best, margin, loss))
+            _, x_best, margin, loss = tf.while_loop(more, query, (tf.constant(0), x_best, margin, loss))
             return x_best, margin <= 0
 
         def attack(x0, labels, seed):
@@ -255,10 +261,10 @@ def _window_mask(offsets, s: int, sizes):
     return inside
 
 
-def _at_window(block, offsets, sizes):
-    """A (1 or n, s, .., s, 1 or C) block placed at `offsets` (one (n,) tensor per axis) of an
-    (n, *sizes, .) zero image."""
-    s = block.shape[1]
+def _at_window(block, s, offsets, sizes):
+    """The first s rows along each axis of a (1 or n, w, .., w, 1 or C) block (w >= s: a pattern
+    padded to the widest side), placed at `offsets` (one (n,) tensor per axis) of an (n, *sizes, .)
+    zero image."""
     full = tf.broadcast_to(block, tf.concat([[tf.shape(offsets[0])[0]], tf.shape(block)[1:]], 0))
     for axis, (v, size) in enumerate(zip(offsets, sizes), start=1):
         relative = tf.clip_by_value(tf.range(size)[None, :] - v[:, None], 0, s - 1)
