@@ -104,3 +104,40 @@ def test_more_restarts_never_break_fewer(registry, demo):
     three = apgd(registry, eps=1 / 255, steps=20, restarts=3).run(clf, x, y, seed=5)
     assert three.robust_accuracy <= one.robust_accuracy
     assert not (one.success & ~three.success).any()  # restart 0 is the same run
+
+
+def _dlr(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The untargeted DLR of each row, as APGD maximises it (0 where the class changes)."""
+    top = -np.sort(-logits, axis=1)
+    own = logits[np.arange(len(y)), y]
+    best_other = np.where(logits.argmax(1) == y, top[:, 1], top[:, 0])
+    return -(own - best_other) / (top[:, 0] - top[:, 2] + 1e-12)
+
+
+def test_a_restart_within_a_margin_goes_only_to_the_samples_the_first_run_brought_that_close(registry, clf, bars):
+    # Per sample: near the boundary after the first run (DLR above -margin), it gets the restart
+    # and ends as with 2 restarts for all; farther, it ends as with 1 run. Randomness is per image,
+    # so who else restarts changes nothing.
+    _, _, x_test, y_test = bars
+    x, y = x_test[:60], y_test[:60]
+    params = dict(eps=0.1, loss="dlr", steps=5, norm="inf")
+    once = apgd(registry, restarts=1, **params).run(clf, x, y, seed=3)
+    twice = apgd(registry, restarts=2, **params).run(clf, x, y, seed=3)
+    closeness = _dlr(clf.predict_logits(once.x_adv), y)[~once.success]
+    assert (twice.success & ~once.success).any(), "the second start should break some sample here"
+    values = np.sort(closeness)
+    split = len(values) // 2
+    margin = -float(values[split - 1] + values[split]) / 2  # halfway between two samples' values
+    within = apgd(registry, restarts=2, restart_within=margin, **params).run(clf, x, y, seed=3)
+    unbroken = np.flatnonzero(~once.success)
+    near, far = unbroken[closeness > -margin], unbroken[closeness <= -margin]
+    assert len(near) and len(far)
+    np.testing.assert_array_equal(within.x_adv[far], once.x_adv[far])
+    np.testing.assert_array_equal(within.x_adv[near], twice.x_adv[near])
+    np.testing.assert_array_equal(within.x_adv[once.success], once.x_adv[once.success])
+
+
+def test_restart_within_needs_a_dlr_loss(registry, clf, bars):
+    _, _, x_test, y_test = bars
+    with pytest.raises(InputError, match="restart_within.*DLR units"):
+        apgd(registry, restart_within=0.1).run(clf, x_test[:4], y_test[:4])

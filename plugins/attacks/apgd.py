@@ -27,7 +27,10 @@ target; dlr and dlr-targeted: the targeted DLR towards it).
 Restarts (and targets) run one after another, each only on the samples no earlier run broke, as
 in the reference; a sample keeps its first adversarial example, and a sample no run breaks keeps
 its highest-objective point. Already misclassified samples are not attacked. `eot_samples` > 1
-averages each gradient over that many passes, for randomized models.
+averages each gradient over that many passes, for randomized models. With a DLR loss,
+`restart_within` sends a target's restarts only to the samples its first run brought within that
+margin of the boundary (DLR above -margin): the DLR is a margin in units of the logits' own spread,
+so one threshold means the same on any model, and the points a restart turns are those near it.
 
 Where we follow the paper rather than the reference code: condition 1 counts the rises of the
 objective over the iterations since the last checkpoint starting from the start point's value
@@ -100,6 +103,12 @@ class APGD(Attack):
         eot_samples: int = Field(
             1, ge=1, le=100, description="Gradients averaged per step (EOT, for randomized models)"
         )
+        restart_within: float | None = Field(
+            None, gt=0, le=10,
+            description="With a DLR loss: a restart after a target's (or the attack's) first run goes "
+            "only to the samples whose best DLR value in that run came within this margin of the "
+            "boundary (above -margin; the DLR is 0 where the class changes); none: to every sample "
+            "still unbroken")
         eps_schedule: bool = Field(
             False, description="L1: 30% of the iterations at 3 eps, 30% at 2 eps, 40% at eps (AutoAttack's "
             "L1 protocol); only points within eps count")
@@ -107,6 +116,9 @@ class APGD(Attack):
 
     def perturb(self, clf, x, y, target, seed):
         p = self.params
+        if p.restart_within is not None and p.loss == "ce":
+            raise InputError("apgd: restart_within measures the distance to the boundary in DLR units; "
+                             "use loss='dlr' or 'dlr-targeted', or leave restart_within unset")
         need = {"ce": 2, "dlr": 3, "dlr-targeted": 4}[p.loss]
         if clf.num_classes < need:
             raise InputError(
@@ -255,25 +267,41 @@ class APGD(Attack):
             seeds = randomness.draws(seed, runs)
             x_out = x0
             best = tf.fill(tf.shape(y), -float("inf"))
+            # The best objective of the current target's runs so far (restart_within's measure).
+            this_target = tf.fill(tf.shape(y), -float("inf"))
 
-            def more(r, x_out, broken, best):
+            def more(r, x_out, broken, best, this_target):
                 return tf.logical_and(r < runs, tf.reduce_any(tf.logical_not(broken)))
 
-            def run(r, x_out, broken, best):
-                todo = tf.where(tf.logical_not(broken))[:, 0]
+            def run(r, x_out, broken, best, this_target):
+                chosen = tf.logical_not(broken)
+                if p.restart_within is not None:  # a restart: only the samples that came close
+                    close = this_target > -p.restart_within
+                    chosen = tf.logical_and(chosen, tf.logical_or(tf.equal(r % p.restarts, 0), close))
+                todo = tf.where(chosen)[:, 0]
                 goal_r = tf.gather(goal, todo)
                 if aim_at_top:
                     goal_r = tf.gather(ranked[:, 1 + r // p.restarts], todo)
-                adv, hit, value = run_once(tf.gather(x0, todo), tf.gather(y, todo), goal_r, seeds[r], todo)
+
+                def attack_todo():
+                    return run_once(tf.gather(x0, todo), tf.gather(y, todo), goal_r, seeds[r], todo)
+
+                def nothing_to_do():  # every sample left is too far for a restart
+                    return (tf.gather(x0, todo), tf.zeros_like(todo, tf.bool), tf.zeros_like(todo, tf.float32))
+
+                adv, hit, value = tf.cond(tf.size(todo) > 0, attack_todo, nothing_to_do)
                 # Unbroken samples keep their highest-objective point over the runs.
                 keep = tf.logical_or(hit, value > tf.gather(best, todo))
                 rows = tf.boolean_mask(todo, keep)[:, None]
                 x_out = tf.tensor_scatter_nd_update(x_out, rows, tf.boolean_mask(adv, keep))
                 best = tf.tensor_scatter_nd_update(best, rows, tf.boolean_mask(value, keep))
                 broken = tf.tensor_scatter_nd_update(broken, todo[:, None], hit)
-                return r + 1, x_out, broken, best
+                before = tf.where(tf.equal(r % p.restarts, 0), tf.fill(tf.shape(todo), -float("inf")),
+                                  tf.gather(this_target, todo))
+                this_target = tf.tensor_scatter_nd_update(this_target, todo[:, None], tf.maximum(before, value))
+                return r + 1, x_out, broken, best, this_target
 
-            _, x_out, _, _ = tf.while_loop(more, run, (tf.constant(0), x_out, broken, best))
+            x_out = tf.while_loop(more, run, (tf.constant(0), x_out, broken, best, this_target))[1]
             return x_out
 
         return attack
