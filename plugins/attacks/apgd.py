@@ -353,21 +353,23 @@ def _nearest_boundaries_first(clf, x0, y, ranked, norm: str, pool: int):
     """MALT's targeting: among the `pool` classes with the highest clean logits after the top
     one, the order of the distance to their boundary with y in the linear approximation at x0,
     (z_y - z_j) / ||grad(z_y - z_j)||_q (q the dual norm of the budget's), nearest first; the
-    other classes keep their logit order behind them. One backward pass per class of the pool."""
+    other classes keep their logit order behind them. One forward and backward pass per class of the pool."""
     dual = {"inf": 1, "2": 2, "1": float("inf")}[norm]
     others = ranked[:, 1:pool + 1]
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(x0)
-        z = tf.cast(clf.logits(x0), tf.float32)
-        z_y = tf.gather(z, y, batch_dims=1)
-        gaps = [z_y - tf.gather(z, others[:, k], batch_dims=1) for k in range(others.shape[1])]
-    distances = []
-    for k, gap in enumerate(gaps):
+
+    def distance_to(k):
+        # One class at a time, in a loop: one gradient graph to compile for any pool, and the
+        # memory of one pass.
+        with tf.GradientTape() as tape:
+            tape.watch(x0)
+            z = tf.cast(clf.logits(x0), tf.float32)
+            gap = tf.gather(z, y, batch_dims=1) - tf.gather(z, others[:, k], batch_dims=1)
         grad = tape.gradient(gap, x0, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         size = tf.norm(tf.reshape(grad, [tf.shape(grad)[0], -1]), ord=dual, axis=1)
-        distances.append(gap / (size + _TINY))
-    del tape
-    order = tf.argsort(tf.stack(distances, axis=1), axis=1, stable=True)
+        return gap / (size + _TINY)
+
+    distances = tf.transpose(tf.map_fn(distance_to, tf.range(others.shape[1]), fn_output_signature=tf.float32))
+    order = tf.argsort(distances, axis=1, stable=True)
     return tf.concat([ranked[:, :1], tf.gather(others, order, batch_dims=1), ranked[:, pool + 1:]], axis=1)
 
 
