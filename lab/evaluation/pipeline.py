@@ -221,7 +221,7 @@ class EvaluationConfig(BaseModel):
         None,
         description="A reference-grade protocol (AutoAttack's): standard = APGD-CE, APGD-T, FAB-T, "
         "Square; fast = APGD-CE, APGD-T on MALT's 3 nearest targets with a second start for the points "
-        "left, Square with 1,000 queries; quick = APGD-CE, APGD-T; plus; rand (EOT, for randomized "
+        "left near a boundary, Square with 1,000 queries; quick = APGD-CE, APGD-T; plus; rand (EOT, for randomized "
         "models). Its per-point worst case is the report's headline",
     )
     negative_class: str | None = Field(
