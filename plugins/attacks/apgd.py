@@ -210,11 +210,12 @@ class APGD(Attack):
                 since = s["since"] + 1
                 a, since, interval = tf.cond(since >= s["interval"], lambda: checkpoint(a, since, s["interval"]),
                                              lambda: (a, since, s["interval"]))
-                leaving = tf.boolean_mask(a["pos"], first_hit)[:, None]
+                hits = _where(first_hit)
+                leaving = tf.gather(a["pos"], hits)[:, None]
                 o = s["out"]
-                o = dict(x=tf.tensor_scatter_nd_update(o["x"], leaving, tf.boolean_mask(x_next, first_hit)),
+                o = dict(x=tf.tensor_scatter_nd_update(o["x"], leaving, tf.gather(x_next, hits)),
                          broken=tf.tensor_scatter_nd_update(o["broken"], leaving, tf.ones_like(leaving[:, 0], tf.bool)),
-                         best=tf.tensor_scatter_nd_update(o["best"], leaving, tf.boolean_mask(a["best"], first_hit)))
+                         best=tf.tensor_scatter_nd_update(o["best"], leaving, tf.gather(a["best"], hits)))
                 nxt = dict(s, i=i + 1, since=since, interval=interval, out=o,
                            active=a if record else _rows_of(a, tf.logical_not(hit)))
                 if record:
@@ -242,9 +243,10 @@ class APGD(Attack):
                                   shape_invariants=(_invariants(state),))[0]
             a, o = final["active"], final["out"]
             still = tf.logical_not(a["broken"])  # record=True: the broken ones were written as they fell
-            rest = tf.boolean_mask(a["pos"], still)[:, None]
-            found = (tf.tensor_scatter_nd_update(o["x"], rest, tf.boolean_mask(a["x_best"], still)), o["broken"],
-                     tf.tensor_scatter_nd_update(o["best"], rest, tf.boolean_mask(a["best"], still)))
+            still = _where(still)
+            rest = tf.gather(a["pos"], still)[:, None]
+            found = (tf.tensor_scatter_nd_update(o["x"], rest, tf.gather(a["x_best"], still)), o["broken"],
+                     tf.tensor_scatter_nd_update(o["best"], rest, tf.gather(a["best"], still)))
             if record:
                 return (*found, final["history"].stack(), final["etas"].stack())
             return found
@@ -292,9 +294,10 @@ class APGD(Attack):
                 adv, hit, value = tf.cond(tf.size(todo) > 0, attack_todo, nothing_to_do)
                 # Unbroken samples keep their highest-objective point over the runs.
                 keep = tf.logical_or(hit, value > tf.gather(best, todo))
-                rows = tf.boolean_mask(todo, keep)[:, None]
-                x_out = tf.tensor_scatter_nd_update(x_out, rows, tf.boolean_mask(adv, keep))
-                best = tf.tensor_scatter_nd_update(best, rows, tf.boolean_mask(value, keep))
+                keep = _where(keep)
+                rows = tf.gather(todo, keep)[:, None]
+                x_out = tf.tensor_scatter_nd_update(x_out, rows, tf.gather(adv, keep))
+                best = tf.tensor_scatter_nd_update(best, rows, tf.gather(value, keep))
                 broken = tf.tensor_scatter_nd_update(broken, todo[:, None], hit)
                 before = tf.where(tf.equal(r % p.restarts, 0), tf.fill(tf.shape(todo), -float("inf")),
                                   tf.gather(this_target, todo))
@@ -337,7 +340,14 @@ def _objective(loss: str, targeted: bool):
 
 def _rows_of(state: dict, keep) -> dict:
     """The per-sample tensors of `state`, only the rows where `keep` is true."""
-    return {k: tf.boolean_mask(v, keep) for k, v in state.items()}
+    rows = _where(keep)
+    return {k: tf.gather(v, rows) for k, v in state.items()}
+
+
+def _where(mask):
+    """The indices where a (B,) mask is true: with tf.gather, tf.boolean_mask's result, for a
+    fraction of its ops (it builds about ten per call, which the while loops trace and run)."""
+    return tf.where(mask)[:, 0]
 
 
 def _invariants(state: dict) -> dict:
