@@ -249,9 +249,9 @@ class Square(Attack):
         return attack
 
 
-def _window_mask(offsets, s: int, sizes):
-    """(n, *sizes, 1) booleans: True inside the window of side s starting at `offsets` (one
-    (n,) tensor per axis)."""
+def _window_mask(offsets, s, sizes):
+    """(n, *sizes, 1) booleans: True inside the window of side s (an int or a scalar tensor)
+    starting at `offsets` (one (n,) tensor per axis)."""
     k, inside = len(sizes), None
     for axis, (v, size) in enumerate(zip(offsets, sizes)):
         grid = tf.range(size)[None, :]
