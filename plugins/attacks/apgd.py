@@ -291,7 +291,10 @@ class APGD(Attack):
                 def nothing_to_do():  # every sample left is too far for a restart
                     return (tf.gather(x0, todo), tf.zeros_like(todo, tf.bool), tf.zeros_like(todo, tf.float32))
 
-                adv, hit, value = tf.cond(tf.size(todo) > 0, attack_todo, nothing_to_do)
+                if p.restart_within is None:  # `more` saw an unbroken sample: never empty
+                    adv, hit, value = attack_todo()
+                else:
+                    adv, hit, value = tf.cond(tf.size(todo) > 0, attack_todo, nothing_to_do)
                 # Unbroken samples keep their highest-objective point over the runs.
                 keep = tf.logical_or(hit, value > tf.gather(best, todo))
                 keep = _where(keep)
@@ -299,9 +302,10 @@ class APGD(Attack):
                 x_out = tf.tensor_scatter_nd_update(x_out, rows, tf.gather(adv, keep))
                 best = tf.tensor_scatter_nd_update(best, rows, tf.gather(value, keep))
                 broken = tf.tensor_scatter_nd_update(broken, todo[:, None], hit)
-                before = tf.where(tf.equal(r % p.restarts, 0), tf.fill(tf.shape(todo), -float("inf")),
-                                  tf.gather(this_target, todo))
-                this_target = tf.tensor_scatter_nd_update(this_target, todo[:, None], tf.maximum(before, value))
+                if p.restart_within is not None:
+                    before = tf.where(tf.equal(r % p.restarts, 0), tf.fill(tf.shape(todo), -float("inf")),
+                                      tf.gather(this_target, todo))
+                    this_target = tf.tensor_scatter_nd_update(this_target, todo[:, None], tf.maximum(before, value))
                 return r + 1, x_out, broken, best, this_target
 
             x_out = tf.while_loop(more, run, (tf.constant(0), x_out, broken, best, this_target))[1]
