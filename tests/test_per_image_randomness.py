@@ -12,9 +12,11 @@ RANDOM_ATTACKS = [
     ("pgd", {"eps": 0.3, "norm": "2", "steps": 5}),
     ("apgd", {"eps": 0.05, "steps": 20, "restarts": 2}),
     ("apgd", {"eps": 0.05, "steps": 10, "loss": "dlr"}),
+    ("apgd", {"eps": 2.0, "norm": "1", "steps": 20, "restarts": 2, "eps_schedule": True}),
     ("fab", {"eps": 0.1, "steps": 10, "restarts": 2}),
     ("square", {"eps": 0.1, "queries": 100}),
     ("square", {"eps": 0.5, "norm": "2", "queries": 100}),
+    ("square", {"eps": 2.0, "norm": "1", "queries": 100}),
 ]
 
 

@@ -24,6 +24,7 @@ from egide.core import randomness
 from egide.core.norms import per_sample, sample_axes
 
 from ._l1 import nonzero_count, project_l1_box
+from ._shrinking_batch import loop_invariants, rows_of, where_true, write_rows
 
 CHECK_EVERY = 0.04  # share of the iterations between two sparsity checkpoints
 SPARSITY_DROP = 0.95  # the best point's nonzero count fell below this share of the last one's
@@ -45,45 +46,75 @@ def l1_run(model_pass, succeeded, eps: float, steps: int, lo: float, hi: float, 
         counts.append(max(steps - sum(counts), 1))
         return [(m * eps, c) for (m, _), c in zip(SCHEDULE, counts)]
 
-    def single(x0, y, goal, x_start, radius, iterations, topk, sparsity):
+    def single(x0, y, goal, x_start, radius, iterations, topk, sparsity, last):
+        """One stage from x_start: (where each sample ends, broken, best objective). In the last
+        stage a sample leaves once broken, with its first adversarial point; the others end
+        with their best point, which an earlier stage passes on as the next one's start."""
         n = tf.shape(x0)[0]
         dims = tf.cast(tf.reduce_prod(tf.shape(x0)[1:]), tf.float32)
         every = max(int(CHECK_EVERY * iterations), 1)
         logits, value, grad = model_pass(x_start, y, goal)
-        start = dict(i=tf.constant(0), x=x_start, grad=grad, x_best=x_start, best=value, grad_best=grad,
-                     broken=succeeded(logits, y, goal), x_found=x_start, eta=tf.fill([n], radius),
-                     topk=topk, sparsity=sparsity)
+        broken = succeeded(logits, y, goal)
+        out = dict(x=x_start, broken=broken, best=value)
+        active = dict(pos=tf.range(n), x0=x0, y=y, goal=goal, x=x_start, grad=grad, x_best=x_start, best=value,
+                      grad_best=grad, broken=broken, eta=tf.fill([n], radius), topk=topk, sparsity=sparsity)
+        if last:
+            active = rows_of(active, tf.logical_not(broken))
+        state = dict(i=tf.constant(0), out=out, active=active)
 
-        def sparse_step(s):
-            magnitude = tf.sort(tf.reshape(tf.abs(s["grad"]), [n, -1]), axis=1)
-            at = tf.cast(tf.clip_by_value(tf.floor((1.0 - s["topk"]) * dims), 0.0, dims - 1.0), tf.int32)
-            threshold = per_sample(tf.gather(magnitude, at, batch_dims=1), s["grad"])
-            direction = tf.sign(s["grad"]) * tf.cast(tf.abs(s["grad"]) >= threshold, tf.float32)
+        def sparse_step(a):
+            # The threshold is the value at place floor((1 - topk) dims) of the sorted magnitudes:
+            # read from the largest ones down (top_k of the most any sample needs, cheaper than a
+            # full sort when topk is small).
+            at = tf.cast(tf.clip_by_value(tf.floor((1.0 - a["topk"]) * dims), 0.0, dims - 1.0), tf.int32)
+            from_top = tf.cast(dims, tf.int32) - 1 - at
+            most = tf.maximum(tf.reduce_max(from_top) + 1, 1)  # 1 for an empty batch
+            largest = tf.math.top_k(tf.reshape(tf.abs(a["grad"]), [tf.shape(at)[0], -1]), k=most).values
+            threshold = per_sample(tf.gather(largest, from_top, batch_dims=1), a["grad"])
+            direction = tf.sign(a["grad"]) * tf.cast(tf.abs(a["grad"]) >= threshold, tf.float32)
             size = tf.reduce_sum(tf.abs(direction), axis=sample_axes(direction), keepdims=True) + 1e-10
-            return project_l1_box(x0, s["x"] + per_sample(s["eta"], direction) * direction / size,
+            return project_l1_box(a["x0"], a["x"] + per_sample(a["eta"], direction) * direction / size,
                                   radius, lo, hi)
 
         def iteration(s):
-            x = sparse_step(s)
-            logits, value, grad = model_pass(x, y, goal)
-            hit = succeeded(logits, y, goal)
-            first_hit = per_sample(tf.logical_and(hit, tf.logical_not(s["broken"])), x)
-            improved = value > s["best"]
+            a = s["active"]
+            x = sparse_step(a)
+            logits, value, grad = model_pass(x, a["y"], a["goal"])
+            hit = succeeded(logits, a["y"], a["goal"])
+            first_hit = tf.logical_and(hit, tf.logical_not(a["broken"]))
+            improved = value > a["best"]
             i4 = per_sample(improved, x)
-            out = dict(s, i=s["i"] + 1, x=x, grad=grad, broken=tf.logical_or(s["broken"], hit),
-                       x_found=tf.where(first_hit, x, s["x_found"]), best=tf.where(improved, value, s["best"]),
-                       x_best=tf.where(i4, x, s["x_best"]), grad_best=tf.where(i4, grad, s["grad_best"]))
-            return tf.cond(tf.equal(out["i"] % every, 0), lambda: checkpoint(out), lambda: out)
+            a = dict(a, x=x, grad=grad, broken=tf.logical_or(a["broken"], hit),
+                     best=tf.where(improved, value, a["best"]),
+                     x_best=tf.where(i4, x, a["x_best"]), grad_best=tf.where(i4, grad, a["grad_best"]))
+            i = s["i"] + 1
+            a = tf.cond(tf.equal(i % every, 0), lambda: checkpoint(a), lambda: a)
+            out = s["out"]
+            if last:
+                out = write_rows(out, a["pos"], where_true(first_hit), dict(x=x, broken=hit, best=a["best"]))
+                a = rows_of(a, tf.logical_not(hit))
+            return dict(s, i=i, out=out, active=a)
 
-        def checkpoint(s):
-            count = nonzero_count(s["x_best"] - x0)
-            sparser = count / s["sparsity"] < SPARSITY_DROP
-            s4 = per_sample(sparser, x0)
-            eta = tf.clip_by_value(tf.where(sparser, radius, s["eta"] / STEP_DECAY), radius / SMALLEST_STEP, radius)
-            return dict(s, topk=count / dims / SPARSITY_MARGIN, sparsity=count, eta=eta,
-                        x=tf.where(s4, s["x_best"], s["x"]), grad=tf.where(s4, s["grad_best"], s["grad"]))
+        def checkpoint(a):
+            count = nonzero_count(a["x_best"] - a["x0"])
+            sparser = count / a["sparsity"] < SPARSITY_DROP
+            s4 = per_sample(sparser, a["x0"])
+            eta = tf.clip_by_value(tf.where(sparser, radius, a["eta"] / STEP_DECAY), radius / SMALLEST_STEP, radius)
+            return dict(a, topk=count / dims / SPARSITY_MARGIN, sparsity=count, eta=eta,
+                        x=tf.where(s4, a["x_best"], a["x"]), grad=tf.where(s4, a["grad_best"], a["grad"]))
 
-        return tf.while_loop(lambda s: s["i"] < iterations, lambda s: (iteration(s),), (start,))[0]
+        def more(s):
+            return tf.logical_and(s["i"] < iterations, tf.size(s["active"]["pos"]) > 0)
+
+        final = tf.while_loop(more, lambda s: (iteration(s),), (state,),
+                              shape_invariants=(loop_invariants(state),))[0]
+        a = final["active"]
+        # In the last stage only unbroken samples are still active; before it, every sample
+        # passes its best point on.
+        ending = tf.logical_not(a["broken"]) if last else tf.ones_like(a["broken"])
+        out = write_rows(final["out"], a["pos"], where_true(ending),
+                         dict(x=a["x_best"], broken=a["broken"], best=a["best"]))
+        return out["x"], out["broken"], out["best"]
 
     def one_run(x0, y, goal, seed, rows=None):
         shape = tf.shape(x0)
@@ -100,9 +131,7 @@ def l1_run(model_pass, succeeded, eps: float, steps: int, lo: float, hi: float, 
                 x = project_l1_box(x0, x, radius, lo, hi)
                 sparsity = nonzero_count(x - x0)
                 topk = sparsity / dims / SPARSITY_MARGIN
-            final = single(x0, y, goal, x, radius, iterations, topk, sparsity)
-            x = final["x_best"]
-        b4 = per_sample(final["broken"], x0)
-        return tf.where(b4, final["x_found"], final["x_best"]), final["broken"], final["best"]
+            x, broken, best = single(x0, y, goal, x, radius, iterations, topk, sparsity, last=k == len(plan) - 1)
+        return x, broken, best
 
     return one_run

@@ -1,12 +1,17 @@
-"""The L1 threat model's geometry, shared by the attacks that support it: the exact Euclidean
-projection onto the intersection of an L1 ball and the input box, and a per-image sparsity count.
+"""The L1 threat model's geometry, shared by the attacks that support it: the Euclidean
+projection (exact to float32) onto the intersection of an L1 ball and the input box, and a
+per-image sparsity count.
 
 Projecting x0 + d onto {x0 + delta : ||delta||_1 <= eps, lo <= x0 + delta <= hi} (Croce & Hein
 2021, "Mind the box"): the box contains x0, so each coordinate moves towards x0 and the answer is
 delta_i = sign(d_i) * clip(|d_i| - lam, 0, b_i), where b_i is the room the box leaves on d_i's side
-of x0_i and lam >= 0 is the smallest value that brings sum_i clip(|d_i| - lam, 0, b_i) down to eps.
-That sum is piecewise linear and decreasing in lam, with breaks at |d_i| - b_i and |d_i|: sorting
-the breaks gives it exactly, so lam is found in one sort per image (no bisection tolerance).
+of x0_i and lam >= 0 is the smallest value that brings g(lam) = sum_i clip(|d_i| - lam, 0, b_i)
+down to eps. g is continuous, piecewise linear and decreasing: bisection on [0, max |d_i|] narrows
+lam to float32's resolution, and the straight line through the last bracket's two ends (exact
+where no break of g lies inside it) gives lam. Sorting the 2n breaks of g gives the same lam with
+no bracket at all, but TensorFlow's sort costs as much as a forward and backward pass of a small
+CNN on CPU (42 ms against 41 ms for 111 images of 64x64, 2 threads); 26 bisection steps, a few
+elementwise passes each, cost a fifth of that.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from egide.core.norms import per_sample
+
+BISECTIONS = 26  # halvings of [0, max |d_i|]: past float32's 24 bits of lam
 
 
 def project_l1_box(x0, x, eps, lo, hi):
@@ -26,23 +33,23 @@ def project_l1_box(x0, x, eps, lo, hi):
     room = tf.where(d >= 0, hi - x0f, x0f - lo)  # how far the box lets each coordinate go
     room = tf.maximum(room, 0.0)
     eps = tf.reshape(tf.cast(eps, tf.float32) * tf.ones([n]), [n, 1])
-    capped = tf.minimum(a, room)  # the box alone (lam = 0)
-    total = tf.reduce_sum(capped, axis=1, keepdims=True)
+    total = tf.reduce_sum(tf.minimum(a, room), axis=1, keepdims=True)  # g(0): the box alone
 
-    # g(lam) = sum_i clip(a_i - lam, 0, room_i): slope -1 for coordinate i between its two breaks.
-    breaks = tf.concat([tf.maximum(a - room, 0.0), a], axis=1)
-    turns = tf.concat([-tf.ones_like(a), tf.ones_like(a)], axis=1)
-    order = tf.argsort(breaks, axis=1, stable=True)
-    breaks = tf.gather(breaks, order, batch_dims=1)
-    slope = tf.cumsum(tf.gather(turns, order, batch_dims=1), axis=1)  # on [break_k, break_k+1]
-    gaps = tf.concat([breaks[:, 1:] - breaks[:, :-1], tf.zeros([n, 1])], axis=1)
-    # g at each break, from g(0) = total (the first break is >= 0, and g is flat before it).
-    at_break = total + tf.concat([tf.zeros([n, 1]), tf.cumsum(slope * gaps, axis=1)[:, :-1]], axis=1)
-    last_above = tf.maximum(tf.reduce_sum(tf.cast(at_break > eps, tf.int32), axis=1) - 1, 0)
-    g_k = tf.gather(at_break, last_above, batch_dims=1)[:, None]
-    t_k = tf.gather(breaks, last_above, batch_dims=1)[:, None]
-    s_k = tf.gather(slope, last_above, batch_dims=1)[:, None]
-    lam = tf.where(total > eps, t_k + (g_k - eps) / -tf.minimum(s_k, -1.0), 0.0)
+    def g(lam):
+        return tf.reduce_sum(tf.clip_by_value(a - lam, 0.0, room), axis=1, keepdims=True)
+
+    def halve(i, low, high, g_low, g_high):  # keeps g(low) > eps >= g(high)
+        mid = (low + high) / 2.0
+        g_mid = g(mid)
+        above = g_mid > eps
+        return (i + 1, tf.where(above, mid, low), tf.where(above, high, mid),
+                tf.where(above, g_mid, g_low), tf.where(above, g_high, g_mid))
+
+    high = tf.reduce_max(a, axis=1, keepdims=True)  # g(max |d_i|) = 0
+    bracket = (tf.constant(0), tf.zeros([n, 1]), high, total, tf.zeros([n, 1]))
+    _, low, high, g_low, g_high = tf.while_loop(lambda i, *_: i < BISECTIONS, halve, bracket)
+    line = low + (g_low - eps) * (high - low) / tf.maximum(g_low - g_high, 1e-30)
+    lam = tf.where(total > eps, tf.clip_by_value(line, low, high), 0.0)
     delta = tf.sign(d) * tf.clip_by_value(a - lam, 0.0, room)
     # Float rounding may leave the sum a hair above eps: shrink towards x0 (stays in the box).
     size = tf.reduce_sum(tf.abs(delta), axis=1, keepdims=True)

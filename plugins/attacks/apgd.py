@@ -56,6 +56,7 @@ from egide.core.norms import clip_to_ball, per_sample, per_sample_l2, sample_axe
 from egide.core.params import Budget, NormWithL1
 from egide.plugins.attacks._apgd_l1 import l1_run
 from egide.plugins.attacks._params import eps_field, norm_field, targeted_field
+from egide.plugins.attacks._shrinking_batch import loop_invariants, rows_of, where_true, write_rows
 
 FIRST_CHECKPOINT = 0.22  # share of the iterations before the first checkpoint
 CHECKPOINT_DECAY = 0.03  # each later interval is shorter by this share of the iterations
@@ -187,7 +188,7 @@ class APGD(Attack):
                           x_best=x_k, best=value, grad_best=grad, broken=broken, last=value,
                           rises=tf.zeros([n]), best_at_check=value, reduced_at_check=tf.ones([n], tf.bool))
             if not record:
-                active = _rows_of(active, tf.logical_not(broken))
+                active = rows_of(active, tf.logical_not(broken))
             state = dict(i=tf.constant(0), since=tf.constant(0), interval=tf.constant(first), out=out, active=active)
             if record:
                 state["history"] = tf.TensorArray(tf.float32, size=steps + 1).write(0, value)
@@ -210,14 +211,10 @@ class APGD(Attack):
                 since = s["since"] + 1
                 a, since, interval = tf.cond(since >= s["interval"], lambda: checkpoint(a, since, s["interval"]),
                                              lambda: (a, since, s["interval"]))
-                hits = _where(first_hit)
-                leaving = tf.gather(a["pos"], hits)[:, None]
-                o = s["out"]
-                o = dict(x=tf.tensor_scatter_nd_update(o["x"], leaving, tf.gather(x_next, hits)),
-                         broken=tf.tensor_scatter_nd_update(o["broken"], leaving, tf.ones_like(leaving[:, 0], tf.bool)),
-                         best=tf.tensor_scatter_nd_update(o["best"], leaving, tf.gather(a["best"], hits)))
+                o = write_rows(s["out"], a["pos"], where_true(first_hit),
+                               dict(x=x_next, broken=tf.ones_like(hit), best=a["best"]))
                 nxt = dict(s, i=i + 1, since=since, interval=interval, out=o,
-                           active=a if record else _rows_of(a, tf.logical_not(hit)))
+                           active=a if record else rows_of(a, tf.logical_not(hit)))
                 if record:
                     nxt["history"] = s["history"].write(i + 1, value)
                     nxt["etas"] = s["etas"].write(i + 1, tf.reshape(a["eta"], [-1]))
@@ -240,13 +237,12 @@ class APGD(Attack):
                 return tf.logical_and(s["i"] < steps, tf.size(s["active"]["pos"]) > 0)
 
             final = tf.while_loop(more, lambda s: (iteration(s),), (state,),
-                                  shape_invariants=(_invariants(state),))[0]
+                                  shape_invariants=(loop_invariants(state),))[0]
             a, o = final["active"], final["out"]
-            still = tf.logical_not(a["broken"])  # record=True: the broken ones were written as they fell
-            still = _where(still)
-            rest = tf.gather(a["pos"], still)[:, None]
-            found = (tf.tensor_scatter_nd_update(o["x"], rest, tf.gather(a["x_best"], still)), o["broken"],
-                     tf.tensor_scatter_nd_update(o["best"], rest, tf.gather(a["best"], still)))
+            # The samples still active end with their best point (record=True: the broken ones
+            # were written as they fell).
+            o = write_rows(o, a["pos"], where_true(tf.logical_not(a["broken"])), dict(x=a["x_best"], best=a["best"]))
+            found = (o["x"], o["broken"], o["best"])
             if record:
                 return (*found, final["history"].stack(), final["etas"].stack())
             return found
@@ -297,7 +293,7 @@ class APGD(Attack):
                     adv, hit, value = tf.cond(tf.size(todo) > 0, attack_todo, nothing_to_do)
                 # Unbroken samples keep their highest-objective point over the runs.
                 keep = tf.logical_or(hit, value > tf.gather(best, todo))
-                keep = _where(keep)
+                keep = where_true(keep)
                 rows = tf.gather(todo, keep)[:, None]
                 x_out = tf.tensor_scatter_nd_update(x_out, rows, tf.gather(adv, keep))
                 best = tf.tensor_scatter_nd_update(best, rows, tf.gather(value, keep))
@@ -340,27 +336,6 @@ def _objective(loss: str, targeted: bool):
     if loss == "dlr" and not targeted:
         return dlr
     return dlr_targeted
-
-
-def _rows_of(state: dict, keep) -> dict:
-    """The per-sample tensors of `state`, only the rows where `keep` is true."""
-    rows = _where(keep)
-    return {k: tf.gather(v, rows) for k, v in state.items()}
-
-
-def _where(mask):
-    """The indices where a (B,) mask is true: with tf.gather, tf.boolean_mask's result, for a
-    fraction of its ops (it builds about ten per call, which the while loops trace and run)."""
-    return tf.where(mask)[:, 0]
-
-
-def _invariants(state: dict) -> dict:
-    """tf.while_loop shape invariants: the active samples' first dimension varies, the rest not."""
-    def fixed(t):
-        return tf.TensorShape(None) if isinstance(t, tf.TensorArray) else t.shape
-
-    return {k: ({n: tf.TensorShape([None, *t.shape[1:]]) for n, t in v.items()} if k == "active"
-                else tf.nest.map_structure(fixed, v)) for k, v in state.items()}
 
 
 def _nearest_boundaries_first(clf, x0, y, ranked, norm: str, pool: int):
