@@ -255,8 +255,8 @@ def _evaluation_options(p) -> None:
     p.add_argument(
         "--suite", choices=["standard", "fast", "quick", "plus", "rand"],
         help="add a reference-grade protocol (AutoAttack's standard: APGD-CE, APGD-T, FAB-T, Square; fast: "
-        "APGD-CE, APGD-T on MALT's 3 nearest targets with a second start for the points left near a boundary, Square with "
-        "1,000 queries); its per-point worst case becomes the headline",
+        "APGD-CE (8 restarts under L1), APGD-T on MALT's 3 nearest targets with a second start for the "
+        "points left near a boundary, Square with 1,000 queries); its per-point worst case becomes the headline",
     )
     p.add_argument("--defenses", help="comma-separated preprocessing defenses, or 'all'; each is attacked non-adaptively and adaptively (params: use --config)")
     p.add_argument("--eot-samples", type=int, help="draws averaged by EOT against randomized defenses (default 8)")

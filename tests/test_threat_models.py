@@ -70,6 +70,10 @@ def test_the_l1_suite_runs_autoattacks_l1_members(registry):
     assert by_label["apgd-ce"].params["restarts"] == 5 and by_label["apgd-ce"].params["eps_schedule"]
     assert by_label["apgd-t"].params["target_classes"] == 5
     assert by_label["fab-t"].params["target_classes"] == 9 and by_label["square"].params["queries"] == 5000
+    _, fast = plan(registry, "fast", num_classes=4, randomized=False, norm="1")
+    assert fast[0].params["restarts"] == 8 and fast[0].params["eps_schedule"]  # 3 more starts than the reference
+    _, fast_linf = plan(registry, "fast", num_classes=4, randomized=False, norm="inf")
+    assert fast_linf[0].params["restarts"] == 1
 
 
 def test_a_member_without_a_version_for_the_norm_is_left_out_and_named(registry, monkeypatch):

@@ -220,9 +220,9 @@ class EvaluationConfig(BaseModel):
     suite: Literal["standard", "fast", "quick", "plus", "rand"] | None = Field(
         None,
         description="A reference-grade protocol (AutoAttack's): standard = APGD-CE, APGD-T, FAB-T, "
-        "Square; fast = APGD-CE, APGD-T on MALT's 3 nearest targets with a second start for the points "
-        "left near a boundary, Square with 1,000 queries; quick = APGD-CE, APGD-T; plus; rand (EOT, for randomized "
-        "models). Its per-point worst case is the report's headline",
+        "Square; fast = APGD-CE (8 restarts under L1), APGD-T on MALT's 3 nearest targets with a second "
+        "start for the points left near a boundary, Square with 1,000 queries; quick = APGD-CE, APGD-T; plus; "
+        "rand (EOT, for randomized models). Its per-point worst case is the report's headline",
     )
     negative_class: str | None = Field(
         None, max_length=128, description="The class that means 'no finding' (e.g. 'notumor'): the "
