@@ -56,6 +56,7 @@ def ours(args, scratch: Path) -> np.ndarray:
     np.save(scratch / "y.npy", y)
     np.save(scratch / "logits.npy", clf.predict_logits(x[:64]))
     (scratch / "layers.json").write_text(json.dumps(export_layers(clf.model, scratch)))
+    (scratch / "input_range.json").write_text(json.dumps(list(clf.input_range)))
     model_pass = objective_pass(clf, apgd._objective("ce", False))
 
     def succeeded(logits, labels, goal):
@@ -84,9 +85,16 @@ def reference(args, scratch: Path) -> None:
 
     torch.set_num_threads(args.threads)
     layers = json.loads((scratch / "layers.json").read_text())
-    model = torch.nn.Sequential(Affine(1.0, 0.0), rebuild(layers, scratch, torch)).eval()
+    lo, hi = json.loads((scratch / "input_range.json").read_text())
+    # Both sides attack images in [0, 1]; the map to the model's own pixel range goes in front.
+    model = torch.nn.Sequential(Affine(hi - lo, lo), rebuild(layers, scratch, torch)).eval()
     x, y = np.load(scratch / "x.npy"), np.load(scratch / "y.npy")
     xt, yt = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))), torch.from_numpy(y)
+    keras_logits = np.load(scratch / "logits.npy")
+    with torch.no_grad():
+        gap = float(np.abs(model(xt[: len(keras_logits)]).numpy() - keras_logits).max())
+    if gap > 1e-3:
+        raise SystemExit(f"the PyTorch rebuild's logits differ from Keras' by {gap:.2e}: not comparable")
     broken = []
     for noise in noises(x.shape, args.starts):
         attack = APGDAttack(model, n_iter=100, norm="L1", n_restarts=1, eps=args.eps, loss="ce", device="cpu",
