@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 
-def noises(shape, starts: int) -> list[np.ndarray]:
-    return [np.random.default_rng(k).normal(size=shape).astype(np.float32) for k in range(starts)]
+def noises(shape, starts: int, first: int) -> list[np.ndarray]:
+    return [np.random.default_rng(first + k).normal(size=shape).astype(np.float32) for k in range(starts)]
 
 
 def ours(args, scratch: Path) -> np.ndarray:
@@ -63,7 +63,7 @@ def ours(args, scratch: Path) -> np.ndarray:
         return tf.not_equal(tf.argmax(logits, axis=1, output_type=labels.dtype), labels)
 
     broken = []
-    for noise in noises(x.shape, args.starts):
+    for noise in noises(x.shape, args.starts, args.seed):
         class GivenStart:  # the one draw l1_run makes: its start's Gaussian noise
             @staticmethod
             def normal(shape, seed):
@@ -96,7 +96,7 @@ def reference(args, scratch: Path) -> None:
     if gap > 1e-3:
         raise SystemExit(f"the PyTorch rebuild's logits differ from Keras' by {gap:.2e}: not comparable")
     broken = []
-    for noise in noises(x.shape, args.starts):
+    for noise in noises(x.shape, args.starts, args.seed):
         attack = APGDAttack(model, n_iter=100, norm="L1", n_restarts=1, eps=args.eps, loss="ce", device="cpu",
                             use_largereps=True)
         attack.init_hyperparam(xt)
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=120)
     parser.add_argument("--eps", type=float, default=2.0)
     parser.add_argument("--starts", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="the starts' noise comes from seeds seed, seed + 1, ...")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()

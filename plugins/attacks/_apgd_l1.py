@@ -10,8 +10,8 @@ dropped by over 5%, the step size goes back to its start (eps) and the run resta
 best point; otherwise the step shrinks by 1.5, never below eps / 10.
 
 `eps_schedule` (AutoAttack's `use_largereps`, on in its L1 protocol): 30% of the iterations at
-3 eps, 30% at 2 eps, 40% at eps, each stage starting from where the last ended, projected onto
-the smaller ball; only the last stage's points count, so every result is within eps. In the last
+3 eps, 30% at 2 eps, 40% at eps, the first from the random start with topk 0.2, each later one
+from where the last ended (at its sparsity), projected onto the smaller ball; only the last stage's points count, so every result is within eps. In the last
 stage an image leaves the loop once broken (`_shrinking_batch`); the earlier stages run every
 image, since a point broken at 3 or 2 eps is not broken within eps.
 """
@@ -125,11 +125,16 @@ def l1_run(model_pass, succeeded, eps: float, steps: int, lo: float, hi: float, 
         plan = stages()
         x = project_l1_box(x0, x0 + noise, plan[0][0], lo, hi)
         n, dims = shape[0], tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
-        # From a random start, the first steps move a fifth of the coordinates; a stage that goes
-        # on from the last one starts at the sparsity it reached.
+        # From the random start, the first steps move a fifth of the coordinates (the paper's
+        # random-start rule), with or without the schedule; a stage that goes on from the last one
+        # starts at the sparsity it reached. (The reference's schedule counts its random start's
+        # support too, but its start x + t + delta carries float residue x + t - t != x on about
+        # half the coordinates, so its count says ~50% where the true support is ~1%, and its first
+        # steps are dense; counting the true support instead made every run far sparser and the
+        # restarts less varied: docs/decisions.md.)
         topk, sparsity = tf.fill([n], FIRST_TOPK), tf.fill([n], dims)
         for k, (radius, iterations) in enumerate(plan):
-            if k or schedule:  # a given start (AutoAttack's x_init): its own sparsity
+            if k:  # a stage's start is the last stage's best point: its own sparsity
                 x = project_l1_box(x0, x, radius, lo, hi)
                 sparsity = nonzero_count(x - x0)
                 topk = sparsity / dims / SPARSITY_MARGIN
