@@ -118,7 +118,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=120)
     parser.add_argument("--eps", type=float, default=2.0)
     parser.add_argument("--starts", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0, help="the starts' noise comes from seeds seed, seed + 1, ...")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the starts' noise comes from seeds seed, seed + 1, ...")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -11,7 +11,8 @@ best point; otherwise the step shrinks by 1.5, never below eps / 10.
 
 `eps_schedule` (AutoAttack's `use_largereps`, on in its L1 protocol): 30% of the iterations at
 3 eps, 30% at 2 eps, 40% at eps, the first from the random start with topk 0.2, each later one
-from where the last ended (at its sparsity), projected onto the smaller ball; only the last stage's points count, so every result is within eps. In the last
+from where the last ended (at its sparsity), projected onto the smaller ball; only the last
+stage's points count, so every result is within eps. In the last
 stage an image leaves the loop once broken (`_shrinking_batch`); the earlier stages run every
 image, since a point broken at 3 or 2 eps is not broken within eps.
 """

@@ -18,9 +18,13 @@ def where_true(mask):
 
 
 def rows_of(state: dict, keep) -> dict:
-    """The per-sample tensors of `state`, only the rows where `keep` is true."""
-    rows = where_true(keep)
-    return {k: tf.gather(v, rows) for k, v in state.items()}
+    """The per-sample tensors of `state`, only the rows where `keep` is true. Most iterations
+    break no sample: then the state is passed on as it is, not copied row by row."""
+    def gathered():
+        rows = where_true(keep)
+        return {k: tf.gather(v, rows) for k, v in state.items()}
+
+    return tf.cond(tf.reduce_all(keep), lambda: dict(state), gathered)
 
 
 def write_rows(out: dict, pos, rows, values: dict) -> dict:
