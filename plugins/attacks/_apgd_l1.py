@@ -129,10 +129,10 @@ def l1_run(model_pass, succeeded, eps: float, steps: int, lo: float, hi: float, 
         # From the random start, the first steps move a fifth of the coordinates (the paper's
         # random-start rule), with or without the schedule; a stage that goes on from the last one
         # starts at the sparsity it reached. (The reference's schedule counts its random start's
-        # support too, but its start x + t + delta carries float residue x + t - t != x on about
-        # half the coordinates, so its count says ~50% where the true support is ~1%, and its first
-        # steps are dense; counting the true support instead made every run far sparser and the
-        # restarts less varied: docs/decisions.md.)
+        # support too, but its start x + t + delta carries float residue x + t - t != x on many
+        # coordinates (about half, on the scans measured), so its count says ~50% where the true
+        # support is ~1%, and its first steps are dense; counting the true support instead made
+        # every run far sparser and the restarts less varied: docs/decisions.md.)
         topk, sparsity = tf.fill([n], FIRST_TOPK), tf.fill([n], dims)
         for k, (radius, iterations) in enumerate(plan):
             if k:  # a stage's start is the last stage's best point: its own sparsity
