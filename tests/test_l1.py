@@ -112,3 +112,30 @@ def test_l1_apgd_is_sparse_where_l2_is_not(clf, bars, registry):
     l2 = registry.create("attack", "apgd", eps=0.4, norm="2", steps=20).run(clf, x, y, seed=0)
     moved_l2 = (np.abs(l2.x_adv - x) > 1e-6).reshape(len(x), -1).mean(1)
     assert np.median(moved) < np.median(moved_l2)
+
+
+EPS_DISCARD = 1.5  # on these 80 images: 15 broken, 2 discarded
+
+
+def test_l1_stage_discard_drops_only_what_the_2eps_stage_missed(clf, bars, registry):
+    """`fast`'s stage_discard: a sample leaves before the last stage (unbroken, at its clean image)
+    only if no point of the 2 eps stage broke it; every other sample runs as it does without
+    discarding."""
+    _, _, x, y = bars
+    x, y = x[:80], y[:80]
+    params = dict(eps=EPS_DISCARD, norm="1", steps=20, eps_schedule=True)
+    plain = registry.create("attack", "apgd", **params).run(clf, x, y, seed=0)
+    discarding = registry.create("attack", "apgd", stage_discard=True, **params).run(clf, x, y, seed=0)
+    broken, broken_plain = discarding.y_pred_adv != y, plain.y_pred_adv != y
+    l1 = np.abs(discarding.x_adv - x).reshape(len(x), -1).sum(1)
+    discarded = ~broken & (l1 == 0)
+    assert broken.any() and discarded.any()  # a budget where some samples fall and some are hopeless
+    assert not np.any(broken & ~broken_plain)
+    np.testing.assert_allclose(discarding.x_adv[~discarded], plain.x_adv[~discarded], atol=1e-5)
+    assert l1.max() <= EPS_DISCARD * (1 + 1e-5) and discarding.x_adv.min() >= 0 and discarding.x_adv.max() <= 1
+
+
+def test_stage_discard_without_the_l1_schedule_is_refused_clearly(clf, bars, registry):
+    _, _, x, y = bars
+    with pytest.raises(Exception, match="stage_discard works on the stages of the L1 eps schedule"):
+        registry.create("attack", "apgd", eps=0.03, norm="inf", stage_discard=True).run(clf, x[:4], y[:4], seed=0)

@@ -72,6 +72,12 @@ def test_the_l1_suite_runs_autoattacks_l1_members(registry):
     assert by_label["fab-t"].params["target_classes"] == 9 and by_label["square"].params["queries"] == 5000
     _, fast = plan(registry, "fast", num_classes=4, randomized=False, norm="1")
     assert fast[0].params["restarts"] == 8 and fast[0].params["eps_schedule"]  # 3 more starts than the reference
+    # fast skips l1-APGD's last stage for points its 2 eps stage missed; standard runs every stage
+    assert [m.params.get("stage_discard") for m in fast] == [True, True, None]
+    assert not any(m.params.get("stage_discard") for m in members)
+    # a member's fallback runs under L1 with the schedule as well
+    _, three = plan(registry, "standard", num_classes=3, randomized=False, norm="1")
+    assert three[1].ran == "apgd-dlr" and three[1].params["eps_schedule"]
     _, fast_linf = plan(registry, "fast", num_classes=4, randomized=False, norm="inf")
     assert fast_linf[0].params["restarts"] == 1
 

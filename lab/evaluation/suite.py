@@ -103,7 +103,8 @@ L1_PARAMS = {"apgd-ce": {"restarts": 5, "eps_schedule": True},
 # still left `fast` one image behind the reference at adversarial L1 2 (docs/decisions.md). Each
 # restart runs only on the points still robust, and restarts 1 to 5 draw as with 5, so `fast`
 # never breaks fewer.
-FAST_L1_PARAMS = {"apgd-ce": {"restarts": 8}}
+FAST_L1_PARAMS = {"apgd-ce": {"restarts": 8, "stage_discard": True}, "apgd-t-malt": {"stage_discard": True},
+                  "apgd-dlr": {"stage_discard": True}}
 
 
 def is_randomized(clf: Classifier, x: np.ndarray, batch_size: int) -> bool:
@@ -122,15 +123,15 @@ def plan(registry, protocol: str, num_classes: int, randomized: bool,
     ran = "rand" if randomized and protocol != "rand" else protocol
     members = []
     for m in PROTOCOLS[ran]:
-        if norm == "1" and m.label in L1_PARAMS:
-            fast_only = FAST_L1_PARAMS.get(m.label, {}) if ran == "fast" else {}
-            m = dataclasses.replace(m, params={**m.params, **L1_PARAMS[m.label], **fast_only})
         chosen, note = m, None
         while chosen is not None and num_classes < chosen.min_classes:
             replacement = VARIANTS.get(chosen.fallback) if chosen.fallback else None
             note = (f"{chosen.label} needs {chosen.min_classes} classes and the model has {num_classes}"
                     + (f": {replacement.label} runs instead" if replacement else ": left out"))
             chosen = replacement
+        if chosen is not None and norm == "1" and chosen.label in L1_PARAMS:  # a fallback's too
+            fast_only = FAST_L1_PARAMS.get(chosen.label, {}) if ran == "fast" else {}
+            chosen = dataclasses.replace(chosen, params={**chosen.params, **L1_PARAMS[chosen.label], **fast_only})
         if chosen is not None and chosen.plugin not in registry.names("attack"):
             note = f"{chosen.label}: the '{chosen.plugin}' attack is not installed, so it was left out"
             chosen = None

@@ -113,6 +113,10 @@ class APGD(Attack):
         eps_schedule: bool = Field(
             False, description="L1: 30% of the iterations at 3 eps, 30% at 2 eps, 40% at eps (AutoAttack's "
             "L1 protocol); only points within eps count")
+        stage_discard: bool = Field(
+            False, description="With eps_schedule: a sample that no point of the 2 eps stage broke "
+            "leaves the run there, unbroken at its clean image, and skips the last stage (Adaptive "
+            "Auto Attack's discarding of hopeless points, at the schedule's stage end)")
         targeted: bool = targeted_field()
 
     def perturb(self, clf, x, y, target, seed):
@@ -120,6 +124,9 @@ class APGD(Attack):
         if p.restart_within is not None and p.loss == "ce":
             raise InputError("apgd: restart_within measures the distance to the boundary in DLR units; "
                              "use loss='dlr' or 'dlr-targeted', or leave restart_within unset")
+        if p.stage_discard and not (p.norm == "1" and p.eps_schedule):
+            raise InputError("apgd: stage_discard works on the stages of the L1 eps schedule; set norm='1' "
+                             "and eps_schedule=true, or leave stage_discard off")
         need = {"ce": 2, "dlr": 3, "dlr-targeted": 4}[p.loss]
         if clf.num_classes < need:
             raise InputError(
@@ -250,7 +257,8 @@ class APGD(Attack):
         if record:
             return lambda x0, y, goal, seed: one_run(x0, y, goal, seed)
         # L1 runs step sparsely and adapt sparsity, not the step schedule (_apgd_l1.py).
-        run_once = l1_run(model_pass, succeeded, eps, steps, lo, hi, p.eps_schedule) if norm == "1" else one_run
+        run_once = l1_run(model_pass, succeeded, eps, steps, lo, hi, p.eps_schedule,
+                                  p.stage_discard) if norm == "1" else one_run
 
         def attack(x0, y, labels, seed):
             goal = labels  # the target labels, or y
