@@ -14,7 +14,10 @@ best point; otherwise the step shrinks by 1.5, never below eps / 10.
 from where the last ended (at its sparsity), projected onto the smaller ball; only the last
 stage's points count, so every result is within eps. In the last
 stage an image leaves the loop once broken (`_shrinking_batch`); the earlier stages run every
-image, since a point broken at 3 or 2 eps is not broken within eps.
+image, since a point broken at 3 or 2 eps is not broken within eps. `discard` (APGD's
+`stage_discard`, on in the `fast` suite): an image no point of the 2 eps stage broke skips the
+last stage and ends unbroken, at its clean image (Adaptive Auto Attack's discarding of hopeless
+points, Liu et al. 2022; `benchmarks/l1_stage_discard.py` measures what it gives up).
 """
 
 from __future__ import annotations
