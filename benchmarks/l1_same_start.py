@@ -16,8 +16,6 @@ PyTorch is `autoattack_crosscheck.py`'s.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,32 +29,16 @@ def noises(shape, starts: int, first: int) -> list[np.ndarray]:
 
 
 def ours(args, scratch: Path) -> np.ndarray:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from egide.lab.quiet import import_tensorflow_quietly
+    from _common import export_for_reference, model_and_images, tensorflow_on
 
-    import_tensorflow_quietly()
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    import egide
-    from autoattack_crosscheck import export_layers
+    tf = tensorflow_on(args.threads)
     from egide.core.gradients import objective_pass
-    from egide.lab import services
-    from egide.lab.data import load
     from egide.plugins.attacks import _apgd_l1, apgd
 
-    reg = egide.registry()
-    clf = egide.Classifier.load(args.model)
-    data = load(services.default_data(reg, args.model) if args.data is None else args.data, split="test",
-                limit=args.limit)
-    x, y = data.x.astype(np.float32), data.y.astype(np.int64)
+    _, clf, x, y = model_and_images(args.model, args.data, args.limit)
     keep = clf.predict(x) == y
     x, y = x[keep], y[keep]
-    np.save(scratch / "x.npy", x)
-    np.save(scratch / "y.npy", y)
-    np.save(scratch / "logits.npy", clf.predict_logits(x[:64]))
-    (scratch / "layers.json").write_text(json.dumps(export_layers(clf.model, scratch)))
-    (scratch / "input_range.json").write_text(json.dumps(list(clf.input_range)))
+    export_for_reference(clf, x, y, scratch)
     model_pass = objective_pass(clf, apgd._objective("ce", False))
 
     def succeeded(logits, labels, goal):
@@ -80,21 +62,13 @@ def reference(args, scratch: Path) -> None:
     import torch
 
     sys.path.insert(0, args.autoattack)
+    from _common import reference_model
     from autoattack.autopgd_base import APGDAttack, L1_projection
-    from autoattack_crosscheck import Affine, rebuild
 
     torch.set_num_threads(args.threads)
-    layers = json.loads((scratch / "layers.json").read_text())
-    lo, hi = json.loads((scratch / "input_range.json").read_text())
     # Both sides attack images in [0, 1]; the map to the model's own pixel range goes in front.
-    model = torch.nn.Sequential(Affine(hi - lo, lo), rebuild(layers, scratch, torch)).eval()
-    x, y = np.load(scratch / "x.npy"), np.load(scratch / "y.npy")
-    xt, yt = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))), torch.from_numpy(y)
-    keras_logits = np.load(scratch / "logits.npy")
-    with torch.no_grad():
-        gap = float(np.abs(model(xt[: len(keras_logits)]).numpy() - keras_logits).max())
-    if gap > 1e-3:
-        raise SystemExit(f"the PyTorch rebuild's logits differ from Keras' by {gap:.2e}: not comparable")
+    model, xt, yt = reference_model(scratch, torch)
+    x = np.load(scratch / "x.npy")
     broken = []
     for noise in noises(x.shape, args.starts, args.seed):
         attack = APGDAttack(model, n_iter=100, norm="L1", n_restarts=1, eps=args.eps, loss="ce", device="cpu",

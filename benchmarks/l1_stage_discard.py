@@ -16,7 +16,8 @@ where `fast`'s L1 APGD is weaker than the full schedule.
 from __future__ import annotations
 
 import argparse
-import os
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -32,22 +33,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from egide.lab.quiet import import_tensorflow_quietly
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _common import model_and_images, tensorflow_on
 
-    import_tensorflow_quietly()
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    import egide
-    from egide.lab import services
-    from egide.lab.data import load
-
-    reg = egide.registry()
-    clf = egide.Classifier.load(args.model)
-    data = load(args.data or services.default_data(reg, args.model), split="test", limit=args.limit)
-    x, y = data.x.astype(np.float32), data.y.astype(np.int64)
+    tensorflow_on(args.threads)
+    reg, clf, x, y = model_and_images(args.model, args.data, args.limit)
     keep = clf.predict(x) == y
     x, y = x[keep], y[keep]
     params = dict(eps=args.eps, norm="1", loss="ce", steps=100, eps_schedule=True)

@@ -14,7 +14,8 @@ they broke beside the DLR of those nothing broke, and how many points lie within
 from __future__ import annotations
 
 import argparse
-import os
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -39,24 +40,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as autoattack_crosscheck.py measures
-    from egide.lab.quiet import import_tensorflow_quietly
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _common import model_and_images, tensorflow_on
 
-    import_tensorflow_quietly()
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    import egide
+    tensorflow_on(args.threads, onednn=True)  # as autoattack_crosscheck.py measures
     from egide.lab import services
-    from egide.lab.data import load
     from egide.lab.evaluation.suite import L1_PARAMS
 
-    reg = egide.registry()
-    clf = egide.Classifier.load(args.model)
-    data = load(args.data or services.default_data(reg, args.model), split="test", limit=args.limit)
-    x, y = data.x.astype(np.float32), data.y.astype(np.int64)
+    reg, clf, x, y = model_and_images(args.model, args.data, args.limit)
     eps = services.parse_number(args.eps)
     l1 = args.norm == "1"
 

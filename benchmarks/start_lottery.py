@@ -19,8 +19,6 @@ PyTorch is `autoattack_crosscheck.py`'s.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,25 +30,12 @@ TARGETS = 3
 
 
 def ours(args, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as autoattack_crosscheck.py measures
-    from egide.lab.quiet import import_tensorflow_quietly
+    from _common import export_for_reference, model_and_images, tensorflow_on
 
-    import_tensorflow_quietly()
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    import egide
-    from autoattack_crosscheck import export_layers
-    from egide.lab import services
-    from egide.lab.data import load
+    tensorflow_on(args.threads, onednn=True)  # as autoattack_crosscheck.py measures
     from egide.lab.evaluation.suite import L1_PARAMS
 
-    reg = egide.registry()
-    clf = egide.Classifier.load(args.model)
-    data = load(args.data or services.default_data(reg, args.model), split="test", limit=args.limit)
-    x, y = data.x.astype(np.float32), data.y.astype(np.int64)
+    reg, clf, x, y = model_and_images(args.model, args.data, args.limit)
 
     def attack(label, **params):
         extra = L1_PARAMS.get(label, {}) if args.norm == "1" else {}
@@ -59,11 +44,7 @@ def ours(args, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
     correct = np.flatnonzero(clf.predict(x) == y)
     ce = attack("apgd-ce", loss="ce", restarts=1).run(clf, x[correct], y[correct], seed=0).x_adv
     points = correct[clf.predict(ce) == y[correct]]
-    np.save(scratch / "x.npy", x[points])
-    np.save(scratch / "y.npy", y[points])
-    np.save(scratch / "logits.npy", clf.predict_logits(x[points][:64]))
-    (scratch / "layers.json").write_text(json.dumps(export_layers(clf.model, scratch)))
-    (scratch / "input_range.json").write_text(json.dumps(list(clf.input_range)))
+    export_for_reference(clf, x[points], y[points], scratch)
     apgd_t = attack("apgd-t-malt", loss="dlr-targeted", restarts=1, target_classes=TARGETS,
                     target_order="linear")
     broken = [clf.predict(apgd_t.run(clf, x[points], y[points], seed=s).x_adv) != y[points]
@@ -75,20 +56,12 @@ def reference(args, scratch: Path) -> None:
     import torch
 
     sys.path.insert(0, args.autoattack)
+    from _common import reference_model
     from autoattack.autopgd_base import APGDAttack_targeted
-    from autoattack_crosscheck import REFERENCE_NORMS, Affine, rebuild
+    from autoattack_crosscheck import REFERENCE_NORMS
 
     torch.set_num_threads(args.threads)
-    layers = json.loads((scratch / "layers.json").read_text())
-    lo, hi = json.loads((scratch / "input_range.json").read_text())
-    model = torch.nn.Sequential(Affine(hi - lo, lo), rebuild(layers, scratch, torch)).eval()
-    x, y = np.load(scratch / "x.npy"), np.load(scratch / "y.npy")
-    xt, yt = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))), torch.from_numpy(y)
-    keras_logits = np.load(scratch / "logits.npy")
-    with torch.no_grad():
-        gap = float(np.abs(model(xt[: len(keras_logits)]).numpy() - keras_logits).max())
-    if gap > 1e-3:
-        raise SystemExit(f"the PyTorch rebuild's logits differ from Keras' by {gap:.2e}: not comparable")
+    model, xt, yt = reference_model(scratch, torch)
     broken = []
     for seed in range(args.seeds):
         attack = APGDAttack_targeted(model, n_iter=100, norm=REFERENCE_NORMS[args.norm], n_restarts=1,
