@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from scipy.optimize import brentq, linprog
 
-from egide.core.errors import ParameterError
+from egide.core.errors import InputError, ParameterError
 from egide.lab.choices import norms_of
 from egide.plugins.attacks._l1 import l1_hyperplane_step, project_l1_box
 
@@ -137,5 +137,5 @@ def test_l1_stage_discard_drops_only_what_the_2eps_stage_missed(clf, bars, regis
 
 def test_stage_discard_without_the_l1_schedule_is_refused_clearly(clf, bars, registry):
     _, _, x, y = bars
-    with pytest.raises(Exception, match="stage_discard works on the stages of the L1 eps schedule"):
+    with pytest.raises(InputError, match="stage_discard works on the stages of the L1 eps schedule"):
         registry.create("attack", "apgd", eps=0.03, norm="inf", stage_discard=True).run(clf, x[:4], y[:4], seed=0)

@@ -257,8 +257,8 @@ class APGD(Attack):
         if record:
             return lambda x0, y, goal, seed: one_run(x0, y, goal, seed)
         # L1 runs step sparsely and adapt sparsity, not the step schedule (_apgd_l1.py).
-        run_once = l1_run(model_pass, succeeded, eps, steps, lo, hi, p.eps_schedule,
-                                  p.stage_discard) if norm == "1" else one_run
+        run_once = (l1_run(model_pass, succeeded, eps, steps, lo, hi, p.eps_schedule, p.stage_discard)
+                    if norm == "1" else one_run)
 
         def attack(x0, y, labels, seed):
             goal = labels  # the target labels, or y
