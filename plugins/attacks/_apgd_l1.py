@@ -160,6 +160,8 @@ def l1_run(model_pass, succeeded, eps: float, steps: int, lo: float, hi: float, 
                                                               best=tf.fill(tf.shape(best), -math.inf)))
                 going_on = where_true(broken)
                 pos, x0_in, y_in, goal_in, x = (tf.gather(t, going_on) for t in (pos, x0_in, y_in, goal_in, x))
+        if not discard:  # every sample ran every stage, in its place
+            return x, broken, best
         ended = write_rows(ended, pos, tf.range(tf.size(pos)), dict(x=x, broken=broken, best=best))
         return ended["x"], ended["broken"], ended["best"]
 
