@@ -158,8 +158,8 @@ def l1_run(model_pass, succeeded, eps: float, steps: int, lo: float, hi: float, 
                 hopeless = where_true(tf.logical_not(broken))
                 ended = write_rows(ended, pos, hopeless, dict(x=x0_in, broken=broken,
                                                               best=tf.fill(tf.shape(best), -math.inf)))
-                going_on = where_true(broken)
-                pos, x0_in, y_in, goal_in, x = (tf.gather(t, going_on) for t in (pos, x0_in, y_in, goal_in, x))
+                going_on = rows_of(dict(pos=pos, x0=x0_in, y=y_in, goal=goal_in, x=x), broken)
+                pos, x0_in, y_in, goal_in, x = (going_on[k] for k in ("pos", "x0", "y", "goal", "x"))
         if not discard:  # every sample ran every stage, in its place
             return x, broken, best
         ended = write_rows(ended, pos, tf.range(tf.size(pos)), dict(x=x, broken=broken, best=best))
